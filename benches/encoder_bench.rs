@@ -1,0 +1,163 @@
+//! Pairs/s of a bge-reranker-base-shaped cross-encoder (XLM-R: 12 layers,
+//! hidden 768, 12 heads, FFN 3072, 250002 vocab) on the CPU and on wgpu.
+//!
+//!     cargo run --release -p crossrank-benches --bin encoder-bench -- [--devices cpu,wgpu] [--iters 3]
+//!
+//! The random-init checkpoint is generated on first run under
+//! benches/models/ (not committed; ~556 MB, f16 like a converted checkpoint).
+//! Workload: 64 pairs, queries of 4–12 words, passages of 60–180 words,
+//! batch 32, max_length 512.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use crossrank::device::select;
+use crossrank::{Checkpoint, Reranker, ScoreOptions};
+use safetensors::tensor::{Dtype, TensorView};
+
+const WORDS: &[&str] = &[
+    "search", "latency", "reranker", "passage", "query", "model", "index", "vector", "bear", "china",
+    "panda", "mountain", "river", "history", "science", "network", "protocol", "database", "engine",
+    "browser", "memory", "kernel", "matrix", "attention", "layer", "token", "language", "question",
+    "answer", "document", "retrieval", "ranking", "quality", "speed", "hardware", "graphics", "compute",
+    "the", "of", "and", "to", "in", "is", "for", "with", "on", "that", "by", "this", "from",
+];
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() as usize) % (hi - lo + 1)
+    }
+}
+
+fn words(rng: &mut Rng, n: usize) -> String {
+    (0..n).map(|_| WORDS[rng.range(0, WORDS.len() - 1)]).collect::<Vec<_>>().join(" ")
+}
+
+fn workload() -> Vec<(String, String)> {
+    let mut rng = Rng(0x5eed);
+    (0..64)
+        .map(|_| {
+            let q = rng.range(4, 12);
+            let p = rng.range(60, 180);
+            (words(&mut rng, q), words(&mut rng, p))
+        })
+        .collect()
+}
+
+fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
+    let (v, h, l, f, p) = (250_002usize, 768usize, 12usize, 3072usize, 514usize);
+    std::fs::create_dir_all(dir)?;
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("roberta.embeddings.word_embeddings.weight".into(), vec![v, h]),
+        ("roberta.embeddings.position_embeddings.weight".into(), vec![p, h]),
+        ("roberta.embeddings.token_type_embeddings.weight".into(), vec![1, h]),
+        ("roberta.embeddings.LayerNorm.weight".into(), vec![h]),
+        ("roberta.embeddings.LayerNorm.bias".into(), vec![h]),
+        ("classifier.dense.weight".into(), vec![h, h]),
+        ("classifier.dense.bias".into(), vec![h]),
+        ("classifier.out_proj.weight".into(), vec![1, h]),
+        ("classifier.out_proj.bias".into(), vec![1]),
+    ];
+    for i in 0..l {
+        let pre = format!("roberta.encoder.layer.{i}");
+        for (n, s) in [
+            ("attention.self.query", (h, h)),
+            ("attention.self.key", (h, h)),
+            ("attention.self.value", (h, h)),
+            ("attention.output.dense", (h, h)),
+            ("intermediate.dense", (f, h)),
+            ("output.dense", (h, f)),
+        ] {
+            shapes.push((format!("{pre}.{n}.weight"), vec![s.0, s.1]));
+            shapes.push((format!("{pre}.{n}.bias"), vec![s.0]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{pre}.{n}.weight"), vec![h]));
+            shapes.push((format!("{pre}.{n}.bias"), vec![h]));
+        }
+    }
+    let mut rng = Rng(42);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let ln_weight = name.contains("LayerNorm.weight");
+            let bytes = (0..n)
+                .flat_map(|_| {
+                    let x = if ln_weight { 1.0 } else { 0.05 * rng.uniform() };
+                    half::f16::from_f32(x).to_le_bytes()
+                })
+                .collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F16, s.clone(), b)?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
+    let config = serde_json::json!({
+        "architectures": ["XLMRobertaForSequenceClassification"], "model_type": "xlm-roberta",
+        "vocab_size": v, "hidden_size": h, "num_hidden_layers": l, "num_attention_heads": 12,
+        "intermediate_size": f, "hidden_act": "gelu", "max_position_embeddings": p, "type_vocab_size": 1,
+        "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+        "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    std::fs::copy(tokenizer, dir.join("tokenizer.json"))?;
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": "<pad>", "model_max_length": 512}"#)?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
+    let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
+    let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("models/bge-reranker-base-random");
+    if !dir.join("model.safetensors").exists() {
+        eprintln!("generating {} ...", dir.display());
+        generate(&dir, &root.join("../tests/fixtures/xlmr-tiny/tokenizer.json")).context("generating the model")?;
+    }
+    let pairs = workload();
+    let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
+    println!("| device | load s | first call s | pairs/s (mean of {iters}) | tokens/pair |");
+    println!("|---|---|---|---|---|");
+    for d in devices.split(',') {
+        let sel = match select(d.parse()?) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("| {d} | unavailable: {e} | | | |");
+                continue;
+            }
+        };
+        let t = Instant::now();
+        let r = Reranker::load(&Checkpoint::dir(&dir), &sel.device)?;
+        let load = t.elapsed().as_secs_f64();
+        let enc = r.encode(&pairs, &opts)?;
+        let tokens = enc.iter().map(|e| e.len()).sum::<usize>() as f64 / enc.len() as f64;
+        let t = Instant::now();
+        r.compute_score(&pairs, &opts)?;
+        let first = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..iters {
+            r.compute_score(&pairs, &opts)?;
+        }
+        let per = t.elapsed().as_secs_f64() / iters as f64;
+        println!("| {d} | {load:.2} | {first:.2} | {:.2} | {tokens:.0} |", pairs.len() as f64 / per);
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! `crossrank`: score, rerank and embed from the command line.
+//!
+//! stdout carries exactly one JSON document; logs and errors go to stderr.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use crossrank::device::{DeviceChoice, SelectedDevice};
+use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions};
+
+#[derive(Parser)]
+#[command(name = "crossrank", version, about = "BAAI bge-reranker cross-encoders on CPU and GPU (Burn)")]
+struct Cli {
+    /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score (query, passage) pairs read as JSON Lines; prints one JSON array.
+    Score {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        score: ScoreArgs,
+        /// JSON Lines file of {"query": ..., "passage": ...}; `-` for stdin.
+        #[arg(long, default_value = "-")]
+        input: String,
+    },
+    /// Rank documents (one per line) for a query; prints [{"index", "score"}] best first.
+    Rerank {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        score: ScoreArgs,
+        /// The query.
+        #[arg(long)]
+        query: String,
+        /// File with one document per line; `-` for stdin.
+        #[arg(long, default_value = "-")]
+        docs: String,
+        /// Keep only the K best.
+        #[arg(long)]
+        top_k: Option<usize>,
+    },
+    /// Embed texts (JSON Lines of {"text": ...} or JSON strings); prints a JSON array of vectors.
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Pooling: mean or cls (default: the checkpoint's 1_Pooling/config.json, else mean).
+        #[arg(long)]
+        pooling: Option<String>,
+        /// L2-normalize the vectors (default: as the checkpoint's modules.json says).
+        #[arg(long)]
+        normalize: bool,
+        /// Token limit (default: sentence_bert_config.json max_seq_length, else 512).
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Texts per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Input file; `-` for stdin.
+        #[arg(long, default_value = "-")]
+        input: String,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A checkpoint directory or a Hugging Face repo id (BAAI/bge-reranker-base[@revision]).
+    #[arg(long)]
+    model: String,
+    /// cpu, wgpu or auto (a hardware GPU when there is one, else the CPU).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Weight precision. This build computes in f32.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    /// Maximum tokens per pair.
+    #[arg(long, default_value_t = 512)]
+    max_length: usize,
+    /// Maximum query tokens (default max_length*3/4).
+    #[arg(long)]
+    query_max_length: Option<usize>,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Sigmoid the logits into [0, 1].
+    #[arg(long)]
+    normalize: bool,
+}
+
+impl ScoreArgs {
+    fn options(&self) -> ScoreOptions {
+        ScoreOptions {
+            max_length: self.max_length,
+            query_max_length: self.query_max_length,
+            batch_size: self.batch_size,
+            normalize: self.normalize,
+        }
+    }
+}
+
+impl ModelArgs {
+    fn open(&self) -> Result<(Checkpoint, SelectedDevice)> {
+        if self.dtype != "f32" {
+            bail!("--dtype {} is not supported by this build (supported: f32)", self.dtype);
+        }
+        let choice: DeviceChoice = self.device.parse()?;
+        let checkpoint = crossrank::hub::resolve(&self.model, true)?;
+        let device = crossrank::device::select(choice)?;
+        tracing::info!(device = device.kind, reason = %device.reason, "device selected");
+        Ok((checkpoint, device))
+    }
+}
+
+fn read_input(spec: &str) -> Result<String> {
+    let mut s = String::new();
+    if spec == "-" {
+        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+    } else {
+        s = std::fs::read_to_string(PathBuf::from(spec)).with_context(|| format!("reading {spec}"))?;
+    }
+    Ok(s)
+}
+
+#[derive(serde::Deserialize)]
+struct PairLine {
+    query: String,
+    passage: String,
+}
+
+fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: PairLine = serde_json::from_str(line)
+            .with_context(|| format!("line {}: expected {{\"query\": ..., \"passage\": ...}}", n + 1))?;
+        pairs.push((p.query, p.passage));
+    }
+    Ok(pairs)
+}
+
+fn parse_texts(text: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
+        match v {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Object(ref o) if o.get("text").is_some_and(|t| t.is_string()) => {
+                out.push(o["text"].as_str().unwrap_or_default().to_string())
+            }
+            _ => bail!("line {}: expected a JSON string or {{\"text\": ...}}", n + 1),
+        }
+    }
+    Ok(out)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Score { model, score, input } => {
+            let pairs = parse_pairs(&read_input(&input)?)?;
+            let (ck, dev) = model.open()?;
+            let r = Reranker::load(&ck, &dev.device)?;
+            print_json(&r.compute_score(&pairs, &score.options())?)
+        }
+        Command::Rerank { model, score, query, docs, top_k } => {
+            let text = read_input(&docs)?;
+            let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let (ck, dev) = model.open()?;
+            let r = Reranker::load(&ck, &dev.device)?;
+            print_json(&r.rerank(&query, &docs, top_k, &score.options())?)
+        }
+        Command::Embed { model, pooling, normalize, max_length, batch_size, input } => {
+            let texts = parse_texts(&read_input(&input)?)?;
+            let pooling: Option<Pooling> = pooling.as_deref().map(str::parse).transpose()?;
+            let (ck, dev) = model.open()?;
+            let e = Embedder::load(&ck, &dev.device)?;
+            let opts = EmbedOptions {
+                max_length,
+                pooling,
+                normalize: normalize.then_some(true),
+                batch_size: Some(batch_size),
+            };
+            print_json(&e.embed(&texts, &opts)?)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

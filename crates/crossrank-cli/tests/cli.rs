@@ -1,0 +1,243 @@
+//! The `crossrank` binary: the stdout contract, errors, and Hub downloads
+//! against a local server that speaks the Hub's resolve layout.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn crossrank(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossrank"));
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    pairs: Vec<(String, String)>,
+    cases: Vec<Case>,
+}
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    scores: Vec<f32>,
+}
+
+fn expected(model: &str) -> Expected {
+    serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap()
+}
+
+fn jsonl(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(q, p)| serde_json::json!({"query": q, "passage": p}).to_string() + "\n")
+        .collect()
+}
+
+fn case<'a>(e: &'a Expected, name: &str) -> &'a Case {
+    e.cases.iter().find(|c| c.name == name).unwrap()
+}
+
+fn assert_scores(out: &Output, want: &[f32], tol: f32) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "crossrank failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "stdout must be one JSON document: {stdout}");
+    let got: Vec<f32> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= tol, "got {got:?}\nwant {want:?}");
+    }
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let last = err.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    last
+}
+
+#[test]
+fn score_prints_one_json_array_in_input_order() {
+    let e = expected("xlmr-tiny");
+    let model = fixtures().join("xlmr-tiny");
+    let out = crossrank(&["score", "--model", model.to_str().unwrap(), "--device", "cpu"], &jsonl(&e.pairs), &[]);
+    assert_scores(&out, &case(&e, "default").scores, 1e-4);
+    let out = crossrank(
+        &["score", "--model", model.to_str().unwrap(), "--device", "cpu", "--normalize", "--batch-size", "4"],
+        &jsonl(&e.pairs),
+        &[],
+    );
+    assert_scores(&out, &case(&e, "batch_4_normalize").scores, 1e-4);
+    let out = crossrank(
+        &["score", "--model", model.to_str().unwrap(), "--device", "cpu", "--max-length", "64", "--query-max-length", "8"],
+        &jsonl(&e.pairs),
+        &[],
+    );
+    assert_scores(&out, &case(&e, "max_length_64_query_8").scores, 1e-4);
+}
+
+#[test]
+fn score_reads_a_file() {
+    let e = expected("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("pairs.jsonl");
+    std::fs::write(&input, jsonl(&e.pairs)).unwrap();
+    let model = fixtures().join("bert-tiny");
+    let out = crossrank(
+        &["score", "--model", model.to_str().unwrap(), "--device", "cpu", "--max-length", "32", "--input", input.to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert_scores(&out, &case(&e, "max_length_32").scores, 1e-4);
+}
+
+#[test]
+fn rerank_prints_indices_best_first() {
+    let e = expected("bert-tiny");
+    let query = e.pairs[0].0.clone();
+    // Score the docs against one query through `score`, then check `rerank`'s order.
+    let docs: Vec<String> = e.pairs.iter().map(|p| p.1.replace('\n', " ")).filter(|d| !d.trim().is_empty()).collect();
+    let model = fixtures().join("bert-tiny");
+    let m = model.to_str().unwrap();
+    let pairs: Vec<(String, String)> = docs.iter().map(|d| (query.clone(), d.clone())).collect();
+    let out = crossrank(&["score", "--model", m, "--device", "cpu"], &jsonl(&pairs), &[]);
+    assert!(out.status.success());
+    let scores: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = crossrank(&["rerank", "--model", m, "--device", "cpu", "--query", &query, "--top-k", "3"], &docs.join("\n"), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ranked: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ranked.len(), 3);
+    let mut want: Vec<usize> = (0..scores.len()).collect();
+    want.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    for (r, w) in ranked.iter().zip(&want) {
+        assert_eq!(r["index"].as_u64().unwrap() as usize, *w);
+        assert!((r["score"].as_f64().unwrap() as f32 - scores[*w]).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn bad_input_gives_a_one_line_error_and_nonzero_exit() {
+    let model = fixtures().join("bert-tiny");
+    let m = model.to_str().unwrap();
+    let err = one_line_error(&crossrank(&["score", "--model", m, "--device", "cpu"], "{\"query\": \"q\"}\n", &[]));
+    assert!(err.contains("line 1"), "{err}");
+    let err = one_line_error(&crossrank(&["score", "--model", m, "--device", "cpu"], "not json\n", &[]));
+    assert!(err.contains("line 1"), "{err}");
+    let err = one_line_error(&crossrank(&["score", "--model", "/nonexistent/dir", "--device", "cpu"], "", &[]));
+    assert!(err.contains("/nonexistent/dir"), "{err}");
+    let err = one_line_error(&crossrank(&["score", "--model", m, "--device", "tpu"], "", &[]));
+    assert!(err.contains("tpu"), "{err}");
+    let err = one_line_error(&crossrank(&["score", "--model", m, "--dtype", "q3"], "", &[]));
+    assert!(err.contains("q3"), "{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors.index.json"] {
+        std::fs::copy(model.join(f), tmp.path().join(f)).unwrap();
+    }
+    std::fs::write(tmp.path().join("model-00001-of-00002.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+    let err = one_line_error(&crossrank(&["score", "--model", tmp.path().to_str().unwrap(), "--device", "cpu"], "", &[]));
+    assert!(err.contains("model-0000"), "{err}");
+}
+
+#[test]
+fn hub_repo_id_fails_fast_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    // An endpoint nothing listens on stands for "no network".
+    let out = crossrank(
+        &["score", "--model", "BAAI/bge-reranker-base", "--device", "cpu"],
+        "",
+        &[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HOME", tmp.path().to_str().unwrap())],
+    );
+    let err = one_line_error(&out);
+    assert!(err.contains("hub") && err.contains("BAAI/bge-reranker-base") && err.contains("config.json"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+}
+
+/// Serve `dir` as `/{repo}/resolve/{revision}/{file}` with the headers
+/// hf-hub reads (etag, x-repo-commit, Content-Range for ranged GETs).
+fn serve_hub(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let dir = dir.to_path_buf();
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        // Bounded: stops when told, or after 60 s whatever happens.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+            let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let url = req.url().to_string();
+            seen.push(url.clone());
+            let prefix = format!("/{repo}/resolve/main/");
+            let file = url.strip_prefix(&prefix).map(|f| dir.join(f));
+            let Some(Ok(body)) = file.map(std::fs::read) else {
+                let _ = req.respond(tiny_http::Response::empty(404));
+                continue;
+            };
+            let range = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Range"))
+                .map(|h| h.value.as_str().to_string());
+            let etag = format!("\"{:x}\"", body.len() * 31 + url.len());
+            let mut headers = vec![
+                tiny_http::Header::from_bytes("etag", etag).unwrap(),
+                tiny_http::Header::from_bytes("x-repo-commit", "0123456789abcdef0123456789abcdef01234567").unwrap(),
+            ];
+            let (status, part) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+                Some(r) => {
+                    let (a, b) = r.split_once('-').unwrap();
+                    let a: usize = a.parse().unwrap();
+                    let b: usize = if b.is_empty() { body.len() - 1 } else { b.parse::<usize>().unwrap().min(body.len() - 1) };
+                    headers.push(
+                        tiny_http::Header::from_bytes("Content-Range", format!("bytes {a}-{b}/{}", body.len())).unwrap(),
+                    );
+                    (206, body[a..=b].to_vec())
+                }
+                None => (200, body),
+            };
+            let mut resp = tiny_http::Response::from_data(part).with_status_code(status);
+            for h in headers {
+                resp.add_header(h);
+            }
+            let _ = req.respond(resp);
+        }
+        seen
+    });
+    (addr, handle)
+}
+
+#[test]
+fn hub_repo_id_downloads_into_the_hf_cache() {
+    let e = expected("bert-tiny");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (endpoint, server) = serve_hub(&fixtures().join("bert-tiny"), "crossrank-test/bert-tiny", stop.clone());
+    let home = tempfile::tempdir().unwrap();
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.path().to_str().unwrap())];
+    let out = crossrank(&["score", "--model", "crossrank-test/bert-tiny", "--device", "cpu"], &jsonl(&e.pairs), &env);
+    stop.store(true, Ordering::SeqCst);
+    let seen = server.join().unwrap();
+    assert_scores(&out, &case(&e, "default").scores, 1e-4);
+    let snap = home.path().join("hub/models--crossrank-test--bert-tiny/snapshots");
+    let snapshot = std::fs::read_dir(&snap).unwrap().next().unwrap().unwrap().path();
+    for f in ["config.json", "tokenizer.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+        assert!(snapshot.join(f).exists(), "{f} not in the cache; requests: {seen:?}");
+    }
+    assert!(seen.iter().any(|u| u.ends_with("/model.safetensors")), "asked for the single file first: {seen:?}");
+}

@@ -1,0 +1,43 @@
+//! crossrank: the BAAI bge-reranker family on Burn, on the CPU, native GPUs
+//! (wgpu) and WebGPU, with FlagEmbedding 1.4.2's scores.
+//!
+//! ```no_run
+//! use crossrank::{Checkpoint, Reranker, ScoreOptions, device};
+//! let dev = device::select(device::DeviceChoice::Auto)?;
+//! let r = Reranker::load(&Checkpoint::dir("bge-reranker-base"), &dev.device)?;
+//! let scores = r.compute_score(&[("what is panda?", "The giant panda is a bear.")], &ScoreOptions::default())?;
+//! # Ok::<(), crossrank::Error>(())
+//! ```
+
+pub mod config;
+pub mod device;
+mod embed;
+pub mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod load;
+pub mod models;
+pub mod nn;
+mod rerank;
+pub mod tokenize;
+
+pub use burn::tensor::Device;
+pub use config::{Architecture, EncoderConfig};
+pub use embed::{EmbedOptions, Embedder, Pooling};
+pub use error::{Error, Result};
+pub use load::{Checkpoint, Weights};
+pub use rerank::{Ranked, Reranker, ScoreOptions};
+pub use tokenize::{Batch, Encoded, PairTokenizer};
+
+/// Read a finished tensor back to the host as f32 values.
+pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>().map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))
+}
+
+/// Indices of `lens` sorted by length, longest first (stable), as
+/// FlagEmbedding sorts inputs to pad less.
+pub(crate) fn longest_first(lens: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+    order
+}

@@ -1,0 +1,284 @@
+//! Reading a Hugging Face checkpoint: the files of a directory or an
+//! in-memory map of them (the browser has no file system), and the
+//! safetensors weights in it (single file or sharded, F32 / F16 / BF16).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, Metadata};
+
+use crate::error::{Error, Result};
+
+/// Where the files of a checkpoint come from.
+#[derive(Debug, Clone)]
+pub enum Checkpoint {
+    /// A local directory laid out as on the Hub.
+    Dir(PathBuf),
+    /// File name → contents, e.g. fetched by JavaScript.
+    Memory(HashMap<String, Vec<u8>>),
+}
+
+impl Checkpoint {
+    /// A checkpoint directory on disk.
+    pub fn dir(path: impl Into<PathBuf>) -> Self {
+        Checkpoint::Dir(path.into())
+    }
+
+    /// A checkpoint held in memory: file name → bytes.
+    pub fn memory(files: HashMap<String, Vec<u8>>) -> Self {
+        Checkpoint::Memory(files)
+    }
+
+    fn location(&self) -> String {
+        match self {
+            Checkpoint::Dir(p) => p.display().to_string(),
+            Checkpoint::Memory(_) => "<memory>".into(),
+        }
+    }
+
+    /// Contents of `name`, or `None` when the checkpoint has no such file.
+    pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Checkpoint::Dir(dir) => {
+                let path = dir.join(name);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(path, e)),
+                }
+            }
+            Checkpoint::Memory(files) => Ok(files.get(name).cloned()),
+        }
+    }
+
+    /// Contents of `name`; a typed error when it is absent.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        self.read_optional(name)?.ok_or_else(|| Error::MissingFile {
+            file: name.to_string(),
+            location: self.location(),
+        })
+    }
+
+    /// Parse a JSON file of the checkpoint, if present.
+    pub fn read_json(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        match self.read_optional(name)? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::config(name, e)),
+        }
+    }
+
+    /// Load the model weights: `model.safetensors`, or the shards listed in
+    /// `model.safetensors.index.json`.
+    pub fn weights(&self) -> Result<Weights> {
+        if let Some(bytes) = self.read_optional("model.safetensors")? {
+            return Weights::from_shards(vec![("model.safetensors".into(), bytes)]);
+        }
+        let Some(index) = self.read_json("model.safetensors.index.json")? else {
+            return Err(Error::MissingFile {
+                file: "model.safetensors (or model.safetensors.index.json)".into(),
+                location: self.location(),
+            });
+        };
+        let map = index
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::config("model.safetensors.index.json", "no \"weight_map\" object"))?;
+        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        files.sort();
+        files.dedup();
+        if files.is_empty() {
+            return Err(Error::config("model.safetensors.index.json", "\"weight_map\" lists no shard"));
+        }
+        let shards = files
+            .into_iter()
+            .map(|f| {
+                if f.contains("..") || f.starts_with('/') {
+                    return Err(Error::config("model.safetensors.index.json", format!("bad shard name {f:?}")));
+                }
+                let bytes = self.read(&f)?;
+                Ok((f, bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Weights::from_shards(shards)
+    }
+}
+
+struct Shard {
+    bytes: Vec<u8>,
+}
+
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// All tensors of a checkpoint, kept as their raw bytes until the model asks
+/// for one, then converted to f32 and uploaded to the device.
+pub struct Weights {
+    shards: Vec<Shard>,
+    index: HashMap<String, Entry>,
+}
+
+impl Weights {
+    /// Index one or more safetensors buffers (file name, bytes).
+    pub fn from_shards(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let mut out = Weights {
+            shards: Vec::new(),
+            index: HashMap::new(),
+        };
+        for (file, bytes) in shards {
+            let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
+            let (header_len, meta): (usize, Metadata) =
+                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{e:?}")))?;
+            let data_start = 8 + header_len;
+            let data_len = bytes.len() - data_start;
+            let shard = out.shards.len();
+            for (name, info) in meta.tensors() {
+                let (start, end) = info.data_offsets;
+                if end > data_len || start > end {
+                    return Err(bad(format!(
+                        "tensor {name} needs bytes {start}..{end} but the data section has {data_len} (truncated file?)"
+                    )));
+                }
+                let elems: usize = info.shape.iter().product();
+                let width = info.dtype.bitsize() / 8;
+                if elems * width != end - start {
+                    return Err(bad(format!("tensor {name}: shape {:?} does not match its byte length", info.shape)));
+                }
+                out.index.insert(
+                    name.clone(),
+                    Entry {
+                        shard,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: data_start + start,
+                        end: data_start + end,
+                    },
+                );
+            }
+            out.shards.push(Shard { bytes });
+        }
+        Ok(out)
+    }
+
+    /// True when a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Names of all tensors (unordered).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.index.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// A tensor as f32 values, checked against the expected shape.
+    pub fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        if e.shape != expected {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                actual: e.shape.clone(),
+            });
+        }
+        let raw = &self.shards[e.shard].bytes[e.start..e.end];
+        Ok(match e.dtype {
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        })
+    }
+
+    /// A rank-1 tensor on `device`.
+    pub fn tensor1(&self, name: &str, dim: usize, device: &Device) -> Result<Tensor<1>> {
+        let v = self.f32(name, &[dim])?;
+        Ok(Tensor::from_data(TensorData::new(v, [dim]), device))
+    }
+
+    /// A rank-2 tensor on `device`, as stored (`[rows, cols]`).
+    pub fn tensor2(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Tensor<2>> {
+        let v = self.f32(name, &[rows, cols])?;
+        Ok(Tensor::from_data(TensorData::new(v, [rows, cols]), device))
+    }
+
+    /// A PyTorch `nn.Linear` weight (`[out, in]`) transposed to Burn's
+    /// `[in, out]` layout on the host, so the device holds it contiguous.
+    pub fn linear_weight(&self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Tensor<2>> {
+        let v = self.f32(name, &[d_out, d_in])?;
+        let mut t = vec![0f32; v.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                t[i * d_out + o] = v[o * d_in + i];
+            }
+        }
+        Ok(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    fn st(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    #[test]
+    fn reads_f32_f16_bf16_and_checks_shapes() {
+        let vals = [1.5f32, -2.25, 0.0, 3.0];
+        let f32b: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16b: Vec<u8> = vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let bf16b: Vec<u8> = vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let bytes = st(&[
+            ("a", Dtype::F32, vec![2, 2], f32b),
+            ("b", Dtype::F16, vec![4], f16b),
+            ("c", Dtype::BF16, vec![4], bf16b),
+            ("i", Dtype::I64, vec![1], vec![0; 8]),
+        ]);
+        let w = Weights::from_shards(vec![("m".into(), bytes)]).unwrap();
+        assert_eq!(w.f32("a", &[2, 2]).unwrap(), vals);
+        assert_eq!(w.f32("b", &[4]).unwrap(), vals);
+        assert_eq!(w.f32("c", &[4]).unwrap(), vals);
+        assert!(matches!(w.f32("a", &[4]), Err(Error::ShapeMismatch { .. })));
+        assert!(matches!(w.f32("zz", &[4]), Err(Error::MissingTensor { .. })));
+        assert!(matches!(w.f32("i", &[1]), Err(Error::UnsupportedDtype { .. })));
+    }
+
+    #[test]
+    fn corrupt_and_truncated_files_are_typed_errors() {
+        let bytes = st(&[("a", Dtype::F32, vec![64], vec![0; 256])]);
+        let truncated = bytes[..bytes.len() - 10].to_vec();
+        let e = Weights::from_shards(vec![("m".into(), truncated)]).err().unwrap();
+        assert!(matches!(e, Error::Safetensors { .. }), "{e}");
+        let e = Weights::from_shards(vec![("m".into(), b"garbage!garbage".to_vec())]).err().unwrap();
+        assert!(matches!(e, Error::Safetensors { .. }), "{e}");
+        let e = Weights::from_shards(vec![("m".into(), vec![1, 2])]).err().unwrap();
+        assert!(matches!(e, Error::Safetensors { .. }), "{e}");
+    }
+}

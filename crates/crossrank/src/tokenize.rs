@@ -1,0 +1,175 @@
+//! Input construction, token for token as FlagEmbedding 1.4.2 builds it.
+//!
+//! `FlagReranker.compute_score` (encoder_only/base.py) does, per pair:
+//! 1. `tokenizer(query, add_special_tokens=False, truncation=True,
+//!    max_length=query_max_length)` — the query cut to `query_max_length`;
+//! 2. the same for the passage with `max_length`;
+//! 3. `prepare_for_model(q, p, truncation='only_second', max_length)`: when
+//!    `len(q) + len(p) + specials > max_length`, the passage loses tokens from
+//!    its end — but only if it has *more* tokens than must go (transformers'
+//!    `truncate_sequences` logs an error and keeps both whole otherwise);
+//!    special tokens as the tokenizer's pair template says;
+//! 4. `tokenizer.pad(..., padding=True)`: right-padding to the batch's
+//!    longest sequence with the pad token, attention mask 0 there.
+
+use tokenizers::{Encoding, Tokenizer, TruncationDirection};
+
+use crate::error::{Error, Result};
+use crate::load::Checkpoint;
+
+/// One tokenized input, before padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A right-padded batch on the host, row-major `rows × cols`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// A Hugging Face `tokenizers` tokenizer plus the padding token the
+/// checkpoint's `tokenizer_config.json` names.
+#[derive(Clone)]
+pub struct PairTokenizer {
+    tk: Tokenizer,
+    pad_id: u32,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+/// `"pad_token": "<pad>"` or `"pad_token": {"content": "<pad>", ...}`.
+fn pad_token_name(v: &serde_json::Value) -> Option<String> {
+    match v.get("pad_token")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+impl PairTokenizer {
+    /// Load `tokenizer.json`, and the pad token from `tokenizer_config.json`
+    /// / `special_tokens_map.json` when present.
+    pub fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
+        let json = ck.read("tokenizer.json")?;
+        let mut hints = Vec::new();
+        for f in ["tokenizer_config.json", "special_tokens_map.json"] {
+            if let Some(v) = ck.read_json(f)? {
+                hints.push(v);
+            }
+        }
+        Self::from_bytes(&json, &hints)
+    }
+
+    /// From `tokenizer.json` bytes and the JSON files that may name the pad token.
+    pub fn from_bytes(tokenizer_json: &[u8], hints: &[serde_json::Value]) -> Result<Self> {
+        let mut tk = Tokenizer::from_bytes(tokenizer_json).map_err(tok_err)?;
+        // Truncation and padding are ours to do, exactly as transformers does
+        // them; a tokenizer.json that carries its own would interfere.
+        tk.with_truncation(None).map_err(tok_err)?;
+        tk.with_padding(None);
+        let named = hints.iter().filter_map(pad_token_name).find_map(|t| tk.token_to_id(&t));
+        let pad_id = named
+            .or_else(|| tk.get_padding().map(|p| p.pad_id))
+            .or_else(|| ["<pad>", "[PAD]", "<PAD>"].iter().find_map(|t| tk.token_to_id(t)))
+            .ok_or_else(|| Error::Tokenizer("cannot determine the padding token (no pad_token in tokenizer_config.json)".into()))?;
+        Ok(Self { tk, pad_id })
+    }
+
+    /// The padding token id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.tk
+    }
+
+    /// Token ids of `text` without special tokens, cut to `max_len` tokens.
+    pub fn encode_plain(&self, text: &str, max_len: Option<usize>) -> Result<Encoding> {
+        let mut e = self.tk.encode_fast(text, false).map_err(tok_err)?;
+        if let Some(n) = max_len {
+            if e.len() > n {
+                e.truncate(n, 0, TruncationDirection::Right);
+                e.take_overflowing();
+            }
+        }
+        Ok(e)
+    }
+
+    fn specials(&self, pair: bool) -> usize {
+        self.tk.get_post_processor().map(|p| p.added_tokens(pair)).unwrap_or(0)
+    }
+
+    fn finish(&self, a: Encoding, b: Option<Encoding>) -> Result<Encoded> {
+        let e = self.tk.post_process(a, b, true).map_err(tok_err)?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+        })
+    }
+
+    /// A (query, passage) pair as FlagReranker builds it.
+    pub fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
+        let q = self.encode_plain(query, Some(query_max_length))?;
+        let mut p = self.encode_plain(passage, Some(max_length))?;
+        let total = q.len() + p.len() + self.specials(true);
+        if total > max_length {
+            let remove = total - max_length;
+            // transformers' `truncate_sequences` (only_second) truncates only
+            // when the passage has strictly more tokens than must go.
+            if p.len() > remove {
+                let keep = p.len() - remove;
+                p.truncate(keep, 0, TruncationDirection::Right);
+                p.take_overflowing();
+            }
+        }
+        self.finish(q, Some(p))
+    }
+
+    /// One text with special tokens, truncated so the whole fits in
+    /// `max_length` (sentence-transformers' `truncation="longest_first"`).
+    pub fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
+        let budget = max_length.saturating_sub(self.specials(false));
+        let e = self.encode_plain(text, Some(budget))?;
+        self.finish(e, None)
+    }
+
+    /// Right-pad `items` to the longest one.
+    pub fn pad(&self, items: &[&Encoded]) -> Batch {
+        let cols = items.iter().map(|e| e.len()).max().unwrap_or(0);
+        let rows = items.len();
+        let mut b = Batch {
+            ids: Vec::with_capacity(rows * cols),
+            type_ids: Vec::with_capacity(rows * cols),
+            attention_mask: Vec::with_capacity(rows * cols),
+            rows,
+            cols,
+        };
+        for e in items {
+            let pad = cols - e.len();
+            b.ids.extend(e.ids.iter().copied().chain(std::iter::repeat_n(self.pad_id, pad)));
+            b.type_ids.extend(e.type_ids.iter().copied().chain(std::iter::repeat_n(0, pad)));
+            b.attention_mask.extend(std::iter::repeat_n(1, e.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        b
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared helpers of the integration tests: fixture paths and the expected
+//! values the Python generators committed.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use crossrank::ScoreOptions;
+use serde::Deserialize;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+#[derive(Deserialize)]
+pub struct Expected {
+    pub pairs: Vec<(String, String)>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub options: CaseOptions,
+    pub input_ids: Vec<Vec<u32>>,
+    pub scores: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct CaseOptions {
+    pub max_length: Option<usize>,
+    pub query_max_length: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub normalize: Option<bool>,
+}
+
+impl CaseOptions {
+    pub fn score_options(&self) -> ScoreOptions {
+        let d = ScoreOptions::default();
+        ScoreOptions {
+            max_length: self.max_length.unwrap_or(d.max_length),
+            query_max_length: self.query_max_length,
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            normalize: self.normalize.unwrap_or(d.normalize),
+        }
+    }
+}
+
+pub fn expected(model: &str) -> Expected {
+    let path = fixtures().join(model).join("expected.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+pub fn max_abs_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run every test of the workspace: unit, parity (CPU + wgpu), errors, CLI,
+# Hub download, real all-MiniLM-L6-v2 weights, and the wasm32 build check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"
+
+# The core crate must keep compiling for the browser.
+if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+  echo "== cargo check (wasm32-unknown-unknown, crossrank without native features)"
+  cargo check -q -p crossrank --no-default-features --target wasm32-unknown-unknown
+else
+  echo "wasm32-unknown-unknown target missing: rustup target add wasm32-unknown-unknown" >&2
+  exit 1
+fi
+
+echo "== cargo test --workspace"
+# One test binary at a time keeps peak memory and lavapipe contention low.
+cargo test --workspace -- --test-threads=1
