@@ -133,7 +133,12 @@ impl Weights {
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
             let (header_len, meta): (usize, Metadata) =
-                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{e:?}")))?;
+                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match e {
+                    safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                        bad("truncated file: its header describes more data than the file holds".into())
+                    }
+                    e => bad(format!("not a safetensors file or a corrupt header ({e:?})")),
+                })?;
             let data_start = 8 + header_len;
             let data_len = bytes.len() - data_start;
             let shard = out.shards.len();

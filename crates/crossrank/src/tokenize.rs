@@ -12,7 +12,7 @@
 //! 4. `tokenizer.pad(..., padding=True)`: right-padding to the batch's
 //!    longest sequence with the pad token, attention mask 0 there.
 
-use tokenizers::{Encoding, Tokenizer, TruncationDirection};
+use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
 use crate::load::Checkpoint;
