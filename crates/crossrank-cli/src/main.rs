@@ -98,6 +98,13 @@ struct ScoreArgs {
     /// Sigmoid the logits into [0, 1].
     #[arg(long)]
     normalize: bool,
+    /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Layer-wise rerankers: scoring layers, e.g. 8,28 (default: the last).
+    /// Several layers print one JSON array per layer.
+    #[arg(long, value_delimiter = ',')]
+    cutoff_layers: Option<Vec<usize>>,
 }
 
 impl ScoreArgs {
@@ -107,6 +114,8 @@ impl ScoreArgs {
             query_max_length: self.query_max_length,
             batch_size: self.batch_size,
             normalize: self.normalize,
+            prompt: self.prompt.clone(),
+            cutoff_layers: self.cutoff_layers.clone(),
         }
     }
 }
@@ -186,7 +195,12 @@ fn run(cli: Cli) -> Result<()> {
             let pairs = parse_pairs(&read_input(&input)?)?;
             let (ck, dev) = model.open()?;
             let r = Reranker::load(&ck, &dev.device)?;
-            print_json(&r.compute_score(&pairs, &score.options())?)
+            let mut layers = r.compute_score_layers(&pairs, &score.options())?;
+            if layers.len() == 1 {
+                print_json(&layers.remove(0))
+            } else {
+                print_json(&layers)
+            }
         }
         Command::Rerank { model, score, query, docs, top_k } => {
             let text = read_input(&docs)?;

@@ -16,6 +16,10 @@ pub enum Architecture {
     BertModel,
     /// `XLMRobertaModel`: a bare XLM-R encoder (bge-m3 style), used for embeddings.
     XlmRobertaModel,
+    /// `GemmaForCausalLM`: bge-reranker-v2-gemma (FlagLLMReranker).
+    GemmaForCausalLM,
+    /// `LayerWiseMiniCPMForCausalLM`: bge-reranker-v2-minicpm-layerwise.
+    LayerWiseMiniCpmForCausalLM,
 }
 
 impl Architecture {
@@ -25,6 +29,40 @@ impl Architecture {
             self,
             Self::XlmRobertaForSequenceClassification | Self::BertForSequenceClassification
         )
+    }
+
+    /// True for the decoder-only (LLM) rerankers.
+    pub fn is_llm(self) -> bool {
+        matches!(self, Self::GemmaForCausalLM | Self::LayerWiseMiniCpmForCausalLM)
+    }
+
+    /// The architecture a `config.json` names: `architectures[0]` first,
+    /// `model_type` when the list is absent.
+    pub fn from_config_json(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            architectures: Vec<String>,
+            #[serde(default)]
+            model_type: String,
+        }
+        let p: Probe = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
+        let arch = match (p.architectures.first().map(String::as_str), p.model_type.as_str()) {
+            (Some("XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification"), _) => {
+                Self::XlmRobertaForSequenceClassification
+            }
+            (Some("BertForSequenceClassification"), _) => Self::BertForSequenceClassification,
+            (Some("BertModel"), _) => Self::BertModel,
+            (Some("XLMRobertaModel" | "RobertaModel"), _) => Self::XlmRobertaModel,
+            (Some("GemmaForCausalLM"), _) => Self::GemmaForCausalLM,
+            (Some("LayerWiseMiniCPMForCausalLM"), _) => Self::LayerWiseMiniCpmForCausalLM,
+            (Some(other), _) => return Err(Error::UnsupportedArchitecture(other.to_string())),
+            (None, "bert") => Self::BertModel,
+            (None, "xlm-roberta" | "roberta") => Self::XlmRobertaModel,
+            (None, "gemma") => Self::GemmaForCausalLM,
+            (None, other) => return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}"))),
+        };
+        Ok(arch)
     }
 
     /// True when position ids follow RoBERTa's padding-aware scheme.
@@ -138,23 +176,10 @@ impl EncoderConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// Which architecture this config describes: `architectures[0]` first,
-    /// `model_type` when the list is absent.
+    /// Which architecture this config describes.
     pub fn architecture(&self) -> Result<Architecture> {
-        let name = self.architectures.first().map(String::as_str);
-        let arch = match (name, self.model_type.as_str()) {
-            (Some("XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification"), _) => {
-                Architecture::XlmRobertaForSequenceClassification
-            }
-            (Some("BertForSequenceClassification"), _) => Architecture::BertForSequenceClassification,
-            (Some("BertModel"), _) => Architecture::BertModel,
-            (Some("XLMRobertaModel" | "RobertaModel"), _) => Architecture::XlmRobertaModel,
-            (Some(other), _) => return Err(Error::UnsupportedArchitecture(other.to_string())),
-            (None, "bert") => Architecture::BertModel,
-            (None, "xlm-roberta" | "roberta") => Architecture::XlmRobertaModel,
-            (None, other) => return Err(Error::UnsupportedArchitecture(format!("model_type {other}"))),
-        };
-        Ok(arch)
+        let probe = serde_json::json!({"architectures": self.architectures, "model_type": self.model_type});
+        Architecture::from_config_json(probe.to_string().as_bytes())
     }
 }
 

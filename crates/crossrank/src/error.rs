@@ -28,7 +28,8 @@ pub enum Error {
     /// The architecture named in `config.json` is not one crossrank runs.
     #[error(
         "unsupported architecture {0:?}: crossrank runs XLMRobertaForSequenceClassification, \
-         BertForSequenceClassification and BertModel"
+         BertForSequenceClassification, BertModel, XLMRobertaModel, GemmaForCausalLM and \
+         LayerWiseMiniCPMForCausalLM"
     )]
     UnsupportedArchitecture(String),
 

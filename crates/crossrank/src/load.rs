@@ -195,24 +195,22 @@ impl Weights {
                 actual: e.shape.clone(),
             });
         }
-        let raw = &self.shards[e.shard].bytes[e.start..e.end];
-        Ok(match e.dtype {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        })
+        decode(name, e.dtype, &self.shards[e.shard].bytes[e.start..e.end])
+    }
+
+    /// Row `row` of a rank-2 tensor as f32, reading only that row's bytes.
+    pub fn row(&self, name: &str, expected: &[usize], row: usize) -> Result<Vec<f32>> {
+        let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        if e.shape != expected || expected.len() != 2 || row >= expected[0] {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                actual: e.shape.clone(),
+            });
+        }
+        let width = e.dtype.bitsize() / 8;
+        let start = e.start + row * expected[1] * width;
+        decode(name, e.dtype, &self.shards[e.shard].bytes[start..start + expected[1] * width])
     }
 
     /// A rank-1 tensor on `device`.
@@ -286,4 +284,19 @@ mod tests {
         let e = Weights::from_shards(vec![("m".into(), vec![1, 2])]).err().unwrap();
         assert!(matches!(e, Error::Safetensors { .. }), "{e}");
     }
+}
+
+/// Little-endian F32 / F16 / BF16 bytes → f32 values.
+fn decode(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    })
 }

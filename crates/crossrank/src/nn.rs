@@ -102,3 +102,103 @@ pub fn self_attention(
     let ctx = module::attention(split(q), split(k), split(v), mask, None, Default::default());
     ctx.swap_dims(1, 2).reshape([b, t, h])
 }
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
+/// Gemma's `(1 + w)` is folded into `w` at load time.
+pub struct RmsNorm {
+    weight: Tensor<1>,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// Load `{name}`; `offset` is added to every weight (1.0 for Gemma).
+    pub fn load(w: &Weights, name: &str, dim: usize, eps: f64, offset: f32, device: &Device) -> Result<Self> {
+        let mut v = w.f32(name, &[dim])?;
+        v.iter_mut().for_each(|x| *x += offset);
+        Ok(Self {
+            weight: Tensor::from_data(burn::tensor::TensorData::new(v, [dim]), device),
+            eps,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let var = x.clone().square().mean_dim(D - 1);
+        x * var.add_scalar(self.eps).sqrt().recip() * self.weight.clone().unsqueeze()
+    }
+}
+
+/// Rotary position embedding (`rotate_half` convention), with the cos/sin
+/// tables computed in f32 the way transformers computes them.
+pub struct Rope {
+    inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    pub fn new(head_dim: usize, theta: f64) -> Self {
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        Self { inv_freq }
+    }
+
+    /// `[1, 1, seq, head_dim]` cos and sin for positions `0..seq`.
+    pub fn tables(&self, seq: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let hd = self.inv_freq.len() * 2;
+        let mut cos = Vec::with_capacity(seq * hd);
+        let mut sin = Vec::with_capacity(seq * hd);
+        for p in 0..seq {
+            for _ in 0..2 {
+                for &f in &self.inv_freq {
+                    let a = p as f32 * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        let t = |v: Vec<f32>| Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [1, 1, seq, hd]), device);
+        (t(cos), t(sin))
+    }
+
+    /// `x * cos + rotate_half(x) * sin` on `[batch, heads, seq, head_dim]`.
+    pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let hd = x.dims()[3];
+        let x1 = x.clone().narrow(3, 0, hd / 2);
+        let x2 = x.clone().narrow(3, hd / 2, hd / 2);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos.clone() + rotated * sin.clone()
+    }
+}
+
+/// Causal self-attention mask for a right-padded batch: `[batch, 1, seq,
+/// seq]`, true where query `i` may not see key `j` (`j > i` or `j` padding).
+pub fn causal_padding_mask(attention_mask: &[u32], rows: usize, cols: usize, device: &Device) -> Tensor<4, Bool> {
+    let mut m = Vec::with_capacity(rows * cols * cols);
+    for r in 0..rows {
+        let keys = &attention_mask[r * cols..(r + 1) * cols];
+        for i in 0..cols {
+            for (j, &k) in keys.iter().enumerate() {
+                m.push(j > i || k == 0);
+            }
+        }
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(m, [rows, 1, cols, cols]), device)
+}
+
+/// Grouped-query attention: `q` `[b, heads, t, d]`, `k`/`v` `[b, kv_heads,
+/// t, d]`; kv heads are repeated to match, as transformers' `repeat_kv`.
+pub fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>, scale: f64) -> Tensor<4> {
+    let [b, heads, t, d] = q.dims();
+    let kv = k.dims()[1];
+    let repeat = |x: Tensor<4>| {
+        if kv == heads {
+            x
+        } else {
+            x.unsqueeze_dim::<5>(2).expand([b, kv, heads / kv, t, d]).reshape([b, heads, t, d])
+        }
+    };
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        ..Default::default()
+    };
+    module::attention(q, repeat(k), repeat(v), Some(mask.clone().expand([b, heads, t, t])), None, options)
+}

@@ -6,8 +6,10 @@ use crate::config::{Architecture, EncoderConfig};
 use crate::error::{Error, Result};
 use crate::load::Checkpoint;
 use crate::models::bert::BertForSequenceClassification;
+use crate::models::gemma::{Gemma, GemmaConfig};
+use crate::models::minicpm::{MiniCpm, MiniCpmConfig};
 use crate::models::xlm_roberta::XlmRobertaForSequenceClassification;
-use crate::tokenize::{Encoded, PairTokenizer};
+use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer};
 use crate::{longest_first, read_f32};
 
 /// Options of `compute_score`, with FlagReranker's defaults.
@@ -21,6 +23,10 @@ pub struct ScoreOptions {
     pub batch_size: usize,
     /// Map logits through a sigmoid. Default false.
     pub normalize: bool,
+    /// LLM rerankers: the prompt after the pair (FlagLLMReranker's default when `None`).
+    pub prompt: Option<String>,
+    /// Layer-wise rerankers: which layers score (default: the last).
+    pub cutoff_layers: Option<Vec<usize>>,
 }
 
 impl Default for ScoreOptions {
@@ -30,6 +36,8 @@ impl Default for ScoreOptions {
             query_max_length: None,
             batch_size: 128,
             normalize: false,
+            prompt: None,
+            cutoff_layers: None,
         }
     }
 }
@@ -58,55 +66,81 @@ pub struct Ranked {
     pub score: f32,
 }
 
-enum CrossEncoder {
+enum Model {
     Bert(BertForSequenceClassification),
     XlmRoberta(XlmRobertaForSequenceClassification),
+    Gemma(Gemma),
+    MiniCpm(MiniCpm),
 }
 
-/// A cross-encoder reranker on one device.
+/// A reranker on one device: a cross-encoder (BERT, XLM-R) or an LLM
+/// reranker (Gemma, layer-wise MiniCPM), picked from `config.json`.
 pub struct Reranker {
-    model: CrossEncoder,
+    model: Model,
     tokenizer: PairTokenizer,
     device: Device,
-    config: EncoderConfig,
+    architecture: Architecture,
+    /// LLM rerankers: the token whose logit scores ("Yes").
+    score_token: Option<u32>,
 }
 
 impl Reranker {
     /// Load a checkpoint (config, weights, tokenizer) onto `device`.
     pub fn load(ck: &Checkpoint, device: &Device) -> Result<Self> {
-        let config = EncoderConfig::from_json(&ck.read("config.json")?)?;
-        let arch = config.architecture()?;
-        if !arch.is_cross_encoder() {
-            return Err(Error::InvalidInput(format!(
-                "{arch:?} is an encoder without a classification head: it embeds, it does not score pairs"
-            )));
-        }
-        if config.num_labels() != 1 {
-            return Err(Error::config(
-                "config.json",
-                format!("num_labels is {}; a reranker has exactly one output", config.num_labels()),
-            ));
-        }
+        let config_json = ck.read("config.json")?;
+        let arch = Architecture::from_config_json(&config_json)?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let weights = ck.weights()?;
-        let model = match arch {
-            Architecture::BertForSequenceClassification => {
-                CrossEncoder::Bert(BertForSequenceClassification::load(&weights, &config, device)?)
+        let (model, score_token) = match arch {
+            Architecture::GemmaForCausalLM => {
+                let cfg = GemmaConfig::from_json(&config_json)?;
+                // FlagLLMReranker: yes_loc = tokenizer('Yes', add_special_tokens=False)['input_ids'][0]
+                let yes = tokenizer.first_token("Yes")?;
+                (Model::Gemma(Gemma::load(&ck.weights()?, cfg, yes, device)?), Some(yes))
             }
-            _ => CrossEncoder::XlmRoberta(XlmRobertaForSequenceClassification::load(&weights, &config, device)?),
+            Architecture::LayerWiseMiniCpmForCausalLM => {
+                let cfg = MiniCpmConfig::from_json(&config_json)?;
+                (Model::MiniCpm(MiniCpm::load(&ck.weights()?, cfg, device)?), None)
+            }
+            a if a.is_cross_encoder() => {
+                let config = EncoderConfig::from_json(&config_json)?;
+                if config.num_labels() != 1 {
+                    return Err(Error::config(
+                        "config.json",
+                        format!("num_labels is {}; a reranker has exactly one output", config.num_labels()),
+                    ));
+                }
+                let weights = ck.weights()?;
+                let m = if a == Architecture::BertForSequenceClassification {
+                    Model::Bert(BertForSequenceClassification::load(&weights, &config, device)?)
+                } else {
+                    Model::XlmRoberta(XlmRobertaForSequenceClassification::load(&weights, &config, device)?)
+                };
+                (m, None)
+            }
+            a => {
+                return Err(Error::InvalidInput(format!(
+                    "{a:?} is an encoder without a classification head: it embeds, it does not score pairs"
+                )));
+            }
         };
-        tracing::info!(?arch, layers = config.num_hidden_layers, hidden = config.hidden_size, "model loaded");
+        tracing::info!(?arch, "model loaded");
         Ok(Self {
             model,
             tokenizer,
             device: device.clone(),
-            config,
+            architecture: arch,
+            score_token,
         })
     }
 
-    /// The model's configuration.
-    pub fn config(&self) -> &EncoderConfig {
-        &self.config
+    /// Which architecture this reranker runs.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
+    /// LLM rerankers: the id of the token whose logit is the score.
+    pub fn score_token(&self) -> Option<u32> {
+        self.score_token
     }
 
     /// The tokenizer.
@@ -114,38 +148,98 @@ impl Reranker {
         &self.tokenizer
     }
 
-    /// Tokenize pairs exactly as FlagReranker does (before padding).
+    fn llm_template(&self, opts: &ScoreOptions) -> Result<Option<LlmTemplate>> {
+        if self.architecture.is_llm() {
+            Ok(Some(self.tokenizer.llm_template(opts.prompt.as_deref())?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Tokenize pairs exactly as FlagEmbedding does (before padding):
+    /// FlagReranker for cross-encoders, FlagLLMReranker's template for LLMs.
     pub fn encode<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Encoded>> {
         opts.validate()?;
         let qmax = opts.query_max_length();
+        let template = self.llm_template(opts)?;
         pairs
             .iter()
-            .map(|(q, p)| self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax))
+            .map(|(q, p)| match &template {
+                Some(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax, t),
+                None => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax),
+            })
             .collect()
     }
 
-    fn logits(&self, items: &[&Encoded]) -> Result<Tensor<2>> {
-        let batch = self.tokenizer.pad(items);
+    /// The layers a layer-wise model will score with these options.
+    pub fn cutoff_layers(&self, opts: &ScoreOptions) -> Result<Vec<usize>> {
         match &self.model {
-            CrossEncoder::Bert(m) => m.forward(&batch, &self.device),
-            CrossEncoder::XlmRoberta(m) => m.forward(&batch, &self.device),
+            Model::MiniCpm(m) => m.config().resolve_cutoffs(opts.cutoff_layers.as_deref()),
+            _ if opts.cutoff_layers.is_some() => Err(Error::InvalidInput(format!(
+                "cutoff_layers applies to layer-wise rerankers, not {:?}",
+                self.architecture
+            ))),
+            _ => Ok(vec![]),
         }
     }
 
-    /// One score per (query, passage) pair, in input order: raw logits, or
-    /// sigmoids with `normalize`.
-    pub fn compute_score<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> {
+    /// Scores of one batch, one tensor per scoring layer.
+    fn forward(&self, items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Tensor<1>>> {
+        let logits = |t: Tensor<2>| {
+            let b = t.dims()[0];
+            vec![t.reshape([b])]
+        };
+        match &self.model {
+            Model::Bert(m) => m.forward(&self.tokenizer.pad(items), &self.device).map(logits),
+            Model::XlmRoberta(m) => m.forward(&self.tokenizer.pad(items), &self.device).map(logits),
+            // FlagLLMReranker's Collater pads to a multiple of 8.
+            Model::Gemma(m) => Ok(vec![m.forward(&self.tokenizer.pad_to_multiple(items, 8), &self.device)?]),
+            Model::MiniCpm(m) => m.forward(&self.tokenizer.pad_to_multiple(items, 8), cutoffs, &self.device),
+        }
+    }
+
+    /// Scores per scoring layer (one list for every model but the layer-wise
+    /// one, which gives one list per resolved cutoff layer), in input order.
+    pub fn compute_score_layers<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        let cutoffs = self.cutoff_layers(opts)?;
         let encoded = self.encode(pairs, opts)?;
         let order = longest_first(&encoded.iter().map(Encoded::len).collect::<Vec<_>>());
-        let mut scores = vec![0f32; encoded.len()];
+        let mut layers: Vec<Vec<f32>> = Vec::new();
         for chunk in order.chunks(opts.batch_size) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let logits = read_f32(self.logits(&items)?)?;
-            for (&i, s) in chunk.iter().zip(logits) {
-                scores[i] = if opts.normalize { sigmoid(s) } else { s };
+            let outs = self.forward(&items, &cutoffs)?;
+            if layers.is_empty() {
+                layers = vec![vec![0f32; encoded.len()]; outs.len()];
+            }
+            for (layer, out) in layers.iter_mut().zip(outs) {
+                for (&i, s) in chunk.iter().zip(read_f32(out)?) {
+                    layer[i] = if opts.normalize { sigmoid(s) } else { s };
+                }
             }
         }
-        Ok(scores)
+        if layers.is_empty() {
+            layers.push(Vec::new());
+        }
+        Ok(layers)
+    }
+
+    /// One score per (query, passage) pair, in input order: raw logits, or
+    /// sigmoids with `normalize`. A layer-wise model must be asked for a
+    /// single layer here (see `compute_score_layers`).
+    pub fn compute_score<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> {
+        let mut layers = self.compute_score_layers(pairs, opts)?;
+        if layers.len() != 1 {
+            return Err(Error::InvalidInput(format!(
+                "{} cutoff layers give {} score lists; use compute_score_layers",
+                layers.len(),
+                layers.len()
+            )));
+        }
+        Ok(layers.remove(0))
     }
 
     /// Score `docs` against `query` and return them best first, at most `top_k`.

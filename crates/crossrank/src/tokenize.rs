@@ -49,15 +49,30 @@ pub struct Batch {
 pub struct PairTokenizer {
     tk: Tokenizer,
     pad_id: u32,
+    bos_id: Option<u32>,
 }
+
+/// The fixed pieces of an LLM reranker's input (FlagLLMReranker).
+#[derive(Debug, Clone)]
+pub struct LlmTemplate {
+    /// `tokenizer("\n")` without special tokens.
+    pub sep: Vec<u32>,
+    /// `tokenizer(prompt)` without special tokens.
+    pub prompt: Vec<u32>,
+    /// BOS, when the tokenizer has one distinct from its pad token.
+    pub bos: Option<u32>,
+}
+
+/// FlagLLMReranker's default prompt.
+pub const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
 
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
 }
 
 /// `"pad_token": "<pad>"` or `"pad_token": {"content": "<pad>", ...}`.
-fn pad_token_name(v: &serde_json::Value) -> Option<String> {
-    match v.get("pad_token")? {
+fn token_name(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v.get(key)? {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
         _ => None,
@@ -85,12 +100,13 @@ impl PairTokenizer {
         // them; a tokenizer.json that carries its own would interfere.
         tk.with_truncation(None).map_err(tok_err)?;
         tk.with_padding(None);
-        let named = hints.iter().filter_map(pad_token_name).find_map(|t| tk.token_to_id(&t));
+        let named = hints.iter().filter_map(|h| token_name(h, "pad_token")).find_map(|t| tk.token_to_id(&t));
+        let bos_id = hints.iter().filter_map(|h| token_name(h, "bos_token")).find_map(|t| tk.token_to_id(&t));
         let pad_id = named
             .or_else(|| tk.get_padding().map(|p| p.pad_id))
             .or_else(|| ["<pad>", "[PAD]", "<PAD>"].iter().find_map(|t| tk.token_to_id(t)))
             .ok_or_else(|| Error::Tokenizer("cannot determine the padding token (no pad_token in tokenizer_config.json)".into()))?;
-        Ok(Self { tk, pad_id })
+        Ok(Self { tk, pad_id, bos_id })
     }
 
     /// The padding token id.
@@ -153,9 +169,65 @@ impl PairTokenizer {
         self.finish(e, None)
     }
 
+    /// The LLM template for `prompt` (FlagLLMReranker's default when `None`).
+    pub fn llm_template(&self, prompt: Option<&str>) -> Result<LlmTemplate> {
+        let ids = |t: &str| -> Result<Vec<u32>> { Ok(self.encode_plain(t, None)?.get_ids().to_vec()) };
+        Ok(LlmTemplate {
+            sep: ids("\n")?,
+            prompt: ids(prompt.unwrap_or(DEFAULT_LLM_PROMPT))?,
+            bos: self.bos_id.filter(|&b| b != self.pad_id),
+        })
+    }
+
+    /// The id of the first token of `text` (the LLM rerankers score "Yes").
+    pub fn first_token(&self, text: &str) -> Result<u32> {
+        self.encode_plain(text, None)?
+            .get_ids()
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
+    }
+
+    /// A pair as FlagLLMReranker (decoder_only/base.py) builds it:
+    /// `[bos] + tok("A: "+q)[:qmax]`, then `sep + tok("B: "+p)[:max]` cut
+    /// from the end (only_second, strictly-longer rule) to fit
+    /// `max_length + len(sep) + len(prompt)`, then `sep + prompt`.
+    pub fn encode_llm_pair(
+        &self,
+        query: &str,
+        passage: &str,
+        max_length: usize,
+        query_max_length: usize,
+        t: &LlmTemplate,
+    ) -> Result<Encoded> {
+        let q = self.encode_plain(&format!("A: {query}"), Some(query_max_length))?;
+        let p = self.encode_plain(&format!("B: {passage}"), Some(max_length))?;
+        let mut first: Vec<u32> = t.bos.into_iter().collect();
+        first.extend_from_slice(q.get_ids());
+        let mut second = t.sep.clone();
+        second.extend_from_slice(p.get_ids());
+        let limit = max_length + t.sep.len() + t.prompt.len();
+        let total = first.len() + second.len();
+        if total > limit && second.len() > total - limit {
+            second.truncate(second.len() - (total - limit));
+        }
+        let mut ids = first;
+        ids.extend(second);
+        ids.extend_from_slice(&t.sep);
+        ids.extend_from_slice(&t.prompt);
+        let type_ids = vec![0; ids.len()];
+        Ok(Encoded { ids, type_ids })
+    }
+
     /// Right-pad `items` to the longest one.
     pub fn pad(&self, items: &[&Encoded]) -> Batch {
-        let cols = items.iter().map(|e| e.len()).max().unwrap_or(0);
+        self.pad_to_multiple(items, 1)
+    }
+
+    /// Right-pad `items` to the longest one, rounded up to a multiple.
+    pub fn pad_to_multiple(&self, items: &[&Encoded], multiple: usize) -> Batch {
+        let longest = items.iter().map(|e| e.len()).max().unwrap_or(0);
+        let cols = longest.div_ceil(multiple.max(1)) * multiple.max(1);
         let rows = items.len();
         let mut b = Batch {
             ids: Vec::with_capacity(rows * cols),

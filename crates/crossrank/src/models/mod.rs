@@ -2,6 +2,8 @@
 //! adds what differs (position ids, heads).
 
 pub mod bert;
+pub mod gemma;
+pub mod minicpm;
 pub mod xlm_roberta;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};

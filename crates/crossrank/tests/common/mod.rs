@@ -31,6 +31,8 @@ pub struct CaseOptions {
     pub query_max_length: Option<usize>,
     pub batch_size: Option<usize>,
     pub normalize: Option<bool>,
+    pub prompt: Option<String>,
+    pub cutoff_layers: Option<Vec<usize>>,
 }
 
 impl CaseOptions {
@@ -41,6 +43,8 @@ impl CaseOptions {
             query_max_length: self.query_max_length,
             batch_size: self.batch_size.unwrap_or(d.batch_size),
             normalize: self.normalize.unwrap_or(d.normalize),
+            prompt: self.prompt.clone(),
+            cutoff_layers: self.cutoff_layers.clone(),
         }
     }
 }

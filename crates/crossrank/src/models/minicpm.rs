@@ -1,0 +1,238 @@
+//! MiniCPM layer-wise reranker (`LayerWiseMiniCPMForCausalLM`):
+//! bge-reranker-v2-minicpm-layerwise, as FlagEmbedding's own
+//! `modeling_minicpm_reranker.py` computes it. A Llama-style decoder
+//! (RMSNorm, RoPE, SiLU-gated MLP, GQA) with `scale_emb` on the embeddings
+//! and residual branches scaled by `scale_depth / sqrt(num_hidden_layers)`;
+//! one `Linear(hidden, 1)` score head per layer from `start_layer`, applied
+//! to the final norm of that layer's hidden state at the last real token.
+//! The forward pass stops at the deepest requested layer.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use super::gemma::last_tokens;
+use crate::config::Activation;
+use crate::error::{Error, Result};
+use crate::load::Weights;
+use crate::nn::{Embedding, Linear, RmsNorm, Rope, activate, causal_padding_mask, grouped_attention};
+use crate::tokenize::Batch;
+
+/// `config.json` of a layer-wise MiniCPM reranker.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MiniCpmConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default = "one")]
+    pub scale_emb: f64,
+    #[serde(default = "one")]
+    pub scale_depth: f64,
+    #[serde(default = "default_start")]
+    pub start_layer: usize,
+    #[serde(default = "default_true")]
+    pub head_multi: bool,
+    #[serde(default = "default_head_type")]
+    pub head_type: String,
+}
+
+fn default_act() -> Activation {
+    Activation::Silu
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_start() -> usize {
+    8
+}
+fn default_true() -> bool {
+    true
+}
+fn default_head_type() -> String {
+    "simple".into()
+}
+
+impl MiniCpmConfig {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let c: Self = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
+        let bad = |m: String| Err(Error::config("config.json", m));
+        if c.head_type != "simple" {
+            return bad(format!("head_type {:?} is not supported (the layer-wise rerankers use \"simple\")", c.head_type));
+        }
+        if c.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return bad("rope_scaling is not supported".into());
+        }
+        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 || c.num_attention_heads % c.kv_heads() != 0 {
+            return bad("inconsistent hidden_size / num_attention_heads / num_key_value_heads".into());
+        }
+        if c.start_layer > c.num_hidden_layers {
+            return bad(format!("start_layer {} > num_hidden_layers {}", c.start_layer, c.num_hidden_layers));
+        }
+        Ok(c)
+    }
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// FlagEmbedding's handling of `cutoff_layers`: default the last layer;
+    /// layers outside `[start_layer, num_hidden_layers]` are dropped; none
+    /// left is an error.
+    pub fn resolve_cutoffs(&self, requested: Option<&[usize]>) -> Result<Vec<usize>> {
+        let all = requested.map(<[usize]>::to_vec).unwrap_or_else(|| vec![self.num_hidden_layers]);
+        let kept: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&l| l >= self.start_layer && l <= self.num_hidden_layers)
+            .collect();
+        if kept.len() < all.len() {
+            tracing::warn!(requested = ?all, kept = ?kept, "cutoff layers outside [start_layer, num_hidden_layers] dropped");
+        }
+        if kept.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "cutoff layers must be in [{}, {}]",
+                self.start_layer, self.num_hidden_layers
+            )));
+        }
+        Ok(kept)
+    }
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// The layer-wise reranker.
+pub struct MiniCpm {
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    rope: Rope,
+    /// `[hidden, 1]` score heads, for layers `start_layer..=num_hidden_layers`
+    /// (one shared head when `head_multi` is false).
+    heads: Vec<Tensor<2>>,
+    cfg: MiniCpmConfig,
+}
+
+impl MiniCpm {
+    pub fn load(w: &Weights, cfg: MiniCpmConfig, dev: &Device) -> Result<Self> {
+        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let (nh, nkv, eps) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.rms_norm_eps);
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| {
+                let p = format!("model.layers.{l}");
+                Ok(Layer {
+                    input_norm: RmsNorm::load(w, &format!("{p}.input_layernorm.weight"), h, eps, 0.0, dev)?,
+                    q: Linear::load(w, &format!("{p}.self_attn.q_proj"), h, nh * hd, dev)?,
+                    k: Linear::load(w, &format!("{p}.self_attn.k_proj"), h, nkv * hd, dev)?,
+                    v: Linear::load(w, &format!("{p}.self_attn.v_proj"), h, nkv * hd, dev)?,
+                    o: Linear::load(w, &format!("{p}.self_attn.o_proj"), nh * hd, h, dev)?,
+                    post_norm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm.weight"), h, eps, 0.0, dev)?,
+                    gate: Linear::load(w, &format!("{p}.mlp.gate_proj"), h, i, dev)?,
+                    up: Linear::load(w, &format!("{p}.mlp.up_proj"), h, i, dev)?,
+                    down: Linear::load(w, &format!("{p}.mlp.down_proj"), i, h, dev)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head = |name: String| -> Result<Tensor<2>> {
+            let v = w.f32(&name, &[1, h])?;
+            Ok(Tensor::from_data(TensorData::new(v, [h, 1]), dev))
+        };
+        let heads = if cfg.head_multi {
+            (cfg.start_layer..=cfg.num_hidden_layers)
+                .enumerate()
+                .map(|(j, _)| head(format!("lm_head.{j}.linear_head.weight")))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![head("lm_head.linear_head.weight".into())?]
+        };
+        Ok(Self {
+            embed: Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dev)?,
+            layers,
+            norm: RmsNorm::load(w, "model.norm.weight", h, eps, 0.0, dev)?,
+            rope: Rope::new(hd, cfg.rope_theta),
+            heads,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &MiniCpmConfig {
+        &self.cfg
+    }
+
+    /// Scores per cutoff layer (already resolved), one tensor `[rows]` each.
+    ///
+    /// Faithful to the reference: hidden states are collected in layer
+    /// order while heads are picked in the order `cutoffs` lists them, so
+    /// an unsorted or repeated list pairs them as FlagEmbedding does.
+    pub fn forward(&self, batch: &Batch, cutoffs: &[usize], dev: &Device) -> Result<Vec<Tensor<1>>> {
+        let (b, t) = (batch.rows, batch.cols);
+        let c = &self.cfg;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
+        let max_layer = cutoffs.iter().copied().max().unwrap_or(c.num_hidden_layers);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.ids.iter().map(|&x| x as i64).collect(), [b, t]), dev);
+        let mut x = self.embed.forward(ids).mul_scalar(c.scale_emb as f32);
+        let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
+        let (cos, sin) = self.rope.tables(t, dev);
+        let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let residual_scale = (c.scale_depth / (c.num_hidden_layers as f64).sqrt()) as f32;
+        let mut states = Vec::new();
+        for (idx, l) in self.layers.iter().enumerate() {
+            if cutoffs.contains(&idx) {
+                states.push(self.norm.forward(last_tokens(x.clone(), batch, dev)));
+            }
+            if idx == max_layer {
+                break;
+            }
+            let hn = l.input_norm.forward(x.clone());
+            let q = Rope::apply(heads(l.q.forward(hn.clone()), nh), &cos, &sin);
+            let k = Rope::apply(heads(l.k.forward(hn.clone()), nkv), &cos, &sin);
+            let v = heads(l.v.forward(hn), nkv);
+            let ctx = grouped_attention(q, k, v, &mask, (hd as f64).powf(-0.5));
+            x = x + l.o.forward(ctx.swap_dims(1, 2).reshape([b, t, nh * hd])).mul_scalar(residual_scale);
+            let hn = l.post_norm.forward(x.clone());
+            let act = activate(c.hidden_act, l.gate.forward(hn.clone()));
+            x = x + l.down.forward(act * l.up.forward(hn)).mul_scalar(residual_scale);
+        }
+        if max_layer == c.num_hidden_layers {
+            states.push(self.norm.forward(last_tokens(x, batch, dev)));
+        }
+        Ok(states
+            .into_iter()
+            .zip(cutoffs)
+            .map(|(s, &layer)| {
+                let head = if c.head_multi { &self.heads[layer - c.start_layer] } else { &self.heads[0] };
+                s.matmul(head.clone()).reshape([b])
+            })
+            .collect())
+    }
+}
