@@ -59,21 +59,67 @@ impl LayerNorm {
     }
 }
 
-/// `nn.Embedding`: a row lookup.
+/// Largest buffer one embedding chunk may take. wgpu's default
+/// `max_storage_buffer_binding_size` is 128 MiB (lavapipe refuses a 768 MB
+/// buffer; browsers are stricter still), and XLM-R's 250002-row table is
+/// 768 MB at hidden 768, so big tables are stored as row chunks.
+pub const MAX_CHUNK_BYTES: usize = 128 << 20;
+
+/// `nn.Embedding`: a row lookup, over a table split into row chunks that
+/// each fit one device buffer.
 pub struct Embedding {
-    weight: Tensor<2>,
+    chunks: Vec<Tensor<2>>,
+    rows_per_chunk: usize,
+    dim: usize,
 }
 
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
-        Ok(Self {
-            weight: w.tensor2(name, rows, dim, device)?,
-        })
+        let v = w.f32(name, &[rows, dim])?;
+        let rows_per_chunk = (MAX_CHUNK_BYTES / (dim.max(1) * 4)).clamp(1, rows.max(1));
+        Ok(Self::from_rows(&v, dim, rows_per_chunk, device))
     }
 
-    /// `[batch, seq]` ids → `[batch, seq, dim]`.
-    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        module::embedding(self.weight.clone(), ids)
+    /// A table from row-major values, `rows_per_chunk` rows per buffer.
+    pub fn from_rows(v: &[f32], dim: usize, rows_per_chunk: usize, device: &Device) -> Self {
+        let chunks = v
+            .chunks(rows_per_chunk * dim)
+            .map(|c| Tensor::from_data(burn::tensor::TensorData::new(c.to_vec(), [c.len() / dim, dim]), device))
+            .collect();
+        Self { chunks, rows_per_chunk, dim }
+    }
+
+    /// Host ids (`rows × cols`, row-major) → `[rows, cols, dim]`.
+    pub fn forward(&self, ids: &[i64], rows: usize, cols: usize, device: &Device) -> Tensor<3> {
+        let int = |v: Vec<i64>, n: usize| Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(v, [n]), device);
+        if self.chunks.len() == 1 {
+            let ids = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(ids.to_vec(), [rows, cols]), device);
+            return module::embedding(self.chunks[0].clone(), ids);
+        }
+        // Gather from each chunk the tokens it holds, then put the rows back
+        // in token order with one more gather.
+        let mut parts = Vec::new();
+        let mut inverse = vec![0i64; ids.len()];
+        let mut next = 0i64;
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let lo = (c * self.rows_per_chunk) as i64;
+            let hi = lo + chunk.dims()[0] as i64;
+            let mut local = Vec::new();
+            for (pos, &id) in ids.iter().enumerate() {
+                if id >= lo && id < hi {
+                    local.push(id - lo);
+                    inverse[pos] = next;
+                    next += 1;
+                }
+            }
+            if !local.is_empty() {
+                let n = local.len();
+                parts.push(chunk.clone().select(0, int(local, n)));
+            }
+        }
+        Tensor::cat(parts, 0)
+            .select(0, int(inverse, ids.len()))
+            .reshape([rows, cols, self.dim])
     }
 }
 
@@ -201,4 +247,24 @@ pub fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor
         ..Default::default()
     };
     module::attention(q, repeat(k), repeat(v), Some(mask.clone().expand([b, heads, t, t])), None, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_embedding_equals_one_table() {
+        let dev = Device::flex();
+        let (rows, dim) = (10, 3);
+        let v: Vec<f32> = (0..rows * dim).map(|x| x as f32 * 0.5 - 3.0).collect();
+        let ids = [9i64, 0, 4, 4, 7, 1, 3, 9];
+        let whole = Embedding::from_rows(&v, dim, rows, &dev).forward(&ids, 2, 4, &dev);
+        let chunked = Embedding::from_rows(&v, dim, 3, &dev);
+        assert_eq!(chunked.chunks.len(), 4);
+        let got = chunked.forward(&ids, 2, 4, &dev).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(got, whole.into_data().try_to_vec::<f32>().unwrap());
+        let want: Vec<f32> = ids.iter().flat_map(|&i| v[i as usize * dim..(i as usize + 1) * dim].to_vec()).collect();
+        assert_eq!(got, want);
+    }
 }

@@ -41,10 +41,11 @@ impl BertEmbeddings {
         })
     }
 
-    pub fn forward(&self, x: &EncoderInput) -> Tensor<3> {
-        let e = self.word.forward(x.ids.clone())
-            + self.position.forward(x.positions.clone())
-            + self.token_type.forward(x.token_types.clone());
+    pub fn forward(&self, x: &EncoderInput, dev: &Device) -> Tensor<3> {
+        let (b, t) = (x.rows, x.cols);
+        let e = self.word.forward(&x.ids, b, t, dev)
+            + self.position.forward(&x.positions, b, t, dev)
+            + self.token_type.forward(&x.token_types, b, t, dev);
         self.norm.forward(e)
     }
 }
@@ -114,8 +115,8 @@ impl BertEncoder {
         })
     }
 
-    pub fn forward(&self, input: &EncoderInput) -> Tensor<3> {
-        let mut x = self.embeddings.forward(input);
+    pub fn forward(&self, input: &EncoderInput, dev: &Device) -> Tensor<3> {
+        let mut x = self.embeddings.forward(input, dev);
         for layer in &self.layers {
             x = layer.forward(x, input);
         }
@@ -168,7 +169,7 @@ impl BertForSequenceClassification {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
         let input = EncoderInput::new(batch, pos, dev);
-        let hidden = self.encoder.forward(&input);
+        let hidden = self.encoder.forward(&input, dev);
         let [b, _, h] = hidden.dims();
         let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
         let pooled = activation::tanh(self.pooler.forward(cls));
@@ -192,6 +193,6 @@ impl BertModel {
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
-        Ok(self.encoder.forward(&EncoderInput::new(batch, pos, dev)))
+        Ok(self.encoder.forward(&EncoderInput::new(batch, pos, dev), dev))
     }
 }

@@ -133,9 +133,9 @@ impl Gemma {
         let (b, t) = (batch.rows, batch.cols);
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.ids.iter().map(|&x| x as i64).collect(), [b, t]), dev);
+        let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
         // Gemma scales embeddings by sqrt(hidden), as an f32 constant.
-        let mut x = self.embed.forward(ids).mul_scalar((c.hidden_size as f32).sqrt());
+        let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar((c.hidden_size as f32).sqrt());
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
         let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);

@@ -7,7 +7,7 @@
 //! to the final norm of that layer's hidden state at the last real token.
 //! The forward pass stops at the deepest requested layer.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::gemma::last_tokens;
@@ -199,8 +199,8 @@ impl MiniCpm {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let max_layer = cutoffs.iter().copied().max().unwrap_or(c.num_hidden_layers);
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.ids.iter().map(|&x| x as i64).collect(), [b, t]), dev);
-        let mut x = self.embed.forward(ids).mul_scalar(c.scale_emb as f32);
+        let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
+        let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar(c.scale_emb as f32);
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
         let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
