@@ -241,3 +241,65 @@ fn hub_repo_id_downloads_into_the_hf_cache() {
     }
     assert!(seen.iter().any(|u| u.ends_with("/model.safetensors")), "asked for the single file first: {seen:?}");
 }
+
+#[test]
+fn layerwise_cutoff_layers_print_one_array_per_layer() {
+    #[derive(serde::Deserialize)]
+    struct LlmExpected {
+        pairs: Vec<(String, String)>,
+        cases: Vec<LlmCase>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LlmCase {
+        name: String,
+        scores: Vec<Vec<f32>>,
+    }
+    let dir = fixtures().join("minicpm-layerwise-tiny");
+    let e: LlmExpected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let want = &e.cases.iter().find(|c| c.name == "cutoff_2_4").unwrap().scores;
+    let out = crossrank(
+        &["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "2,4"],
+        &jsonl(&e.pairs),
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() <= 1e-3), "got {g:?}\nwant {w:?}");
+    }
+    // One layer: a flat array, like every other model.
+    let want = &e.cases.iter().find(|c| c.name == "cutoff_3").unwrap().scores[0];
+    let out = crossrank(
+        &["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "3"],
+        &jsonl(&e.pairs),
+        &[],
+    );
+    assert_scores(&out, want, 1e-3);
+}
+
+#[test]
+fn gemma_prompt_flag_changes_the_template() {
+    #[derive(serde::Deserialize)]
+    struct LlmExpected {
+        pairs: Vec<(String, String)>,
+        cases: Vec<LlmCase>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LlmCase {
+        name: String,
+        scores: Vec<Vec<f32>>,
+    }
+    let dir = fixtures().join("gemma-tiny");
+    let e: LlmExpected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let want = &e.cases.iter().find(|c| c.name == "custom_prompt_batch_4").unwrap().scores[0];
+    let out = crossrank(
+        &[
+            "score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--batch-size", "4",
+            "--prompt", "Is B relevant to A? Answer Yes or No.",
+        ],
+        &jsonl(&e.pairs),
+        &[],
+    );
+    assert_scores(&out, want, 1e-3);
+}
