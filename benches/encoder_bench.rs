@@ -14,51 +14,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use crossrank::device::select;
 use crossrank::{Checkpoint, Reranker, ScoreOptions};
-use safetensors::tensor::{Dtype, TensorView};
 
-const WORDS: &[&str] = &[
-    "search", "latency", "reranker", "passage", "query", "model", "index", "vector", "bear", "china",
-    "panda", "mountain", "river", "history", "science", "network", "protocol", "database", "engine",
-    "browser", "memory", "kernel", "matrix", "attention", "layer", "token", "language", "question",
-    "answer", "document", "retrieval", "ranking", "quality", "speed", "hardware", "graphics", "compute",
-    "the", "of", "and", "to", "in", "is", "for", "with", "on", "that", "by", "this", "from",
-];
-
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() as usize) % (hi - lo + 1)
-    }
-}
-
-fn words(rng: &mut Rng, n: usize) -> String {
-    (0..n).map(|_| WORDS[rng.range(0, WORDS.len() - 1)]).collect::<Vec<_>>().join(" ")
-}
-
-fn workload() -> Vec<(String, String)> {
-    let mut rng = Rng(0x5eed);
-    (0..64)
-        .map(|_| {
-            let q = rng.range(4, 12);
-            let p = rng.range(60, 180);
-            (words(&mut rng, q), words(&mut rng, p))
-        })
-        .collect()
-}
+mod common;
+use common::{arg, workload, write_random_f16};
 
 fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
     let (v, h, l, f, p) = (250_002usize, 768usize, 12usize, 3072usize, 514usize);
-    std::fs::create_dir_all(dir)?;
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("roberta.embeddings.word_embeddings.weight".into(), vec![v, h]),
         ("roberta.embeddings.position_embeddings.weight".into(), vec![p, h]),
@@ -88,26 +49,7 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
             shapes.push((format!("{pre}.{n}.bias"), vec![h]));
         }
     }
-    let mut rng = Rng(42);
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let ln_weight = name.contains("LayerNorm.weight");
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    let x = if ln_weight { 1.0 } else { 0.05 * rng.uniform() };
-                    half::f16::from_f32(x).to_le_bytes()
-                })
-                .collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F16, s.clone(), b)?)))
-        .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
+    write_random_f16(dir, &shapes, 1.0)?;
     let config = serde_json::json!({
         "architectures": ["XLMRobertaForSequenceClassification"], "model_type": "xlm-roberta",
         "vocab_size": v, "hidden_size": h, "num_hidden_layers": l, "num_attention_heads": 12,
@@ -122,8 +64,6 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -132,7 +72,7 @@ fn main() -> Result<()> {
         eprintln!("generating {} ...", dir.display());
         generate(&dir, &root.join("../tests/fixtures/xlmr-tiny/tokenizer.json")).context("generating the model")?;
     }
-    let pairs = workload();
+    let pairs = workload(64);
     let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
     println!("| device | load s | first call s | pairs/s (mean of {iters}) | tokens/pair |");
     println!("|---|---|---|---|---|");
