@@ -242,20 +242,26 @@ fn hub_repo_id_downloads_into_the_hf_cache() {
     assert!(seen.iter().any(|u| u.ends_with("/model.safetensors")), "asked for the single file first: {seen:?}");
 }
 
+/// The LLM fixtures' expected.json: one score list per layer.
+#[derive(serde::Deserialize)]
+struct LlmExpected {
+    pairs: Vec<(String, String)>,
+    cases: Vec<LlmCase>,
+}
+#[derive(serde::Deserialize)]
+struct LlmCase {
+    name: String,
+    scores: Vec<Vec<f32>>,
+}
+
+fn llm_expected(model: &str) -> LlmExpected {
+    serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn layerwise_cutoff_layers_print_one_array_per_layer() {
-    #[derive(serde::Deserialize)]
-    struct LlmExpected {
-        pairs: Vec<(String, String)>,
-        cases: Vec<LlmCase>,
-    }
-    #[derive(serde::Deserialize)]
-    struct LlmCase {
-        name: String,
-        scores: Vec<Vec<f32>>,
-    }
     let dir = fixtures().join("minicpm-layerwise-tiny");
-    let e: LlmExpected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let e = llm_expected("minicpm-layerwise-tiny");
     let want = &e.cases.iter().find(|c| c.name == "cutoff_2_4").unwrap().scores;
     let out = crossrank(
         &["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "2,4"],
@@ -280,18 +286,8 @@ fn layerwise_cutoff_layers_print_one_array_per_layer() {
 
 #[test]
 fn gemma_prompt_flag_changes_the_template() {
-    #[derive(serde::Deserialize)]
-    struct LlmExpected {
-        pairs: Vec<(String, String)>,
-        cases: Vec<LlmCase>,
-    }
-    #[derive(serde::Deserialize)]
-    struct LlmCase {
-        name: String,
-        scores: Vec<Vec<f32>>,
-    }
     let dir = fixtures().join("gemma-tiny");
-    let e: LlmExpected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let e = llm_expected("gemma-tiny");
     let want = &e.cases.iter().find(|c| c.name == "custom_prompt_batch_4").unwrap().scores[0];
     let out = crossrank(
         &[

@@ -249,6 +249,79 @@ pub fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor
     module::attention(q, repeat(k), repeat(v), Some(mask.clone().expand([b, heads, t, t])), None, options)
 }
 
+/// Sizes of a Llama-style decoder block.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderDims {
+    pub hidden: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f64,
+}
+
+/// A pre-norm decoder block (Gemma, MiniCPM, Llama): RMSNorm → GQA
+/// self-attention with RoPE → residual, RMSNorm → gated MLP → residual,
+/// with the residual branches scaled by `residual_scale` (MiniCPM's
+/// `scale_depth / sqrt(layers)`, 1 elsewhere).
+pub struct DecoderLayer {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    dims: DecoderDims,
+}
+
+impl DecoderLayer {
+    /// Load `{prefix}.{input_layernorm,self_attn.*_proj,post_attention_layernorm,mlp.*_proj}`;
+    /// `norm_offset` is added to the norm weights (1 for Gemma's `1 + w`).
+    pub fn load(w: &Weights, prefix: &str, d: DecoderDims, norm_offset: f32, dev: &Device) -> Result<Self> {
+        let (h, i, hd) = (d.hidden, d.ffn, d.head_dim);
+        let lin = |n: &str, a, b| Linear::load(w, &format!("{prefix}.{n}"), a, b, dev);
+        Ok(Self {
+            input_norm: RmsNorm::load(w, &format!("{prefix}.input_layernorm.weight"), h, d.eps, norm_offset, dev)?,
+            q: lin("self_attn.q_proj", h, d.heads * hd)?,
+            k: lin("self_attn.k_proj", h, d.kv_heads * hd)?,
+            v: lin("self_attn.v_proj", h, d.kv_heads * hd)?,
+            o: lin("self_attn.o_proj", d.heads * hd, h)?,
+            post_norm: RmsNorm::load(w, &format!("{prefix}.post_attention_layernorm.weight"), h, d.eps, norm_offset, dev)?,
+            gate: lin("mlp.gate_proj", h, i)?,
+            up: lin("mlp.up_proj", h, i)?,
+            down: lin("mlp.down_proj", i, h)?,
+            dims: d,
+        })
+    }
+
+    /// `[b, t, hidden]` → `[b, t, hidden]`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: &Tensor<4, Bool>,
+        rope: (&Tensor<4>, &Tensor<4>),
+        act: Activation,
+        residual_scale: f32,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let d = self.dims;
+        let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, d.head_dim]).swap_dims(1, 2);
+        let hn = self.input_norm.forward(x.clone());
+        let q = Rope::apply(heads(self.q.forward(hn.clone()), d.heads), rope.0, rope.1);
+        let k = Rope::apply(heads(self.k.forward(hn.clone()), d.kv_heads), rope.0, rope.1);
+        let v = heads(self.v.forward(hn), d.kv_heads);
+        let ctx = grouped_attention(q, k, v, mask, (d.head_dim as f64).powf(-0.5));
+        let attn = self.o.forward(ctx.swap_dims(1, 2).reshape([b, t, d.heads * d.head_dim]));
+        let x = x + attn.mul_scalar(residual_scale);
+        let hn = self.post_norm.forward(x.clone());
+        let ff = self.down.forward(activate(act, self.gate.forward(hn.clone())) * self.up.forward(hn));
+        x + ff.mul_scalar(residual_scale)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::config::Activation;
 use crate::error::{Error, Result};
 use crate::load::Weights;
-use crate::nn::{Embedding, Linear, RmsNorm, Rope, activate, causal_padding_mask, grouped_attention};
+use crate::nn::{DecoderDims, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask};
 use crate::tokenize::Batch;
 
 /// `config.json` of a Gemma checkpoint.
@@ -65,24 +65,22 @@ impl GemmaConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
-}
-
-struct GemmaLayer {
-    input_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    post_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    fn dims(&self) -> DecoderDims {
+        DecoderDims {
+            hidden: self.hidden_size,
+            ffn: self.intermediate_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            head_dim: self.head_dim(),
+            eps: self.rms_norm_eps,
+        }
+    }
 }
 
 /// The Gemma decoder plus the one LM-head row that scores.
 pub struct Gemma {
     embed: Embedding,
-    layers: Vec<GemmaLayer>,
+    layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     rope: Rope,
     /// `[hidden, 1]`: the LM head's row for the scoring token.
@@ -93,23 +91,10 @@ pub struct Gemma {
 impl Gemma {
     /// Load the decoder; `score_token` is the id whose logit is the score.
     pub fn load(w: &Weights, cfg: GemmaConfig, score_token: u32, dev: &Device) -> Result<Self> {
-        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
-        let (nh, nkv, eps) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.rms_norm_eps);
+        let h = cfg.hidden_size;
+        let dims = cfg.dims();
         let layers = (0..cfg.num_hidden_layers)
-            .map(|l| {
-                let p = format!("model.layers.{l}");
-                Ok(GemmaLayer {
-                    input_norm: RmsNorm::load(w, &format!("{p}.input_layernorm.weight"), h, eps, 1.0, dev)?,
-                    q: Linear::load(w, &format!("{p}.self_attn.q_proj"), h, nh * hd, dev)?,
-                    k: Linear::load(w, &format!("{p}.self_attn.k_proj"), h, nkv * hd, dev)?,
-                    v: Linear::load(w, &format!("{p}.self_attn.v_proj"), h, nkv * hd, dev)?,
-                    o: Linear::load(w, &format!("{p}.self_attn.o_proj"), nh * hd, h, dev)?,
-                    post_norm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm.weight"), h, eps, 1.0, dev)?,
-                    gate: Linear::load(w, &format!("{p}.mlp.gate_proj"), h, i, dev)?,
-                    up: Linear::load(w, &format!("{p}.mlp.up_proj"), h, i, dev)?,
-                    down: Linear::load(w, &format!("{p}.mlp.down_proj"), i, h, dev)?,
-                })
-            })
+            .map(|l| DecoderLayer::load(w, &format!("model.layers.{l}"), dims, 1.0, dev))
             .collect::<Result<Vec<_>>>()?;
         let head_name = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
             "model.embed_tokens.weight"
@@ -120,8 +105,8 @@ impl Gemma {
         Ok(Self {
             embed: Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dev)?,
             layers,
-            norm: RmsNorm::load(w, "model.norm.weight", h, eps, 1.0, dev)?,
-            rope: Rope::new(hd, cfg.rope_theta),
+            norm: RmsNorm::load(w, "model.norm.weight", h, cfg.rms_norm_eps, 1.0, dev)?,
+            rope: Rope::new(dims.head_dim, cfg.rope_theta),
             score_row: Tensor::from_data(TensorData::new(row, [h, 1]), dev),
             cfg,
         })
@@ -132,23 +117,13 @@ impl Gemma {
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<1>> {
         let (b, t) = (batch.rows, batch.cols);
         let c = &self.cfg;
-        let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
         // Gemma scales embeddings by sqrt(hidden), as an f32 constant.
         let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar((c.hidden_size as f32).sqrt());
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
-        let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
         for l in &self.layers {
-            let hn = l.input_norm.forward(x.clone());
-            let q = Rope::apply(heads(l.q.forward(hn.clone()), nh), &cos, &sin);
-            let k = Rope::apply(heads(l.k.forward(hn.clone()), nkv), &cos, &sin);
-            let v = heads(l.v.forward(hn), nkv);
-            let ctx = grouped_attention(q, k, v, &mask, (hd as f64).powf(-0.5));
-            x = x + l.o.forward(ctx.swap_dims(1, 2).reshape([b, t, nh * hd]));
-            let hn = l.post_norm.forward(x.clone());
-            let act = activate(c.hidden_act, l.gate.forward(hn.clone()));
-            x = x + l.down.forward(act * l.up.forward(hn));
+            x = l.forward(x, &mask, (&cos, &sin), c.hidden_act, 1.0);
         }
         let last = last_tokens(x, batch, dev);
         Ok(self.norm.forward(last).matmul(self.score_row.clone()).reshape([b]))

@@ -14,7 +14,7 @@ use super::gemma::last_tokens;
 use crate::config::Activation;
 use crate::error::{Error, Result};
 use crate::load::Weights;
-use crate::nn::{Embedding, Linear, RmsNorm, Rope, activate, causal_padding_mask, grouped_attention};
+use crate::nn::{DecoderDims, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask};
 use crate::tokenize::Batch;
 
 /// `config.json` of a layer-wise MiniCPM reranker.
@@ -119,22 +119,10 @@ impl MiniCpmConfig {
     }
 }
 
-struct Layer {
-    input_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    post_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
 /// The layer-wise reranker.
 pub struct MiniCpm {
     embed: Embedding,
-    layers: Vec<Layer>,
+    layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     rope: Rope,
     /// `[hidden, 1]` score heads, for layers `start_layer..=num_hidden_layers`
@@ -145,23 +133,17 @@ pub struct MiniCpm {
 
 impl MiniCpm {
     pub fn load(w: &Weights, cfg: MiniCpmConfig, dev: &Device) -> Result<Self> {
-        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
-        let (nh, nkv, eps) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.rms_norm_eps);
+        let h = cfg.hidden_size;
+        let dims = DecoderDims {
+            hidden: h,
+            ffn: cfg.intermediate_size,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: cfg.head_dim(),
+            eps: cfg.rms_norm_eps,
+        };
         let layers = (0..cfg.num_hidden_layers)
-            .map(|l| {
-                let p = format!("model.layers.{l}");
-                Ok(Layer {
-                    input_norm: RmsNorm::load(w, &format!("{p}.input_layernorm.weight"), h, eps, 0.0, dev)?,
-                    q: Linear::load(w, &format!("{p}.self_attn.q_proj"), h, nh * hd, dev)?,
-                    k: Linear::load(w, &format!("{p}.self_attn.k_proj"), h, nkv * hd, dev)?,
-                    v: Linear::load(w, &format!("{p}.self_attn.v_proj"), h, nkv * hd, dev)?,
-                    o: Linear::load(w, &format!("{p}.self_attn.o_proj"), nh * hd, h, dev)?,
-                    post_norm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm.weight"), h, eps, 0.0, dev)?,
-                    gate: Linear::load(w, &format!("{p}.mlp.gate_proj"), h, i, dev)?,
-                    up: Linear::load(w, &format!("{p}.mlp.up_proj"), h, i, dev)?,
-                    down: Linear::load(w, &format!("{p}.mlp.down_proj"), i, h, dev)?,
-                })
-            })
+            .map(|l| DecoderLayer::load(w, &format!("model.layers.{l}"), dims, 0.0, dev))
             .collect::<Result<Vec<_>>>()?;
         let head = |name: String| -> Result<Tensor<2>> {
             let v = w.f32(&name, &[1, h])?;
@@ -178,8 +160,8 @@ impl MiniCpm {
         Ok(Self {
             embed: Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dev)?,
             layers,
-            norm: RmsNorm::load(w, "model.norm.weight", h, eps, 0.0, dev)?,
-            rope: Rope::new(hd, cfg.rope_theta),
+            norm: RmsNorm::load(w, "model.norm.weight", h, cfg.rms_norm_eps, 0.0, dev)?,
+            rope: Rope::new(dims.head_dim, cfg.rope_theta),
             heads,
             cfg,
         })
@@ -197,13 +179,11 @@ impl MiniCpm {
     pub fn forward(&self, batch: &Batch, cutoffs: &[usize], dev: &Device) -> Result<Vec<Tensor<1>>> {
         let (b, t) = (batch.rows, batch.cols);
         let c = &self.cfg;
-        let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let max_layer = cutoffs.iter().copied().max().unwrap_or(c.num_hidden_layers);
         let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
         let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar(c.scale_emb as f32);
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
-        let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
         let residual_scale = (c.scale_depth / (c.num_hidden_layers as f64).sqrt()) as f32;
         let mut states = Vec::new();
         for (idx, l) in self.layers.iter().enumerate() {
@@ -213,15 +193,7 @@ impl MiniCpm {
             if idx == max_layer {
                 break;
             }
-            let hn = l.input_norm.forward(x.clone());
-            let q = Rope::apply(heads(l.q.forward(hn.clone()), nh), &cos, &sin);
-            let k = Rope::apply(heads(l.k.forward(hn.clone()), nkv), &cos, &sin);
-            let v = heads(l.v.forward(hn), nkv);
-            let ctx = grouped_attention(q, k, v, &mask, (hd as f64).powf(-0.5));
-            x = x + l.o.forward(ctx.swap_dims(1, 2).reshape([b, t, nh * hd])).mul_scalar(residual_scale);
-            let hn = l.post_norm.forward(x.clone());
-            let act = activate(c.hidden_act, l.gate.forward(hn.clone()));
-            x = x + l.down.forward(act * l.up.forward(hn)).mul_scalar(residual_scale);
+            x = l.forward(x, &mask, (&cos, &sin), c.hidden_act, residual_scale);
         }
         if max_layer == c.num_hidden_layers {
             states.push(self.norm.forward(last_tokens(x, batch, dev)));
