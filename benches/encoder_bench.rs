@@ -1,7 +1,7 @@
 //! Pairs/s of a bge-reranker-base-shaped cross-encoder (XLM-R: 12 layers,
 //! hidden 768, 12 heads, FFN 3072, 250002 vocab) on the CPU and on wgpu.
 //!
-//!     cargo run --release -p crossrank-benches --bin encoder-bench -- [--devices cpu,wgpu] [--iters 3]
+//!     cargo run --release -p crossrank-benches --bin encoder-bench -- [--devices cpu,wgpu] [--iters 3] [--pairs 64]
 //!
 //! The random-init checkpoint is generated on first run under
 //! benches/models/ (not committed; ~556 MB, f16 like a converted checkpoint).
@@ -66,13 +66,14 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 fn main() -> Result<()> {
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let n: usize = arg("--pairs").map(|s| s.parse()).transpose()?.unwrap_or(64);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("models/bge-reranker-base-random");
     if !dir.join("model.safetensors").exists() {
         eprintln!("generating {} ...", dir.display());
         generate(&dir, &root.join("../tests/fixtures/xlmr-tiny/tokenizer.json")).context("generating the model")?;
     }
-    let pairs = workload(64);
+    let pairs = workload(n);
     let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
     println!("| device | load s | first call s | pairs/s (mean of {iters}) | tokens/pair |");
     println!("|---|---|---|---|---|");
