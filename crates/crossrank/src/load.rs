@@ -68,11 +68,31 @@ impl Checkpoint {
         }
     }
 
+    /// A weights file: memory-mapped from a directory (feature `mmap`),
+    /// else read into memory.
+    fn read_weights_file(&self, name: &str) -> Result<Option<ShardBytes>> {
+        #[cfg(feature = "mmap")]
+        if let Checkpoint::Dir(dir) = self {
+            let path = dir.join(name);
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            // SAFETY: the map is read-only and private to this process; a
+            // checkpoint file truncated by another process while we load is
+            // outside what any loader can defend against.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            return Ok(Some(ShardBytes::Mapped(map)));
+        }
+        Ok(self.read_optional(name)?.map(ShardBytes::Owned))
+    }
+
     /// Load the model weights: `model.safetensors`, or the shards listed in
     /// `model.safetensors.index.json`.
     pub fn weights(&self) -> Result<Weights> {
-        if let Some(bytes) = self.read_optional("model.safetensors")? {
-            return Weights::from_shards(vec![("model.safetensors".into(), bytes)]);
+        if let Some(bytes) = self.read_weights_file("model.safetensors")? {
+            return Weights::from_shard_bytes(vec![("model.safetensors".into(), bytes)]);
         }
         let Some(index) = self.read_json("model.safetensors.index.json")? else {
             return Err(Error::MissingFile {
@@ -96,16 +116,37 @@ impl Checkpoint {
                 if f.contains("..") || f.starts_with('/') {
                     return Err(Error::config("model.safetensors.index.json", format!("bad shard name {f:?}")));
                 }
-                let bytes = self.read(&f)?;
+                let bytes = self.read_weights_file(&f)?.ok_or_else(|| Error::MissingFile {
+                    file: f.clone(),
+                    location: self.location(),
+                })?;
                 Ok((f, bytes))
             })
             .collect::<Result<Vec<_>>>()?;
-        Weights::from_shards(shards)
+        Weights::from_shard_bytes(shards)
+    }
+}
+
+/// The bytes of one safetensors file.
+pub enum ShardBytes {
+    Owned(Vec<u8>),
+    #[cfg(feature = "mmap")]
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for ShardBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ShardBytes::Owned(v) => v,
+            #[cfg(feature = "mmap")]
+            ShardBytes::Mapped(m) => m,
+        }
     }
 }
 
 struct Shard {
-    bytes: Vec<u8>,
+    bytes: ShardBytes,
 }
 
 struct Entry {
@@ -126,6 +167,11 @@ pub struct Weights {
 impl Weights {
     /// Index one or more safetensors buffers (file name, bytes).
     pub fn from_shards(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        Self::from_shard_bytes(shards.into_iter().map(|(f, b)| (f, ShardBytes::Owned(b))).collect())
+    }
+
+    /// Index one or more safetensors files, owned or memory-mapped.
+    pub fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
         let mut out = Weights {
             shards: Vec::new(),
             index: HashMap::new(),
