@@ -246,17 +246,23 @@ impl Weights {
 
     /// Row `row` of a rank-2 tensor as f32, reading only that row's bytes.
     pub fn row(&self, name: &str, expected: &[usize], row: usize) -> Result<Vec<f32>> {
+        self.rows(name, expected, row, 1)
+    }
+
+    /// Rows `start..start + count` of a rank-2 tensor as f32, decoding only
+    /// those bytes (big embedding tables are converted chunk by chunk).
+    pub fn rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Vec<f32>> {
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
-        if e.shape != expected || expected.len() != 2 || row >= expected[0] {
+        if e.shape != expected || expected.len() != 2 || start + count > expected[0] {
             return Err(Error::ShapeMismatch {
                 name: name.to_string(),
                 expected: expected.to_vec(),
                 actual: e.shape.clone(),
             });
         }
-        let width = e.dtype.bitsize() / 8;
-        let start = e.start + row * expected[1] * width;
-        decode(name, e.dtype, &self.shards[e.shard].bytes[start..start + expected[1] * width])
+        let row_bytes = expected[1] * e.dtype.bitsize() / 8;
+        let from = e.start + start * row_bytes;
+        decode(name, e.dtype, &self.shards[e.shard].bytes[from..from + count * row_bytes])
     }
 
     /// A rank-1 tensor on `device`.

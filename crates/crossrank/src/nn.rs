@@ -75,9 +75,18 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
-        let v = w.f32(name, &[rows, dim])?;
         let rows_per_chunk = (MAX_CHUNK_BYTES / (dim.max(1) * 4)).clamp(1, rows.max(1));
-        Ok(Self::from_rows(&v, dim, rows_per_chunk, device))
+        // Decode and upload one chunk at a time: the host never holds the
+        // whole table in f32.
+        let chunks = (0..rows)
+            .step_by(rows_per_chunk)
+            .map(|start| {
+                let n = rows_per_chunk.min(rows - start);
+                let v = w.rows(name, &[rows, dim], start, n)?;
+                Ok(Tensor::from_data(burn::tensor::TensorData::new(v, [n, dim]), device))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { chunks, rows_per_chunk, dim })
     }
 
     /// A table from row-major values, `rows_per_chunk` rows per buffer.
