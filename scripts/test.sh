@@ -16,4 +16,9 @@ fi
 
 echo "== cargo test --workspace"
 # One test binary at a time keeps peak memory and lavapipe contention low.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"  # silences Mesa's warning
 cargo test --workspace -- --test-threads=1
+
+echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg) and the npm package test"
+wasm-pack build crates/crossrank-wasm --target web --out-dir ../../npm/pkg --release
+node --test tests/node/

@@ -12,7 +12,7 @@ use crate::load::Checkpoint;
 use crate::models::bert::BertModel;
 use crate::models::xlm_roberta::XlmRobertaModel;
 use crate::tokenize::{Batch, Encoded, PairTokenizer};
-use crate::{longest_first, read_f32};
+use crate::{block, longest_first, read_f32};
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,11 @@ impl Embedder {
 
     /// One vector per text, in input order.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
+        block(self.embed_async(texts, opts))
+    }
+
+    /// `embed`, reading results back asynchronously (required on WebGPU).
+    pub async fn embed_async<S: AsRef<str>>(&self, texts: &[S], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
         let max_length = opts.max_length.unwrap_or(self.max_length);
         let batch_size = opts.batch_size.unwrap_or(32);
         if max_length == 0 || batch_size == 0 {
@@ -152,7 +157,7 @@ impl Embedder {
             } else {
                 pooled
             };
-            let flat = read_f32(pooled)?;
+            let flat = read_f32(pooled).await?;
             for (&i, v) in chunk.iter().zip(flat.chunks(h)) {
                 out[i] = v.to_vec();
             }

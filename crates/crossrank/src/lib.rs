@@ -29,9 +29,25 @@ pub use load::{Checkpoint, Weights};
 pub use rerank::{Ranked, Reranker, ScoreOptions};
 pub use tokenize::{Batch, Encoded, PairTokenizer};
 
-/// Read a finished tensor back to the host as f32 values.
-pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    t.try_into_vec_as::<f32>().map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))
+/// Read a finished tensor back to the host as f32 values. Asynchronous:
+/// WebGPU can only read back that way.
+pub(crate) async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))
+}
+
+/// Run one of the async entry points to completion. Natively this blocks;
+/// in wasm it succeeds when nothing had to wait (the CPU backend) and is a
+/// typed error otherwise (WebGPU: use the `_async` API).
+pub(crate) fn block<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    burn::tensor::try_read_sync(f).unwrap_or_else(|| {
+        Err(Error::Device("this device only reads results asynchronously; use the *_async methods".into()))
+    })
 }
 
 /// Indices of `lens` sorted by length, longest first (stable), as

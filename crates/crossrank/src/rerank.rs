@@ -10,7 +10,7 @@ use crate::models::gemma::{Gemma, GemmaConfig};
 use crate::models::minicpm::{MiniCpm, MiniCpmConfig};
 use crate::models::xlm_roberta::XlmRobertaForSequenceClassification;
 use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer};
-use crate::{longest_first, read_f32};
+use crate::{block, longest_first, read_f32};
 
 /// Options of `compute_score`, with FlagReranker's defaults.
 #[derive(Debug, Clone)]
@@ -205,6 +205,16 @@ impl Reranker {
         pairs: &[(Q, P)],
         opts: &ScoreOptions,
     ) -> Result<Vec<Vec<f32>>> {
+        block(self.compute_score_layers_async(pairs, opts))
+    }
+
+    /// `compute_score_layers`, reading results back asynchronously (required
+    /// on WebGPU).
+    pub async fn compute_score_layers_async<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Vec<f32>>> {
         let cutoffs = self.cutoff_layers(opts)?;
         let encoded = self.encode(pairs, opts)?;
         let order = longest_first(&encoded.iter().map(Encoded::len).collect::<Vec<_>>());
@@ -216,7 +226,7 @@ impl Reranker {
                 layers = vec![vec![0f32; encoded.len()]; outs.len()];
             }
             for (layer, out) in layers.iter_mut().zip(outs) {
-                for (&i, s) in chunk.iter().zip(read_f32(out)?) {
+                for (&i, s) in chunk.iter().zip(read_f32(out).await?) {
                     layer[i] = if opts.normalize { sigmoid(s) } else { s };
                 }
             }
@@ -231,7 +241,16 @@ impl Reranker {
     /// sigmoids with `normalize`. A layer-wise model must be asked for a
     /// single layer here (see `compute_score_layers`).
     pub fn compute_score<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> {
-        let mut layers = self.compute_score_layers(pairs, opts)?;
+        block(self.compute_score_async(pairs, opts))
+    }
+
+    /// `compute_score`, reading results back asynchronously.
+    pub async fn compute_score_async<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<f32>> {
+        let mut layers = self.compute_score_layers_async(pairs, opts).await?;
         if layers.len() != 1 {
             return Err(Error::InvalidInput(format!(
                 "{} cutoff layers give {} score lists; use compute_score_layers",
