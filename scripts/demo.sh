@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"
 MODEL="${1:-tests/fixtures/xlmr-tiny}"
 DEVICE="${DEVICE:-auto}"
-cargo build -q -p crossrank-cli
+# --workspace: the same feature set as the tests, so the build is shared.
+cargo build -q --workspace --bins --tests
 BIN="$CARGO_TARGET_DIR/debug/crossrank"
 printf '%s\n' \
   "The giant panda is a bear species endemic to China." \

@@ -102,7 +102,14 @@ fn wgpu(kind: GpuKind) -> Result<Device> {
         }
         Ok(device)
     };
-    match std::panic::catch_unwind(probe) {
+    // A missing adapter panics inside cubecl; keep that out of the user's
+    // terminal (the reason is returned instead). The hook is process-wide,
+    // so it is restored right after the probe.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(probe);
+    std::panic::set_hook(previous);
+    match outcome {
         Ok(r) => r,
         Err(p) => {
             let msg = p
