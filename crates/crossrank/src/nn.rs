@@ -76,8 +76,19 @@ pub struct Embedding {
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
         let rows_per_chunk = (MAX_CHUNK_BYTES / (dim.max(1) * 4)).clamp(1, rows.max(1));
-        // Decode and upload one chunk at a time: the host never holds the
-        // whole table in f32.
+        Self::load_chunked(w, name, rows, dim, rows_per_chunk, device)
+    }
+
+    /// `load` with an explicit chunk size. Each chunk is decoded and
+    /// uploaded on its own: the host never holds the whole table in f32.
+    pub fn load_chunked(
+        w: &Weights,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        rows_per_chunk: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let chunks = (0..rows)
             .step_by(rows_per_chunk)
             .map(|start| {
@@ -87,15 +98,6 @@ impl Embedding {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { chunks, rows_per_chunk, dim })
-    }
-
-    /// A table from row-major values, `rows_per_chunk` rows per buffer.
-    pub fn from_rows(v: &[f32], dim: usize, rows_per_chunk: usize, device: &Device) -> Self {
-        let chunks = v
-            .chunks(rows_per_chunk * dim)
-            .map(|c| Tensor::from_data(burn::tensor::TensorData::new(c.to_vec(), [c.len() / dim, dim]), device))
-            .collect();
-        Self { chunks, rows_per_chunk, dim }
     }
 
     /// Host ids (`rows × cols`, row-major) → `[rows, cols, dim]`.
@@ -340,9 +342,14 @@ mod tests {
         let dev = Device::flex();
         let (rows, dim) = (10, 3);
         let v: Vec<f32> = (0..rows * dim).map(|x| x as f32 * 0.5 - 3.0).collect();
+        // Stored f16 so the chunked path decodes row ranges, as for real tables.
+        let bytes: Vec<u8> = v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![rows, dim], &bytes).unwrap();
+        let file = safetensors::serialize(vec![("e".to_string(), view)], None).unwrap();
+        let w = Weights::from_shards(vec![("m".into(), file)]).unwrap();
         let ids = [9i64, 0, 4, 4, 7, 1, 3, 9];
-        let whole = Embedding::from_rows(&v, dim, rows, &dev).forward(&ids, 2, 4, &dev);
-        let chunked = Embedding::from_rows(&v, dim, 3, &dev);
+        let whole = Embedding::load(&w, "e", rows, dim, &dev).unwrap().forward(&ids, 2, 4, &dev);
+        let chunked = Embedding::load_chunked(&w, "e", rows, dim, 3, &dev).unwrap();
         assert_eq!(chunked.chunks.len(), 4);
         let got = chunked.forward(&ids, 2, 4, &dev).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(got, whole.into_data().try_to_vec::<f32>().unwrap());
