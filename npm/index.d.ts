@@ -1,8 +1,21 @@
 export type Device = 'auto' | 'cpu' | 'webgpu';
 
 export interface LoadOptions {
+  /** 'auto' (default): WebGPU when an adapter passes a self-check against the CPU, else the CPU. */
   device?: Device;
+  /** Compute precision. */
+  dtype?: 'f32';
+  /** Download progress per file. */
   onProgress?: (p: { file: string; loaded: number; total?: number }) => void;
+  /** Keep downloaded files in the Cache API (default true) so a reload does not download again. */
+  cache?: boolean;
+}
+
+export interface AdapterInfo {
+  name: string;
+  backend: string;
+  shaderF16: boolean;
+  maxBindingBytes: number;
 }
 
 export interface ScoreOptions {
@@ -33,7 +46,12 @@ export declare class Reranker {
   static load(source: CheckpointSource, options?: LoadOptions): Promise<Reranker>;
   readonly device: 'webgpu' | 'cpu';
   readonly deviceReason: string;
+  /** The WebGPU adapter in use, or null on the CPU. */
+  readonly adapter: AdapterInfo | null;
   computeScore(pairs: [string, string][], options?: ScoreOptions): Promise<number[] | number[][]>;
   rerank(query: string, docs: string[], options?: RerankOptions): Promise<Ranked[]>;
   dispose(): Promise<void>;
 }
+
+/** Remove every model file crossrank cached with the Cache API. */
+export declare function clearCache(): Promise<void>;

@@ -19,6 +19,9 @@ echo "== cargo test --workspace"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"  # silences Mesa's warning
 cargo test --workspace -- --test-threads=1
 
-echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg) and the npm package test"
-wasm-pack build crates/crossrank-wasm --target web --out-dir ../../npm/pkg --release
-node --test tests/node/
+echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg)"
+./scripts/build-wasm.sh
+
+echo "== npm package (Node, CPU wasm) and browser tests (headless Chromium: WebGPU + CPU, Cache API, demo)"
+(cd tests/browser && npm ci --silent --no-audit --no-fund)
+node --test --test-concurrency=1 tests/node/ tests/browser/

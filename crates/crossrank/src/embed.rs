@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::config::EncoderConfig;
 use crate::error::{Error, Result};
 use crate::load::Checkpoint;
+use crate::quant::WeightDtype;
 use crate::models::bert::BertModel;
 use crate::models::xlm_roberta::XlmRobertaModel;
 use crate::tokenize::{Batch, Encoded, PairTokenizer};
@@ -89,10 +90,16 @@ impl Embedder {
     /// Load an encoder checkpoint. Cross-encoder checkpoints load too: their
     /// encoder is used and the head ignored.
     pub fn load(ck: &Checkpoint, device: &Device) -> Result<Self> {
+        Self::load_with_dtype(ck, device, WeightDtype::F32)
+    }
+
+    /// Load with weights stored as `dtype` on the device (q8/q4 quantize at
+    /// load unless the checkpoint already is quantized).
+    pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
         let config = EncoderConfig::from_json(&ck.read("config.json")?)?;
         let arch = config.architecture()?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let weights = ck.weights()?;
+        let weights = ck.weights()?.with_dtype(dtype);
         let model = if arch.is_roberta() {
             Encoder::XlmRoberta(XlmRobertaModel::load(&weights, &config, device)?)
         } else {

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod load;
 pub mod models;
 pub mod nn;
+pub mod quant;
 mod rerank;
 pub mod tokenize;
 
@@ -26,6 +27,7 @@ pub use config::{Architecture, EncoderConfig};
 pub use embed::{EmbedOptions, Embedder, Pooling};
 pub use error::{Error, Result};
 pub use load::{Checkpoint, Weights};
+pub use quant::WeightDtype;
 pub use rerank::{Ranked, Reranker, ScoreOptions};
 pub use tokenize::{Batch, Encoded, PairTokenizer};
 

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 
 use crate::error::{Error, Result};
+use crate::quant::{HostQuant, QuantMatrix, WeightDtype, quantizable};
 
 /// Where the files of a checkpoint come from.
 #[derive(Debug, Clone)]
@@ -50,6 +51,21 @@ impl Checkpoint {
             }
             Checkpoint::Memory(files) => Ok(files.get(name).cloned()),
         }
+    }
+
+    /// Names of the checkpoint's files (top level; sorted).
+    pub fn files(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = match self {
+            Checkpoint::Dir(dir) => std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir.clone(), e))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            Checkpoint::Memory(files) => files.keys().cloned().collect(),
+        };
+        out.sort();
+        Ok(out)
     }
 
     /// Contents of `name`; a typed error when it is absent.
@@ -157,11 +173,31 @@ struct Entry {
     end: usize,
 }
 
+/// A tensor stored quantized (`NAME.qweight` + `NAME.qscale`, see
+/// [`crate::quant`]).
+struct QuantEntry {
+    shape: Vec<usize>,
+    bits: u32,
+    block: usize,
+}
+
 /// All tensors of a checkpoint, kept as their raw bytes until the model asks
-/// for one, then converted to f32 and uploaded to the device.
+/// for one, then converted to f32 (or quantized) and uploaded to the device.
+/// Quantized tensors of a `crossrank quantize` checkpoint answer to their
+/// plain names: [`Weights::f32`] dequantizes them, [`Weights::matrix`] keeps
+/// them packed.
 pub struct Weights {
     shards: Vec<Shard>,
     index: HashMap<String, Entry>,
+    quant: HashMap<String, QuantEntry>,
+    dtype: WeightDtype,
+}
+
+/// A rank-2 weight on the device: f32, or quantized (packed).
+#[derive(Debug, Clone)]
+pub enum Matrix {
+    Dense(Tensor<2>),
+    Quant(QuantMatrix),
 }
 
 impl Weights {
@@ -175,6 +211,8 @@ impl Weights {
         let mut out = Weights {
             shards: Vec::new(),
             index: HashMap::new(),
+            quant: HashMap::new(),
+            dtype: WeightDtype::F32,
         };
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
@@ -213,26 +251,145 @@ impl Weights {
             }
             out.shards.push(Shard { bytes });
         }
+        out.index_quantized()?;
         Ok(out)
     }
 
-    /// True when a tensor of this name exists.
-    pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+    /// Find `NAME.qweight` / `NAME.qscale` pairs and check their shapes.
+    fn index_quantized(&mut self) -> Result<()> {
+        for (qname, packed) in &self.index {
+            let Some(name) = qname.strip_suffix(".qweight") else { continue };
+            let bad = |m: String| Error::Safetensors { file: format!("tensor {name}"), message: m };
+            let scale = self.index.get(&format!("{name}.qscale")).ok_or_else(|| bad("has .qweight but no .qscale".into()))?;
+            if packed.dtype != Dtype::U32 || scale.dtype != Dtype::F16 {
+                return Err(bad(format!("quantized as {:?}/{:?}, expected U32/F16", packed.dtype, scale.dtype)));
+            }
+            let (&[rows, words], &[srows, groups]) = (packed.shape.as_slice(), scale.shape.as_slice()) else {
+                return Err(bad("quantized tensors must be rank 2".into()));
+            };
+            // bits follow from the scales: cols = groups * block, words = cols * bits / 32.
+            let found = [8u32, 4].into_iter().find_map(|bits| {
+                let cols = words * 32 / bits as usize;
+                (groups > 0 && cols % groups == 0 && srows == rows).then(|| (bits, cols / groups, cols))
+            });
+            let Some((bits, block, cols)) = found.filter(|(_, block, _)| *block == crate::quant::QUANT_BLOCK) else {
+                return Err(bad(format!("shapes {:?} / {:?} are not a q8 or q4 block-{} layout", packed.shape, scale.shape, crate::quant::QUANT_BLOCK)));
+            };
+            // Both 8 and 4 bits can fit the same shapes only if the block
+            // differs; the block is fixed, so this is unambiguous.
+            self.quant.insert(name.to_string(), QuantEntry { shape: vec![rows, cols], bits, block });
+        }
+        Ok(())
     }
 
-    /// Names of all tensors (unordered).
+    /// Store weights as `dtype` on the device: q8/q4 quantize float matrices
+    /// at load (already quantized ones stay as they are).
+    pub fn with_dtype(mut self, dtype: WeightDtype) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The dtype weights are stored as on the device.
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// True when a tensor of this name exists (plain or quantized).
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name) || self.quant.contains_key(name)
+    }
+
+    /// Names of all stored tensors (unordered; quantized ones as their
+    /// `.qweight` / `.qscale` parts).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
 
-    /// Shape of a tensor, if present.
+    /// Shape of a tensor, if present (the logical shape for quantized ones).
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.index.get(name).map(|e| e.shape.as_slice())
+        self.quant.get(name).map(|q| q.shape.as_slice()).or_else(|| self.index.get(name).map(|e| e.shape.as_slice()))
+    }
+
+    /// The raw stored bytes and dtype of a tensor as in the file.
+    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        self.index.get(name).map(|e| (e.dtype, e.shape.as_slice(), &self.shards[e.shard].bytes[e.start..e.end]))
+    }
+
+    /// Whether `name` is stored quantized in the checkpoint.
+    pub fn is_quantized(&self, name: &str) -> bool {
+        self.quant.contains_key(name)
+    }
+
+    fn check_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
+        match self.shape(name) {
+            None => Err(Error::MissingTensor { name: name.to_string() }),
+            Some(s) if s != expected => Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                actual: s.to_vec(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Rows `start..start + count` of a stored quantized tensor.
+    fn stored_quant(&self, name: &str, start: usize, count: usize) -> HostQuant {
+        let q = &self.quant[name];
+        let (rows, cols) = (q.shape[0], q.shape[1]);
+        debug_assert!(start + count <= rows);
+        let words = cols * q.bits as usize / 32;
+        let groups = cols / q.block;
+        let p = &self.index[&format!("{name}.qweight")];
+        let s = &self.index[&format!("{name}.qscale")];
+        let pb = &self.shards[p.shard].bytes[p.start + start * words * 4..p.start + (start + count) * words * 4];
+        let sb = &self.shards[s.shard].bytes[s.start + start * groups * 2..s.start + (start + count) * groups * 2];
+        HostQuant {
+            rows: count,
+            cols,
+            bits: q.bits,
+            block: q.block,
+            packed: pb.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            scales: sb.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect(),
+        }
+    }
+
+    /// Rows of a rank-2 weight quantized with `bits`: read as stored when the
+    /// checkpoint is quantized, else decoded and quantized here.
+    pub fn host_quant(&self, name: &str, expected: &[usize], start: usize, count: usize, bits: u32) -> Result<HostQuant> {
+        self.check_shape(name, expected)?;
+        if self.quant.contains_key(name) {
+            return Ok(self.stored_quant(name, start, count));
+        }
+        let v = self.rows(name, expected, start, count)?;
+        Ok(HostQuant::quantize(&v, count, expected[1], bits, crate::quant::QUANT_BLOCK))
+    }
+
+    /// Whether the rank-2 weight `name` goes to the device quantized, and
+    /// with how many bits.
+    pub fn quant_bits(&self, name: &str) -> Option<u32> {
+        if let Some(q) = self.quant.get(name) {
+            return Some(q.bits);
+        }
+        let shape = self.shape(name)?;
+        self.dtype.bits().filter(|_| quantizable(shape))
+    }
+
+    /// A rank-2 weight `[rows, cols]` as stored (PyTorch layout), on the
+    /// device quantized or in f32 (see [`Weights::quant_bits`]).
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
+        self.check_shape(name, &[rows, cols])?;
+        Ok(match self.quant_bits(name) {
+            Some(bits) => Matrix::Quant(self.host_quant(name, &[rows, cols], 0, rows, bits)?.to_device(device)),
+            None => Matrix::Dense(self.tensor2(name, rows, cols, device)?),
+        })
     }
 
     /// A tensor as f32 values, checked against the expected shape.
     pub fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if self.quant.contains_key(name) {
+            self.check_shape(name, expected)?;
+            return Ok(self.stored_quant(name, 0, expected[0]).dequantize());
+        }
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
         if e.shape != expected {
             return Err(Error::ShapeMismatch {
@@ -252,6 +409,13 @@ impl Weights {
     /// Rows `start..start + count` of a rank-2 tensor as f32, decoding only
     /// those bytes (big embedding tables are converted chunk by chunk).
     pub fn rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Vec<f32>> {
+        if self.quant.contains_key(name) {
+            self.check_shape(name, expected)?;
+            if start + count > expected[0] {
+                return Err(Error::InvalidInput(format!("rows {start}..{} of {name} are out of range", start + count)));
+            }
+            return Ok(self.stored_quant(name, start, count).dequantize());
+        }
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
         if e.shape != expected || expected.len() != 2 || start + count > expected[0] {
             return Err(Error::ShapeMismatch {

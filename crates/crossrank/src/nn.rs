@@ -5,18 +5,34 @@ use burn::tensor::{Bool, Device, Int, Tensor, activation, module};
 
 use crate::config::Activation;
 use crate::error::Result;
-use crate::load::Weights;
+use crate::load::{Matrix, Weights};
+use crate::quant::QuantMatrix;
 
-/// `nn.Linear`: `y = x W + b`, W stored `[in, out]`.
+/// `nn.Linear`: `y = x W + b`.
 pub struct Linear {
-    weight: Tensor<2>,
+    weight: LinearWeight,
     bias: Option<Tensor<1>>,
+}
+
+enum LinearWeight {
+    /// f32, transposed to `[in, out]` at load.
+    Dense(Tensor<2>),
+    /// Quantized `[out, in]` (PyTorch layout, blocks along `in`),
+    /// dequantized for each forward pass.
+    Quant(QuantMatrix),
 }
 
 impl Linear {
     /// Load `{prefix}.weight` (`[out, in]` in PyTorch) and `{prefix}.bias`.
     pub fn load(w: &Weights, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
-        let weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out, device)?;
+        let name = format!("{prefix}.weight");
+        let weight = match w.quant_bits(&name) {
+            Some(_) => match w.matrix(&name, d_out, d_in, device)? {
+                Matrix::Quant(q) => LinearWeight::Quant(q),
+                Matrix::Dense(t) => LinearWeight::Dense(t.transpose()),
+            },
+            None => LinearWeight::Dense(w.linear_weight(&name, d_in, d_out, device)?),
+        };
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) {
             Some(w.tensor1(&bias_name, d_out, device)?)
@@ -27,7 +43,11 @@ impl Linear {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        module::linear(x, self.weight.clone(), self.bias.clone())
+        let weight = match &self.weight {
+            LinearWeight::Dense(w) => w.clone(),
+            LinearWeight::Quant(q) => q.dequantize().transpose(),
+        };
+        module::linear(x, weight, self.bias.clone())
     }
 }
 
@@ -68,14 +88,19 @@ pub const MAX_CHUNK_BYTES: usize = 128 << 20;
 /// `nn.Embedding`: a row lookup, over a table split into row chunks that
 /// each fit one device buffer.
 pub struct Embedding {
-    chunks: Vec<Tensor<2>>,
+    chunks: Vec<Matrix>,
     rows_per_chunk: usize,
     dim: usize,
 }
 
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
-        let rows_per_chunk = (MAX_CHUNK_BYTES / (dim.max(1) * 4)).clamp(1, rows.max(1));
+        // Device bytes per row: f32, or packed words plus one f32 scale per block.
+        let row_bytes = match w.quant_bits(name) {
+            Some(bits) => (dim * bits as usize / 32 + dim / crate::quant::QUANT_BLOCK) * 4,
+            None => dim * 4,
+        };
+        let rows_per_chunk = (MAX_CHUNK_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
         Self::load_chunked(w, name, rows, dim, rows_per_chunk, device)
     }
 
@@ -93,8 +118,13 @@ impl Embedding {
             .step_by(rows_per_chunk)
             .map(|start| {
                 let n = rows_per_chunk.min(rows - start);
-                let v = w.rows(name, &[rows, dim], start, n)?;
-                Ok(Tensor::from_data(burn::tensor::TensorData::new(v, [n, dim]), device))
+                Ok(match w.quant_bits(name) {
+                    Some(bits) => Matrix::Quant(w.host_quant(name, &[rows, dim], start, n, bits)?.to_device(device)),
+                    None => {
+                        let v = w.rows(name, &[rows, dim], start, n)?;
+                        Matrix::Dense(Tensor::from_data(burn::tensor::TensorData::new(v, [n, dim]), device))
+                    }
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { chunks, rows_per_chunk, dim })
@@ -103,9 +133,14 @@ impl Embedding {
     /// Host ids (`rows × cols`, row-major) → `[rows, cols, dim]`.
     pub fn forward(&self, ids: &[i64], rows: usize, cols: usize, device: &Device) -> Tensor<3> {
         let int = |v: Vec<i64>, n: usize| Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(v, [n]), device);
+        let gather = |chunk: &Matrix, local: Tensor<1, Int>| match chunk {
+            Matrix::Dense(t) => t.clone().select(0, local),
+            // Only the rows looked up are unpacked.
+            Matrix::Quant(q) => q.select_rows(local),
+        };
         if self.chunks.len() == 1 {
-            let ids = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(ids.to_vec(), [rows, cols]), device);
-            return module::embedding(self.chunks[0].clone(), ids);
+            let n = ids.len();
+            return gather(&self.chunks[0], int(ids.to_vec(), n)).reshape([rows, cols, self.dim]);
         }
         // Gather from each chunk the tokens it holds, then put the rows back
         // in token order with one more gather.
@@ -114,7 +149,10 @@ impl Embedding {
         let mut next = 0i64;
         for (c, chunk) in self.chunks.iter().enumerate() {
             let lo = (c * self.rows_per_chunk) as i64;
-            let hi = lo + chunk.dims()[0] as i64;
+            let hi = lo + match chunk {
+                Matrix::Dense(t) => t.dims()[0],
+                Matrix::Quant(q) => q.rows(),
+            } as i64;
             let mut local = Vec::new();
             for (pos, &id) in ids.iter().enumerate() {
                 if id >= lo && id < hi {
@@ -125,7 +163,7 @@ impl Embedding {
             }
             if !local.is_empty() {
                 let n = local.len();
-                parts.push(chunk.clone().select(0, int(local, n)));
+                parts.push(gather(chunk, int(local, n)));
             }
         }
         Tensor::cat(parts, 0)

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::{Architecture, EncoderConfig};
 use crate::error::{Error, Result};
 use crate::load::Checkpoint;
+use crate::quant::WeightDtype;
 use crate::models::bert::BertForSequenceClassification;
 use crate::models::gemma::{Gemma, GemmaConfig};
 use crate::models::minicpm::{MiniCpm, MiniCpmConfig};
@@ -85,8 +86,17 @@ pub struct Reranker {
 }
 
 impl Reranker {
-    /// Load a checkpoint (config, weights, tokenizer) onto `device`.
+    /// Load a checkpoint (config, weights, tokenizer) onto `device`, weights
+    /// in f32 (a quantized checkpoint stays quantized).
     pub fn load(ck: &Checkpoint, device: &Device) -> Result<Self> {
+        Self::load_with_dtype(ck, device, WeightDtype::F32)
+    }
+
+    /// Load with weights stored as `dtype` on the device: q8/q4 quantize the
+    /// linear weights and the embedding table at load unless the checkpoint
+    /// already is quantized.
+    pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
+        let weights = || ck.weights().map(|w| w.with_dtype(dtype));
         let config_json = ck.read("config.json")?;
         let arch = Architecture::from_config_json(&config_json)?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
@@ -95,11 +105,11 @@ impl Reranker {
                 let cfg = GemmaConfig::from_json(&config_json)?;
                 // FlagLLMReranker: yes_loc = tokenizer('Yes', add_special_tokens=False)['input_ids'][0]
                 let yes = tokenizer.first_token("Yes")?;
-                (Model::Gemma(Gemma::load(&ck.weights()?, cfg, yes, device)?), Some(yes))
+                (Model::Gemma(Gemma::load(&weights()?, cfg, yes, device)?), Some(yes))
             }
             Architecture::LayerWiseMiniCpmForCausalLM => {
                 let cfg = MiniCpmConfig::from_json(&config_json)?;
-                (Model::MiniCpm(MiniCpm::load(&ck.weights()?, cfg, device)?), None)
+                (Model::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None)
             }
             a if a.is_cross_encoder() => {
                 let config = EncoderConfig::from_json(&config_json)?;
@@ -109,7 +119,7 @@ impl Reranker {
                         format!("num_labels is {}; a reranker has exactly one output", config.num_labels()),
                     ));
                 }
-                let weights = ck.weights()?;
+                let weights = weights()?;
                 let m = if a == Architecture::BertForSequenceClassification {
                     Model::Bert(BertForSequenceClassification::load(&weights, &config, device)?)
                 } else {

@@ -1,0 +1,371 @@
+//! Weight-only quantization: q8 and q4 with one f16 scale per block of
+//! `QUANT_BLOCK` weights along a row, symmetric (no zero point).
+//!
+//! Values are packed little-end-first into 32-bit words (four q8 or eight q4
+//! per word) and kept packed on the device as an `i32` tensor, so a q8
+//! matrix takes one byte per weight there and a q4 matrix half a byte. A
+//! forward pass unpacks with shifts and masks and multiplies by the scales —
+//! plain tensor ops that run the same on the CPU backend, native wgpu and
+//! WebGPU. Burn 0.22's own `QuantScheme` was not used: its `native` store
+//! panics for Q8S, Q4 matmul panics on wgpu for M > 1 (tracel-ai/burn#4492),
+//! and it has no quantized gather for the embedding table.
+//!
+//! Checkpoint format (written by `crossrank quantize`, read by
+//! [`crate::Weights`]): a quantized tensor `NAME` is stored as `NAME.qweight`
+//! (U32, `[rows, cols * bits / 32]`) and `NAME.qscale` (F16,
+//! `[rows, cols / block]`); bits and block follow from the shapes. Every
+//! other tensor keeps its original bytes.
+
+use std::str::FromStr;
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+
+/// Weights per scale.
+pub const QUANT_BLOCK: usize = 32;
+
+/// Matrices smaller than this stay in float: the saving is nothing and
+/// classifier heads are where errors would show most.
+pub const MIN_QUANT_ELEMS: usize = 1 << 16;
+
+/// How weights are stored on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    /// As f32 (every checkpoint dtype is widened).
+    #[default]
+    F32,
+    /// 8-bit, one f16 scale per 32 weights.
+    Q8,
+    /// 4-bit, one f16 scale per 32 weights.
+    Q4,
+}
+
+impl WeightDtype {
+    /// Bits per quantized weight (`None` for float).
+    pub fn bits(self) -> Option<u32> {
+        match self {
+            Self::F32 => None,
+            Self::Q8 => Some(8),
+            Self::Q4 => Some(4),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Q8 => "q8",
+            Self::Q4 => "q4",
+        }
+    }
+}
+
+impl FromStr for WeightDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Self::F32),
+            "q8" | "int8" => Ok(Self::Q8),
+            "q4" | "int4" => Ok(Self::Q4),
+            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, q8 or q4)"))),
+        }
+    }
+}
+
+/// Whether a rank-2 weight of this shape is quantized (q8/q4): big enough to
+/// matter and rows made of whole blocks.
+pub fn quantizable(shape: &[usize]) -> bool {
+    shape.len() == 2 && shape[0] * shape[1] >= MIN_QUANT_ELEMS && shape[1] % QUANT_BLOCK == 0
+}
+
+/// A quantized matrix on the host: packed words and f16 scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostQuant {
+    pub rows: usize,
+    pub cols: usize,
+    pub bits: u32,
+    pub block: usize,
+    /// `[rows, cols * bits / 32]`.
+    pub packed: Vec<u32>,
+    /// `[rows, cols / block]`.
+    pub scales: Vec<half::f16>,
+}
+
+impl HostQuant {
+    /// Quantize row-major `[rows, cols]` values.
+    pub fn quantize(values: &[f32], rows: usize, cols: usize, bits: u32, block: usize) -> Self {
+        assert!(bits == 8 || bits == 4, "bits must be 4 or 8");
+        assert!(cols % block == 0 && block % (32 / bits as usize) == 0 && values.len() == rows * cols);
+        let qmax = ((1u32 << (bits - 1)) - 1) as f32; // 127 or 7
+        let offset = 1u32 << (bits - 1); // stored unsigned: q + 128 or q + 8
+        let per_word = 32 / bits as usize;
+        let mut packed = vec![0u32; rows * cols / per_word];
+        let mut scales = Vec::with_capacity(rows * cols / block);
+        for (b, chunk) in values.chunks_exact(block).enumerate() {
+            let absmax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // The scale is stored in f16: quantize against the rounded value
+            // so dequantization reproduces exactly what was encoded.
+            let scale = half::f16::from_f32(absmax / qmax);
+            scales.push(scale);
+            let s = scale.to_f32();
+            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+            for (i, v) in chunk.iter().enumerate() {
+                let q = (v * inv).round().clamp(-qmax, qmax) as i32;
+                let u = (q + offset as i32) as u32;
+                let idx = b * block + i;
+                packed[idx / per_word] |= u << ((idx % per_word) as u32 * bits);
+            }
+        }
+        Self { rows, cols, bits, block, packed, scales }
+    }
+
+    /// Back to f32, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let per_word = 32 / self.bits as usize;
+        let mask = (1u32 << self.bits) - 1;
+        let offset = (1i32 << (self.bits - 1)) as f32;
+        (0..self.rows * self.cols)
+            .map(|idx| {
+                let u = (self.packed[idx / per_word] >> ((idx % per_word) as u32 * self.bits)) & mask;
+                (u as f32 - offset) * self.scales[idx / self.block].to_f32()
+            })
+            .collect()
+    }
+
+    /// Upload to `device`.
+    pub fn to_device(&self, device: &Device) -> QuantMatrix {
+        let words = self.cols * self.bits as usize / 32;
+        let packed: Vec<i32> = self.packed.iter().map(|&w| w as i32).collect();
+        let scales: Vec<f32> = self.scales.iter().map(|s| s.to_f32()).collect();
+        QuantMatrix {
+            packed: Tensor::from_data(TensorData::new(packed, [self.rows, words]), (device, DType::I32)),
+            scales: Tensor::from_data(TensorData::new(scales, [self.rows, self.cols / self.block]), device),
+            bits: self.bits,
+            block: self.block,
+            cols: self.cols,
+        }
+    }
+}
+
+/// A quantized `[rows, cols]` matrix on a device.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    packed: Tensor<2, Int>,
+    scales: Tensor<2>,
+    bits: u32,
+    block: usize,
+    cols: usize,
+}
+
+impl QuantMatrix {
+    pub fn rows(&self) -> usize {
+        self.packed.dims()[0]
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes this matrix takes on the device.
+    pub fn device_bytes(&self) -> usize {
+        let [r, w] = self.packed.dims();
+        let [_, s] = self.scales.dims();
+        r * (w + s) * 4
+    }
+
+    /// The whole matrix in f32, `[rows, cols]`.
+    pub fn dequantize(&self) -> Tensor<2> {
+        unpack(self.packed.clone(), self.scales.clone(), self.bits, self.block, self.cols)
+    }
+
+    /// Rows `ids` (device indices) in f32, `[ids.len(), cols]`: a gather on
+    /// the packed words, then unpacking of those rows only.
+    pub fn select_rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        let packed = self.packed.clone().select(0, ids.clone());
+        let scales = self.scales.clone().select(0, ids);
+        unpack(packed, scales, self.bits, self.block, self.cols)
+    }
+}
+
+/// Shift every value out of its word, recentre, scale.
+fn unpack(packed: Tensor<2, Int>, scales: Tensor<2>, bits: u32, block: usize, cols: usize) -> Tensor<2> {
+    let [rows, words] = packed.dims();
+    let per_word = 32 / bits as usize;
+    let mask = (1i32 << bits) - 1;
+    let parts: Vec<Tensor<3, Int>> = (0..per_word)
+        .map(|k| {
+            packed
+                .clone()
+                .bitwise_right_shift_scalar((k as u32 * bits) as i32)
+                .bitwise_and_scalar(mask)
+                .reshape([rows, words, 1])
+        })
+        .collect();
+    let q = Tensor::cat(parts, 2).reshape([rows, cols]).float();
+    let q = q.sub_scalar((1i32 << (bits - 1)) as f32);
+    let groups = cols / block;
+    (q.reshape([rows, groups, block]) * scales.reshape([rows, groups, 1])).reshape([rows, cols])
+}
+
+/// What [`quantize_checkpoint`] wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QuantizeReport {
+    pub dtype: WeightDtype,
+    /// Tensors stored quantized / kept as they were.
+    pub quantized: usize,
+    pub kept: usize,
+    /// Bytes of the weights files read and written.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The weights files written.
+    pub files: Vec<String>,
+}
+
+/// Largest weights file `quantize_checkpoint` writes before sharding (a
+/// browser holds each downloaded file as one ArrayBuffer).
+pub const MAX_SHARD_BYTES: usize = 1 << 30;
+
+/// Write `ck` quantized as `dtype` (q8 or q4) into the directory `out`:
+/// every [`quantizable`] matrix as `.qweight` + `.qscale`, every other tensor
+/// with its original bytes, and all non-weight files (config, tokenizer, ...)
+/// copied. The result loads like any checkpoint, natively and in the browser.
+pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std::path::Path) -> Result<QuantizeReport> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let Some(bits) = dtype.bits() else {
+        return Err(Error::InvalidInput(format!("quantize writes q8 or q4, not {}", dtype.as_str())));
+    };
+    let weights = ck.weights()?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out.to_path_buf(), e))?;
+    let is_weights_file = |f: &str| f.ends_with(".safetensors") || f == "model.safetensors.index.json";
+    let mut bytes_in = 0u64;
+    for f in ck.files()? {
+        let data = ck.read(&f)?;
+        if is_weights_file(&f) {
+            bytes_in += data.len() as u64;
+            continue;
+        }
+        std::fs::write(out.join(&f), data).map_err(|e| Error::io(out.join(&f), e))?;
+    }
+
+    // Build every output tensor as (name, dtype, shape, bytes), in name order.
+    let mut names: Vec<String> = weights.names().map(str::to_string).collect();
+    names.sort();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let (mut quantized, mut kept) = (0, 0);
+    for name in names {
+        let (dt, shape, raw) = weights.raw(&name).expect("listed tensor");
+        let base = name.strip_suffix(".qweight").or_else(|| name.strip_suffix(".qscale"));
+        let already = base.is_some_and(|b| weights.is_quantized(b));
+        if !already && quantizable(shape) && matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            let q = weights.host_quant(&name, shape, 0, shape[0], bits)?;
+            let words = q.cols * bits as usize / 32;
+            let packed: Vec<u8> = q.packed.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let scales: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+            tensors.push((format!("{name}.qweight"), Dtype::U32, vec![q.rows, words], packed));
+            tensors.push((format!("{name}.qscale"), Dtype::F16, vec![q.rows, q.cols / q.block], scales));
+            quantized += 1;
+        } else {
+            tensors.push((name.clone(), dt, shape.to_vec(), raw.to_vec()));
+            kept += 1;
+        }
+    }
+    drop(weights);
+
+    // Shard at MAX_SHARD_BYTES.
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut size = 0usize;
+    for (i, t) in tensors.iter().enumerate() {
+        if size + t.3.len() > MAX_SHARD_BYTES && !shards.last().expect("one shard").is_empty() {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += t.3.len();
+        shards.last_mut().expect("one shard").push(i);
+    }
+    let n = shards.len();
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert("crossrank.quantization".to_string(), dtype.as_str().to_string());
+    metadata.insert("crossrank.block".to_string(), QUANT_BLOCK.to_string());
+    let mut files = Vec::new();
+    let mut weight_map = serde_json::Map::new();
+    let mut bytes_out = 0u64;
+    for (k, shard) in shards.iter().enumerate() {
+        let file = if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", k + 1) };
+        let views = shard
+            .iter()
+            .map(|&i| {
+                let (name, dt, shape, bytes) = &tensors[i];
+                weight_map.insert(name.clone(), serde_json::Value::String(file.clone()));
+                TensorView::new(*dt, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| Error::InvalidInput(format!("cannot write {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let path = out.join(&file);
+        safetensors::serialize_to_file(views, Some(metadata.clone()), &path)
+            .map_err(|e| Error::InvalidInput(format!("writing {}: {e}", path.display())))?;
+        bytes_out += std::fs::metadata(&path).map_err(|e| Error::io(path.clone(), e))?.len();
+        files.push(file);
+    }
+    if n > 1 {
+        let index = serde_json::json!({ "metadata": { "total_size": bytes_out }, "weight_map": weight_map });
+        let path = out.join("model.safetensors.index.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&index).expect("json")).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * if i % 97 == 0 { 4.0 } else { 1.0 }).collect()
+    }
+
+    #[test]
+    fn host_roundtrip_error_is_bounded_by_half_a_step() {
+        let (rows, cols) = (6, 64);
+        let v = sample(rows * cols);
+        for bits in [8, 4] {
+            let q = HostQuant::quantize(&v, rows, cols, bits, QUANT_BLOCK);
+            let back = q.dequantize();
+            for (b, chunk) in v.chunks(QUANT_BLOCK).enumerate() {
+                let step = q.scales[b].to_f32();
+                for (i, x) in chunk.iter().enumerate() {
+                    let err = (x - back[b * QUANT_BLOCK + i]).abs();
+                    assert!(err <= step * 0.5 + 1e-6, "bits {bits}: err {err} > step/2 {}", step / 2.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn device_unpacking_matches_the_host() {
+        let dev = Device::flex();
+        let (rows, cols) = (5, 96);
+        let v = sample(rows * cols);
+        for bits in [8, 4] {
+            let q = HostQuant::quantize(&v, rows, cols, bits, QUANT_BLOCK);
+            let want = q.dequantize();
+            let m = q.to_device(&dev);
+            let got: Vec<f32> = m.dequantize().into_data().convert::<f32>().to_vec().unwrap();
+            assert_eq!(got, want, "bits {bits}");
+            let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), &dev);
+            let rows_got: Vec<f32> = m.select_rows(ids).into_data().convert::<f32>().to_vec().unwrap();
+            let mut rows_want = want[3 * cols..4 * cols].to_vec();
+            rows_want.extend_from_slice(&want[..cols]);
+            rows_want.extend_from_slice(&want[3 * cols..4 * cols]);
+            assert_eq!(rows_got, rows_want, "bits {bits} gather");
+        }
+    }
+
+    #[test]
+    fn dtype_parses() {
+        assert_eq!("Q8".parse::<WeightDtype>().unwrap(), WeightDtype::Q8);
+        assert!("q3".parse::<WeightDtype>().is_err());
+        assert!(quantizable(&[768, 768]) && !quantizable(&[1, 768]) && !quantizable(&[1000, 100]));
+    }
+}

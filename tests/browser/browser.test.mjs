@@ -1,0 +1,201 @@
+// The npm package in real Chromium: Debian's /usr/bin/chromium, headless,
+// driven by playwright-core, WebGPU on SwiftShader. Scores the committed
+// fixtures on webgpu and on cpu against FlagEmbedding 1.4.2, checks the
+// Cache API and that errors reject, then drives the RAG demo (web/) and
+// saves a screenshot. Needs npm/pkg (wasm-pack build; scripts/test.sh).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve, root } from './server.mjs';
+
+const CHROMIUM = process.env.CROSSRANK_CHROMIUM ?? '/usr/bin/chromium';
+const REQUIRED = process.env.CROSSRANK_REQUIRE_BROWSER === '1';
+const ARTIFACTS = process.env.CROSSRANK_ARTIFACTS ?? join(root, 'target', 'browser');
+const available = existsSync(CHROMIUM) && existsSync(join(root, 'npm', 'pkg', 'crossrank_wasm_bg.wasm'));
+if (!available && REQUIRED) throw new Error(`CROSSRANK_REQUIRE_BROWSER=1 but ${CHROMIUM} or npm/pkg is missing`);
+const skip = available ? false : `needs ${CHROMIUM} and npm/pkg`;
+
+let server, context, page;
+const logs = [];
+
+before(async () => {
+  if (skip) return;
+  server = await serve();
+  context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'crossrank-chromium-')), {
+    executablePath: CHROMIUM,
+    headless: false, // the flags below ask for the new headless mode themselves
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--enable-unsafe-webgpu',
+      '--disable-background-networking',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  page = await context.newPage();
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  await page.goto(`${server.url}/tests/browser/blank.html`);
+});
+
+after(async () => {
+  await context?.close();
+  await server?.close();
+});
+
+/** Run `fn(args)` in the page with the package imported as `crossrank`. */
+function inPage(fn, args) {
+  return page.evaluate(
+    async ({ src, args }) => {
+      const crossrank = await import('/npm/index.js');
+      return (0, eval)(`(${src})`)(crossrank, args);
+    },
+    { src: fn.toString(), args },
+  );
+}
+
+function expected(model) {
+  return JSON.parse(readFileSync(join(root, 'tests', 'fixtures', model, 'expected.json'), 'utf8'));
+}
+
+const scoreCases = async ({ Reranker }, { model, device, cases, pairs }) => {
+  const t0 = performance.now();
+  const r = await Reranker.load(`/tests/fixtures/${model}/`, { device });
+  const loadMs = performance.now() - t0;
+  const out = [];
+  for (const c of cases) {
+    const t = performance.now();
+    const got = await r.computeScore(pairs, {
+      maxLength: c.options.max_length,
+      queryMaxLength: c.options.query_max_length ?? undefined,
+      batchSize: c.options.batch_size,
+      normalize: c.options.normalize,
+      prompt: c.options.prompt ?? undefined,
+    });
+    out.push({ name: c.name, got, ms: performance.now() - t });
+  }
+  const res = { device: r.device, reason: r.deviceReason, adapter: r.adapter, loadMs, out };
+  await r.dispose();
+  return res;
+};
+
+for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
+  for (const device of ['webgpu', 'cpu']) {
+    test(`${model} on ${device} matches FlagEmbedding`, { skip, timeout: 600_000 }, async () => {
+      const exp = expected(model);
+      const cases = exp.cases.slice(0, device === 'webgpu' ? 2 : 3);
+      const res = await inPage(scoreCases, { model, device, cases, pairs: exp.pairs });
+      assert.equal(res.device, device, res.reason);
+      if (device === 'webgpu') assert.ok(res.adapter?.name, 'adapter info on webgpu');
+      for (const [i, c] of cases.entries()) {
+        const want = Array.isArray(c.scores[0]) ? c.scores[0] : c.scores;
+        const got = res.out[i].got;
+        assert.equal(got.length, want.length);
+        const err = Math.max(...got.map((g, j) => Math.abs(g - want[j])));
+        console.log(
+          `${model}/${device}/${c.name}: max abs err ${err.toExponential(2)}, ` +
+            `${res.out[i].ms.toFixed(0)} ms for ${want.length} pairs (load ${res.loadMs.toFixed(0)} ms` +
+            `${res.adapter ? `, ${res.adapter.name}` : ''})`,
+        );
+        assert.ok(err <= 1e-3, `${model}/${device}/${c.name}: ${err} > 1e-3`);
+      }
+    });
+  }
+}
+
+test('auto checks the adapter and says why', { skip, timeout: 300_000 }, async () => {
+  const res = await inPage(async ({ Reranker }) => {
+    const info = await (await navigator.gpu.requestAdapter())?.info;
+    const r = await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'auto' });
+    const out = { device: r.device, reason: r.deviceReason, fallback: info?.isFallbackAdapter ?? null, vendor: info?.vendor };
+    await r.dispose();
+    return out;
+  });
+  console.log(`auto: ${JSON.stringify(res)}`);
+  if (res.fallback) {
+    assert.equal(res.device, 'cpu');
+    assert.match(res.reason, /software/);
+  } else {
+    assert.equal(res.device, 'webgpu');
+    assert.match(res.reason, /self-check/);
+  }
+});
+
+test('a reload is served from the Cache API: no request for model files', { skip, timeout: 300_000 }, async () => {
+  const prefix = '/tests/fixtures/bert-tiny/';
+  const requests = () => [...server.counts].filter(([p]) => p.startsWith(prefix)).reduce((n, [, c]) => n + c, 0);
+  await inPage(({ clearCache }) => clearCache());
+  const before = requests();
+  const load = ({ Reranker }, base) =>
+    Reranker.load(base, { device: 'cpu', onProgress: (p) => (globalThis.lastProgress = p) }).then(async (r) => {
+      const s = await r.computeScore([['q', 'p']]);
+      await r.dispose();
+      return s[0];
+    });
+  const first = await inPage(load, prefix);
+  const afterFirst = requests();
+  assert.ok(afterFirst - before >= 5, `the first load downloads (got ${afterFirst - before} requests)`);
+  await page.reload();
+  const second = await inPage(load, prefix);
+  assert.equal(requests(), afterFirst, 'the second load made no request for the model files');
+  assert.equal(second, first);
+  const progress = await page.evaluate(() => globalThis.lastProgress);
+  assert.ok(progress.file && progress.loaded > 0, 'onProgress reports files');
+});
+
+test('errors reject with messages, on webgpu too', { skip, timeout: 300_000 }, async () => {
+  const res = await inPage(async ({ Reranker }) => {
+    const msg = (p) => p.then(() => 'resolved', (e) => String(e.message ?? e));
+    const r = await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'webgpu' });
+    const out = {
+      badConfig: await msg(Reranker.load({ 'config.json': new TextEncoder().encode('{') }, { device: 'webgpu' })),
+      missing: await msg(Reranker.load('/tests/fixtures/nowhere/', { device: 'cpu' })),
+      badPairs: await msg(r.computeScore([['only one']])),
+      badBatch: await msg(r.computeScore([['q', 'p']], { batchSize: 0 })),
+      badDtype: await msg(Reranker.load('/tests/fixtures/bert-tiny/', { dtype: 'q3' })),
+      stillWorks: (await r.computeScore([['q', 'p']])).length,
+    };
+    await r.dispose();
+    out.disposed = await msg(r.computeScore([['q', 'p']]));
+    return out;
+  });
+  assert.match(res.badConfig, /config\.json/);
+  assert.match(res.missing, /HTTP 404/);
+  assert.match(res.badPairs, /pairs/);
+  assert.match(res.badBatch, /batch_size/);
+  assert.match(res.badDtype, /dtype/);
+  assert.equal(res.stillWorks, 1);
+  assert.match(res.disposed, /disposed/);
+});
+
+test('the RAG demo ranks documents and shows them', { skip, timeout: 600_000 }, async () => {
+  const demo = await context.newPage();
+  demo.on('console', (m) => logs.push(`[demo ${m.type()}] ${m.text()}`));
+  await demo.goto(`${server.url}/web/?model=/tests/fixtures/xlmr-tiny/&device=webgpu`);
+  await demo.fill('#query', 'what is a panda?');
+  await demo.click('#search');
+  await demo.waitForSelector('#results li', { timeout: 300_000 });
+  const items = await demo.$$eval('#results li', (lis) => lis.map((li) => li.textContent));
+  const status = await demo.textContent('#status');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = join(ARTIFACTS, 'demo.png');
+  await demo.screenshot({ path: shot, fullPage: true });
+  console.log(`demo: ${items.length} results; status: ${status}; screenshot ${shot}`);
+  assert.ok(items.length >= 3, 'the ranked list is shown');
+  assert.match(items[0], /-?\d+\.\d+/, 'each result shows its score');
+  assert.match(status, /webgpu/);
+  const scores = await demo.$$eval('#results li .score', (s) => s.map((e) => Number(e.textContent)));
+  for (let i = 1; i < scores.length; i++) assert.ok(scores[i - 1] >= scores[i], 'sorted by score');
+  await demo.close();
+});
+
+after(() => {
+  const bad = logs.filter((l) => /panicked|RuntimeError|unreachable/.test(l));
+  if (bad.length) console.log(bad.join('\n'));
+});
