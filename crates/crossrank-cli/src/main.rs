@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use crossrank::device::{DeviceChoice, SelectedDevice};
-use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions};
+use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions, WeightDtype};
 
 #[derive(Parser)]
 #[command(name = "crossrank", version, about = "BAAI bge-reranker cross-encoders on CPU and GPU (Burn)")]
@@ -69,6 +69,19 @@ enum Command {
         #[arg(long, default_value = "-")]
         input: String,
     },
+    /// Write a quantized copy of a checkpoint (q8 or q4 weights, block 32,
+    /// embedding table included); prints a JSON report of what was written.
+    Quantize {
+        /// A checkpoint directory or a Hugging Face repo id.
+        #[arg(long)]
+        model: String,
+        /// q8 or q4.
+        #[arg(long)]
+        dtype: String,
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -79,7 +92,8 @@ struct ModelArgs {
     /// cpu, wgpu or auto (a hardware GPU when there is one, else the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Weight precision. This build computes in f32.
+    /// Weight storage: f32, q8 or q4 (quantized at load; a quantized
+    /// checkpoint stays quantized whatever this says). Compute is f32.
     #[arg(long, default_value = "f32")]
     dtype: String,
 }
@@ -121,15 +135,13 @@ impl ScoreArgs {
 }
 
 impl ModelArgs {
-    fn open(&self) -> Result<(Checkpoint, SelectedDevice)> {
-        if self.dtype != "f32" {
-            bail!("--dtype {} is not supported by this build (supported: f32)", self.dtype);
-        }
+    fn open(&self) -> Result<(Checkpoint, SelectedDevice, WeightDtype)> {
+        let dtype: WeightDtype = self.dtype.parse()?;
         let choice: DeviceChoice = self.device.parse()?;
         let checkpoint = crossrank::hub::resolve(&self.model, true)?;
         let device = crossrank::device::select(choice)?;
         tracing::info!(device = device.kind, reason = %device.reason, "device selected");
-        Ok((checkpoint, device))
+        Ok((checkpoint, device, dtype))
     }
 }
 
@@ -193,8 +205,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Score { model, score, input } => {
             let pairs = parse_pairs(&read_input(&input)?)?;
-            let (ck, dev) = model.open()?;
-            let r = Reranker::load(&ck, &dev.device)?;
+            let (ck, dev, dtype) = model.open()?;
+            let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
             let mut layers = r.compute_score_layers(&pairs, &score.options())?;
             if layers.len() == 1 {
                 print_json(&layers.remove(0))
@@ -205,15 +217,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rerank { model, score, query, docs, top_k } => {
             let text = read_input(&docs)?;
             let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            let (ck, dev) = model.open()?;
-            let r = Reranker::load(&ck, &dev.device)?;
+            let (ck, dev, dtype) = model.open()?;
+            let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
             print_json(&r.rerank(&query, &docs, top_k, &score.options())?)
         }
         Command::Embed { model, pooling, normalize, max_length, batch_size, input } => {
             let texts = parse_texts(&read_input(&input)?)?;
             let pooling: Option<Pooling> = pooling.as_deref().map(str::parse).transpose()?;
-            let (ck, dev) = model.open()?;
-            let e = Embedder::load(&ck, &dev.device)?;
+            let (ck, dev, dtype) = model.open()?;
+            let e = Embedder::load_with_dtype(&ck, &dev.device, dtype)?;
             let opts = EmbedOptions {
                 max_length,
                 pooling,
@@ -221,6 +233,12 @@ fn run(cli: Cli) -> Result<()> {
                 batch_size: Some(batch_size),
             };
             print_json(&e.embed(&texts, &opts)?)
+        }
+        Command::Quantize { model, dtype, out } => {
+            let dtype: WeightDtype = dtype.parse()?;
+            let ck = crossrank::hub::resolve(&model, true)?;
+            let report = crossrank::quant::quantize_checkpoint(&ck, dtype, &out)?;
+            print_json(&report)
         }
     }
 }

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 
 use crate::error::{Error, Result};
-use crate::quant::{HostQuant, QuantMatrix, WeightDtype, quantizable};
+use crate::quant::{HostQuant, QuantMatrix, Role, WeightDtype, plan};
 
 /// Where the files of a checkpoint come from.
 #[derive(Debug, Clone)]
@@ -255,28 +255,29 @@ impl Weights {
         Ok(out)
     }
 
-    /// Find `NAME.qweight` / `NAME.qscale` pairs and check their shapes.
+    /// Find `NAME.q8` / `NAME.q4` + `NAME.qscale` pairs and check their shapes.
     fn index_quantized(&mut self) -> Result<()> {
         for (qname, packed) in &self.index {
-            let Some(name) = qname.strip_suffix(".qweight") else { continue };
+            let Some((name, bits)) = [(".q8", 8u32), (".q4", 4)]
+                .into_iter()
+                .find_map(|(suffix, bits)| qname.strip_suffix(suffix).map(|n| (n, bits)))
+            else {
+                continue;
+            };
             let bad = |m: String| Error::Safetensors { file: format!("tensor {name}"), message: m };
-            let scale = self.index.get(&format!("{name}.qscale")).ok_or_else(|| bad("has .qweight but no .qscale".into()))?;
+            let scale = self.index.get(&format!("{name}.qscale")).ok_or_else(|| bad(format!("has {qname} but no .qscale")))?;
             if packed.dtype != Dtype::U32 || scale.dtype != Dtype::F16 {
                 return Err(bad(format!("quantized as {:?}/{:?}, expected U32/F16", packed.dtype, scale.dtype)));
             }
             let (&[rows, words], &[srows, groups]) = (packed.shape.as_slice(), scale.shape.as_slice()) else {
                 return Err(bad("quantized tensors must be rank 2".into()));
             };
-            // bits follow from the scales: cols = groups * block, words = cols * bits / 32.
-            let found = [8u32, 4].into_iter().find_map(|bits| {
-                let cols = words * 32 / bits as usize;
-                (groups > 0 && cols % groups == 0 && srows == rows).then(|| (bits, cols / groups, cols))
-            });
-            let Some((bits, block, cols)) = found.filter(|(_, block, _)| *block == crate::quant::QUANT_BLOCK) else {
-                return Err(bad(format!("shapes {:?} / {:?} are not a q8 or q4 block-{} layout", packed.shape, scale.shape, crate::quant::QUANT_BLOCK)));
-            };
-            // Both 8 and 4 bits can fit the same shapes only if the block
-            // differs; the block is fixed, so this is unambiguous.
+            let cols = words * 32 / bits as usize;
+            let per_word = 32 / bits as usize;
+            let block = if groups > 0 { cols / groups } else { 0 };
+            if srows != rows || block == 0 || groups * block != cols || block % per_word != 0 {
+                return Err(bad(format!("shapes {:?} / {:?} are not a q{bits} block layout", packed.shape, scale.shape)));
+            }
             self.quant.insert(name.to_string(), QuantEntry { shape: vec![rows, cols], bits, block });
         }
         Ok(())
@@ -300,7 +301,7 @@ impl Weights {
     }
 
     /// Names of all stored tensors (unordered; quantized ones as their
-    /// `.qweight` / `.qscale` parts).
+    /// `.q8`/`.q4` and `.qscale` parts).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
@@ -339,7 +340,7 @@ impl Weights {
         debug_assert!(start + count <= rows);
         let words = cols * q.bits as usize / 32;
         let groups = cols / q.block;
-        let p = &self.index[&format!("{name}.qweight")];
+        let p = &self.index[&format!("{name}.q{}", q.bits)];
         let s = &self.index[&format!("{name}.qscale")];
         let pb = &self.shards[p.shard].bytes[p.start + start * words * 4..p.start + (start + count) * words * 4];
         let sb = &self.shards[s.shard].bytes[s.start + start * groups * 2..s.start + (start + count) * groups * 2];
@@ -353,33 +354,41 @@ impl Weights {
         }
     }
 
-    /// Rows of a rank-2 weight quantized with `bits`: read as stored when the
-    /// checkpoint is quantized, else decoded and quantized here.
-    pub fn host_quant(&self, name: &str, expected: &[usize], start: usize, count: usize, bits: u32) -> Result<HostQuant> {
+    /// Rows of a rank-2 weight quantized with `bits` in blocks of `block`:
+    /// read as stored when the checkpoint is quantized, else decoded and
+    /// quantized here.
+    pub fn host_quant(
+        &self,
+        name: &str,
+        expected: &[usize],
+        start: usize,
+        count: usize,
+        bits: u32,
+        block: usize,
+    ) -> Result<HostQuant> {
         self.check_shape(name, expected)?;
         if self.quant.contains_key(name) {
             return Ok(self.stored_quant(name, start, count));
         }
         let v = self.rows(name, expected, start, count)?;
-        Ok(HostQuant::quantize(&v, count, expected[1], bits, crate::quant::QUANT_BLOCK))
+        Ok(HostQuant::quantize(&v, count, expected[1], bits, block))
     }
 
-    /// Whether the rank-2 weight `name` goes to the device quantized, and
-    /// with how many bits.
-    pub fn quant_bits(&self, name: &str) -> Option<u32> {
+    /// Whether the rank-2 weight `name` goes to the device quantized: its
+    /// bits and block, as stored or as [`plan`] decides for the load dtype.
+    pub fn quant_plan(&self, name: &str) -> Option<(u32, usize)> {
         if let Some(q) = self.quant.get(name) {
-            return Some(q.bits);
+            return Some((q.bits, q.block));
         }
-        let shape = self.shape(name)?;
-        self.dtype.bits().filter(|_| quantizable(shape))
+        plan(self.dtype, Role::of(name), self.shape(name)?)
     }
 
     /// A rank-2 weight `[rows, cols]` as stored (PyTorch layout), on the
-    /// device quantized or in f32 (see [`Weights::quant_bits`]).
+    /// device quantized or in f32 (see [`Weights::quant_plan`]).
     pub fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
         self.check_shape(name, &[rows, cols])?;
-        Ok(match self.quant_bits(name) {
-            Some(bits) => Matrix::Quant(self.host_quant(name, &[rows, cols], 0, rows, bits)?.to_device(device)),
+        Ok(match self.quant_plan(name) {
+            Some((bits, block)) => Matrix::Quant(self.host_quant(name, &[rows, cols], 0, rows, bits, block)?.to_device(device)),
             None => Matrix::Dense(self.tensor2(name, rows, cols, device)?),
         })
     }

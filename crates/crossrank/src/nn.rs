@@ -26,7 +26,7 @@ impl Linear {
     /// Load `{prefix}.weight` (`[out, in]` in PyTorch) and `{prefix}.bias`.
     pub fn load(w: &Weights, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
         let name = format!("{prefix}.weight");
-        let weight = match w.quant_bits(&name) {
+        let weight = match w.quant_plan(&name) {
             Some(_) => match w.matrix(&name, d_out, d_in, device)? {
                 Matrix::Quant(q) => LinearWeight::Quant(q),
                 Matrix::Dense(t) => LinearWeight::Dense(t.transpose()),
@@ -96,8 +96,8 @@ pub struct Embedding {
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
         // Device bytes per row: f32, or packed words plus one f32 scale per block.
-        let row_bytes = match w.quant_bits(name) {
-            Some(bits) => (dim * bits as usize / 32 + dim / crate::quant::QUANT_BLOCK) * 4,
+        let row_bytes = match w.quant_plan(name) {
+            Some((bits, block)) => (dim * bits as usize / 32 + dim / block) * 4,
             None => dim * 4,
         };
         let rows_per_chunk = (MAX_CHUNK_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
@@ -118,8 +118,8 @@ impl Embedding {
             .step_by(rows_per_chunk)
             .map(|start| {
                 let n = rows_per_chunk.min(rows - start);
-                Ok(match w.quant_bits(name) {
-                    Some(bits) => Matrix::Quant(w.host_quant(name, &[rows, dim], start, n, bits)?.to_device(device)),
+                Ok(match w.quant_plan(name) {
+                    Some((bits, block)) => Matrix::Quant(w.host_quant(name, &[rows, dim], start, n, bits, block)?.to_device(device)),
                     None => {
                         let v = w.rows(name, &[rows, dim], start, n)?;
                         Matrix::Dense(Tensor::from_data(burn::tensor::TensorData::new(v, [n, dim]), device))

@@ -11,10 +11,10 @@
 //! and it has no quantized gather for the embedding table.
 //!
 //! Checkpoint format (written by `crossrank quantize`, read by
-//! [`crate::Weights`]): a quantized tensor `NAME` is stored as `NAME.qweight`
-//! (U32, `[rows, cols * bits / 32]`) and `NAME.qscale` (F16,
-//! `[rows, cols / block]`); bits and block follow from the shapes. Every
-//! other tensor keeps its original bytes.
+//! [`crate::Weights`]): a quantized tensor `NAME` is stored as `NAME.q8` or
+//! `NAME.q4` (U32, `[rows, cols * bits / 32]`, the packed values) and
+//! `NAME.qscale` (F16, `[rows, cols / block]`); the block follows from the
+//! shapes. Every other tensor keeps its original bytes.
 
 use std::str::FromStr;
 
@@ -22,41 +22,47 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
-/// Weights per scale.
+/// Weights per scale in linear layers.
 pub const QUANT_BLOCK: usize = 32;
 
-/// Matrices smaller than this stay in float: the saving is nothing and
-/// classifier heads are where errors would show most.
-pub const MIN_QUANT_ELEMS: usize = 1 << 16;
+/// Weights per scale in embedding tables: a q8 bge-reranker-base then fits
+/// 290 MB (block 32 would make it 295 MB), at a cosine cost measured as nil
+/// (all-MiniLM-L6-v2 q8: 0.99945 with 64 vs 0.99952 with 32).
+pub const EMBEDDING_BLOCK: usize = 64;
 
-/// How weights are stored on the device.
+/// Matrices with fewer rows stay in float: single-row classifier heads and
+/// token-type tables save nothing and are where errors would show most.
+pub const MIN_QUANT_ROWS: usize = 16;
+
+/// How weights are stored on the device. Compute is f32 in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
     /// As f32 (every checkpoint dtype is widened).
     #[default]
     F32,
-    /// 8-bit, one f16 scale per 32 weights.
+    /// 8-bit everywhere.
     Q8,
-    /// 4-bit, one f16 scale per 32 weights.
+    /// 4 bits where they cost least per byte saved, 8 elsewhere (see
+    /// [`plan`]): encoders get 4-bit embedding tables (192M of
+    /// bge-reranker-base's 278M weights) and 8-bit linear layers
+    /// (all-MiniLM-L6-v2: cosine 0.993 vs f32, where all-4-bit gives 0.86);
+    /// LLM rerankers get 4-bit linear layers and an 8-bit token table (it is
+    /// also the scoring head).
     Q4,
+    /// 4-bit everywhere: the smallest, for models that take it (LLM
+    /// rerankers; check the ranking on your data). Round-to-nearest 4-bit
+    /// linear layers cost small encoders their accuracy.
+    Q4All,
 }
 
 impl WeightDtype {
-    /// Bits per quantized weight (`None` for float).
-    pub fn bits(self) -> Option<u32> {
-        match self {
-            Self::F32 => None,
-            Self::Q8 => Some(8),
-            Self::Q4 => Some(4),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::F32 => "f32",
             Self::Q8 => "q8",
             Self::Q4 => "q4",
+            Self::Q4All => "q4-all",
         }
     }
 }
@@ -68,15 +74,64 @@ impl FromStr for WeightDtype {
             "f32" | "float32" => Ok(Self::F32),
             "q8" | "int8" => Ok(Self::Q8),
             "q4" | "int4" => Ok(Self::Q4),
-            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, q8 or q4)"))),
+            "q4-all" | "q4all" => Ok(Self::Q4All),
+            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, q8, q4 or q4-all)"))),
         }
     }
 }
 
-/// Whether a rank-2 weight of this shape is quantized (q8/q4): big enough to
-/// matter and rows made of whole blocks.
-pub fn quantizable(shape: &[usize]) -> bool {
-    shape.len() == 2 && shape[0] * shape[1] >= MIN_QUANT_ELEMS && shape[1] % QUANT_BLOCK == 0
+/// What a weight matrix is, which decides its bits (for `q4`) and block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An encoder's lookup table (word / position embeddings): only
+    /// looked-up rows are dequantized, its error enters as input noise, and
+    /// it holds most of an XLM-R reranker's bytes.
+    Embedding,
+    /// An encoder's projection: its error compounds through every layer.
+    Linear,
+    /// A decoder's token table (`embed_tokens`), tied to the LM head whose
+    /// "Yes" row is the score: its error lands on the score directly.
+    TiedEmbedding,
+    /// A decoder's projection: 80% of an LLM reranker's bytes.
+    DecoderLinear,
+}
+
+impl Role {
+    /// The role of a Hugging Face tensor name: decoders (Gemma, MiniCPM,
+    /// Llama-style) name theirs `model.embed_tokens` / `model.layers.N`.
+    pub fn of(name: &str) -> Self {
+        let decoder = name.starts_with("model.layers.") || name.contains("embed_tokens") || name.starts_with("lm_head");
+        match (name.contains("embed") || name.starts_with("lm_head"), decoder) {
+            (true, true) => Self::TiedEmbedding,
+            (true, false) => Self::Embedding,
+            (false, true) => Self::DecoderLinear,
+            (false, false) => Self::Linear,
+        }
+    }
+}
+
+/// Bits and block for a rank-2 weight of `shape` stored as `dtype`, or
+/// `None` when it stays float. `q4` puts 4 bits where they cost least per
+/// byte saved (measured): an encoder's embedding table, a decoder's linear
+/// layers; the rest gets 8. The block is the role's preferred size, or the
+/// largest of 32 / 16 dividing the row (tiny test models).
+pub fn plan(dtype: WeightDtype, role: Role, shape: &[usize]) -> Option<(u32, usize)> {
+    if shape.len() != 2 || shape[0] < MIN_QUANT_ROWS {
+        return None;
+    }
+    let bits = match (dtype, role) {
+        (WeightDtype::F32, _) => return None,
+        (WeightDtype::Q8, _) => 8,
+        (WeightDtype::Q4All, _) => 4,
+        (WeightDtype::Q4, Role::Embedding | Role::DecoderLinear) => 4,
+        (WeightDtype::Q4, Role::Linear | Role::TiedEmbedding) => 8,
+    };
+    let preferred = match role {
+        Role::Embedding | Role::TiedEmbedding => EMBEDDING_BLOCK,
+        Role::Linear | Role::DecoderLinear => QUANT_BLOCK,
+    };
+    let block = [preferred, QUANT_BLOCK, 16].into_iter().find(|b| shape[1] % b == 0)?;
+    Some((bits, block))
 }
 
 /// A quantized matrix on the host: packed words and f16 scales.
@@ -226,15 +281,15 @@ pub struct QuantizeReport {
 /// browser holds each downloaded file as one ArrayBuffer).
 pub const MAX_SHARD_BYTES: usize = 1 << 30;
 
-/// Write `ck` quantized as `dtype` (q8 or q4) into the directory `out`:
-/// every [`quantizable`] matrix as `.qweight` + `.qscale`, every other tensor
+/// Write `ck` quantized as `dtype` (q8, q4 or q4-all) into the directory `out`:
+/// every matrix [`plan`] quantizes as `.q8`/`.q4` + `.qscale`, every other tensor
 /// with its original bytes, and all non-weight files (config, tokenizer, ...)
 /// copied. The result loads like any checkpoint, natively and in the browser.
 pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std::path::Path) -> Result<QuantizeReport> {
     use safetensors::tensor::{Dtype, TensorView};
-    let Some(bits) = dtype.bits() else {
-        return Err(Error::InvalidInput(format!("quantize writes q8 or q4, not {}", dtype.as_str())));
-    };
+    if dtype == WeightDtype::F32 {
+        return Err(Error::InvalidInput("quantize writes q8, q4 or q4-all, not f32".into()));
+    }
     let weights = ck.weights()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.to_path_buf(), e))?;
     let is_weights_file = |f: &str| f.ends_with(".safetensors") || f == "model.safetensors.index.json";
@@ -255,14 +310,15 @@ pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std
     let (mut quantized, mut kept) = (0, 0);
     for name in names {
         let (dt, shape, raw) = weights.raw(&name).expect("listed tensor");
-        let base = name.strip_suffix(".qweight").or_else(|| name.strip_suffix(".qscale"));
+        let base = [".q8", ".q4", ".qscale"].iter().find_map(|s| name.strip_suffix(s));
         let already = base.is_some_and(|b| weights.is_quantized(b));
-        if !already && quantizable(shape) && matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-            let q = weights.host_quant(&name, shape, 0, shape[0], bits)?;
+        let planned = plan(dtype, Role::of(&name), shape).filter(|_| !already && matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16));
+        if let Some((bits, block)) = planned {
+            let q = weights.host_quant(&name, shape, 0, shape[0], bits, block)?;
             let words = q.cols * bits as usize / 32;
             let packed: Vec<u8> = q.packed.iter().flat_map(|w| w.to_le_bytes()).collect();
             let scales: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
-            tensors.push((format!("{name}.qweight"), Dtype::U32, vec![q.rows, words], packed));
+            tensors.push((format!("{name}.q{bits}"), Dtype::U32, vec![q.rows, words], packed));
             tensors.push((format!("{name}.qscale"), Dtype::F16, vec![q.rows, q.cols / q.block], scales));
             quantized += 1;
         } else {
@@ -287,7 +343,6 @@ pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std
     let mut metadata = std::collections::HashMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     metadata.insert("crossrank.quantization".to_string(), dtype.as_str().to_string());
-    metadata.insert("crossrank.block".to_string(), QUANT_BLOCK.to_string());
     let mut files = Vec::new();
     let mut weight_map = serde_json::Map::new();
     let mut bytes_out = 0u64;
@@ -351,10 +406,10 @@ mod tests {
             let q = HostQuant::quantize(&v, rows, cols, bits, QUANT_BLOCK);
             let want = q.dequantize();
             let m = q.to_device(&dev);
-            let got: Vec<f32> = m.dequantize().into_data().convert::<f32>().to_vec().unwrap();
+            let got: Vec<f32> = m.dequantize().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
             assert_eq!(got, want, "bits {bits}");
             let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), &dev);
-            let rows_got: Vec<f32> = m.select_rows(ids).into_data().convert::<f32>().to_vec().unwrap();
+            let rows_got: Vec<f32> = m.select_rows(ids).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
             let mut rows_want = want[3 * cols..4 * cols].to_vec();
             rows_want.extend_from_slice(&want[..cols]);
             rows_want.extend_from_slice(&want[3 * cols..4 * cols]);
@@ -366,6 +421,20 @@ mod tests {
     fn dtype_parses() {
         assert_eq!("Q8".parse::<WeightDtype>().unwrap(), WeightDtype::Q8);
         assert!("q3".parse::<WeightDtype>().is_err());
-        assert!(quantizable(&[768, 768]) && !quantizable(&[1, 768]) && !quantizable(&[1000, 100]));
+        let (q8, q4m) = (WeightDtype::Q8, WeightDtype::Q4);
+        assert_eq!(plan(q8, Role::Linear, &[768, 768]), Some((8, 32)));
+        assert_eq!(plan(q8, Role::Embedding, &[250002, 768]), Some((8, 64)));
+        assert_eq!(plan(q4m, Role::Embedding, &[250002, 768]), Some((4, 64)));
+        assert_eq!(plan(q4m, Role::Linear, &[768, 3072]), Some((8, 32)));
+        assert_eq!(plan(q8, Role::Linear, &[16, 16]), Some((8, 16)));
+        assert_eq!(plan(q8, Role::Linear, &[1, 768]), None);
+        assert_eq!(plan(q8, Role::Linear, &[1000, 100]), None);
+        assert_eq!(plan(WeightDtype::F32, Role::Linear, &[768, 768]), None);
+        assert_eq!(Role::of("roberta.embeddings.word_embeddings.weight"), Role::Embedding);
+        assert_eq!(Role::of("model.embed_tokens.weight"), Role::TiedEmbedding);
+        assert_eq!(Role::of("model.layers.0.mlp.up_proj.weight"), Role::DecoderLinear);
+        assert_eq!(Role::of("roberta.encoder.layer.0.output.dense.weight"), Role::Linear);
+        assert_eq!(plan(q4m, Role::DecoderLinear, &[2048, 16384]), Some((4, 32)));
+        assert_eq!(plan(q4m, Role::TiedEmbedding, &[256000, 2048]), Some((8, 64)));
     }
 }

@@ -58,3 +58,23 @@ pub fn max_abs_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Every case of any fixture (encoder or LLM): pairs, and per case the
+/// options and the reference scores of its first scoring layer.
+pub fn all_cases(model: &str) -> (Vec<(String, String)>, Vec<(ScoreOptions, Vec<f32>)>) {
+    let path = fixtures().join(model).join("expected.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = serde_json::from_value(v["pairs"].clone()).unwrap();
+    let cases = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let opts: CaseOptions = serde_json::from_value(case["options"].clone()).unwrap();
+            let scores = &case["scores"];
+            let scores = if scores[0].is_array() { &scores[0] } else { scores };
+            (opts.score_options(), serde_json::from_value(scores.clone()).unwrap())
+        })
+        .collect();
+    (pairs, cases)
+}
