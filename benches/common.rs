@@ -38,11 +38,16 @@ fn words(rng: &mut Rng, n: usize) -> String {
 
 /// `n` pairs: queries of 4–12 words, passages of 60–180 words.
 pub fn workload(n: usize) -> Vec<(String, String)> {
+    workload_words(n, (60, 180))
+}
+
+/// `n` pairs with passages of `passage.0..passage.1` words.
+pub fn workload_words(n: usize, passage: (usize, usize)) -> Vec<(String, String)> {
     let mut rng = Rng(0x5eed);
     (0..n)
         .map(|_| {
             let q = rng.range(4, 12);
-            let p = rng.range(60, 180);
+            let p = rng.range(passage.0, passage.1);
             (words(&mut rng, q), words(&mut rng, p))
         })
         .collect()

@@ -1,7 +1,9 @@
 //! Pairs/s of a bge-reranker-base-shaped cross-encoder (XLM-R: 12 layers,
-//! hidden 768, 12 heads, FFN 3072, 250002 vocab) on the CPU and on wgpu.
+//! hidden 768, 12 heads, FFN 3072, 250002 vocab) on the CPU and on wgpu, per
+//! weight dtype (f32 and the `crossrank quantize` checkpoints q8 / q4 /
+//! q4-all), with the file size and the memory after load.
 //!
-//!     cargo run --release -p crossrank-benches --bin encoder-bench -- [--devices cpu,wgpu] [--iters 3] [--pairs 64]
+//!     cargo run --release -p crossrank-benches --bin encoder-bench -- [--devices cpu,wgpu] [--dtypes f32,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--dump-pairs FILE] [--json FILE]
 //!
 //! The random-init checkpoint is generated on first run under
 //! benches/models/ (not committed; ~556 MB, f16 like a converted checkpoint).
@@ -13,10 +15,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use crossrank::device::select;
-use crossrank::{Checkpoint, Reranker, ScoreOptions};
+use crossrank::{Checkpoint, Reranker, ScoreOptions, WeightDtype};
 
 mod common;
-use common::{arg, workload, write_random_f16};
+use common::{arg, workload_words, write_random_f16};
 
 fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
     let (v, h, l, f, p) = (250_002usize, 768usize, 12usize, 3072usize, 514usize);
@@ -63,8 +65,23 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
     Ok(())
 }
 
+/// This process's resident memory (VmRSS) and its peak (VmHWM), in GB.
+fn rss_gb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1e6)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 fn main() -> Result<()> {
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
+    let dtypes = arg("--dtypes").unwrap_or_else(|| "f32,q8,q4".into());
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
     let n: usize = arg("--pairs").map(|s| s.parse()).transpose()?.unwrap_or(64);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -73,32 +90,72 @@ fn main() -> Result<()> {
         eprintln!("generating {} ...", dir.display());
         generate(&dir, &root.join("../tests/fixtures/xlmr-tiny/tokenizer.json")).context("generating the model")?;
     }
-    let pairs = workload(n);
-    let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
-    println!("| device | load s | first call s | pairs/s (mean of {iters}) | tokens/pair |");
-    println!("|---|---|---|---|---|");
-    for d in devices.split(',') {
-        let sel = match select(d.parse()?) {
-            Ok(s) => s,
-            Err(e) => {
-                println!("| {d} | unavailable: {e} | | | |");
-                continue;
-            }
-        };
-        let t = Instant::now();
-        let r = Reranker::load(&Checkpoint::dir(&dir), &sel.device)?;
-        let load = t.elapsed().as_secs_f64();
-        let enc = r.encode(&pairs, &opts)?;
-        let tokens = enc.iter().map(|e| e.len()).sum::<usize>() as f64 / enc.len() as f64;
-        let t = Instant::now();
-        r.compute_score(&pairs, &opts)?;
-        let first = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for _ in 0..iters {
-            r.compute_score(&pairs, &opts)?;
+    // `--passage-words 300-340` gives the long-input case (near 512 tokens).
+    let words = match arg("--passage-words") {
+        Some(r) => {
+            let (a, b) = r.split_once('-').context("--passage-words A-B")?;
+            (a.parse()?, b.parse()?)
         }
-        let per = t.elapsed().as_secs_f64() / iters as f64;
-        println!("| {d} | {load:.2} | {first:.2} | {:.2} | {tokens:.0} |", pairs.len() as f64 / per);
+        None => (60, 180),
+    };
+    let pairs = workload_words(n, words);
+    // The peers (benches/peers/peers.py) score exactly these pairs.
+    if let Some(path) = arg("--dump-pairs") {
+        std::fs::write(&path, serde_json::to_vec(&pairs)?)?;
+        eprintln!("wrote {} pairs to {path}", pairs.len());
+    }
+    let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
+    let mut rows = Vec::new();
+    println!("| device | dtype | model.safetensors MB | load s | RSS after load GB | first call s | pairs/s (mean of {iters}) | tokens/pair |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for dt in dtypes.split(',') {
+        let dtype: WeightDtype = dt.parse()?;
+        // Quantized dtypes load the checkpoint `crossrank quantize` writes:
+        // what a browser would download.
+        let model = if dtype == WeightDtype::F32 {
+            dir.clone()
+        } else {
+            let q = root.join(format!("models/bge-reranker-base-random-{}", dtype.as_str()));
+            if !q.join("model.safetensors").exists() {
+                eprintln!("quantizing to {} ...", q.display());
+                crossrank::quant::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, &q)?;
+            }
+            q
+        };
+        let file_mb = std::fs::metadata(model.join("model.safetensors"))?.len() as f64 / 1e6;
+        for d in devices.split(',') {
+            let sel = match select(d.parse()?) {
+                Ok(s) => s,
+                Err(e) => {
+                    println!("| {d} | {dt} | unavailable: {e} | | | | | |");
+                    continue;
+                }
+            };
+            let t = Instant::now();
+            let r = Reranker::load(&Checkpoint::dir(&model), &sel.device)?;
+            let load = t.elapsed().as_secs_f64();
+            let (rss, _) = rss_gb();
+            let enc = r.encode(&pairs, &opts)?;
+            let tokens = enc.iter().map(|e| e.len()).sum::<usize>() as f64 / enc.len() as f64;
+            let t = Instant::now();
+            r.compute_score(&pairs, &opts)?;
+            let first = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for _ in 0..iters {
+                r.compute_score(&pairs, &opts)?;
+            }
+            let per = t.elapsed().as_secs_f64() / iters as f64;
+            let pps = pairs.len() as f64 / per;
+            println!("| {d} | {dt} | {file_mb:.0} | {load:.2} | {rss:.2} | {first:.2} | {pps:.2} | {tokens:.0} |");
+            rows.push(serde_json::json!({
+                "system": format!("crossrank {d} {dt}"), "device": d, "dtype": dt, "file_mb": file_mb,
+                "load_s": load, "rss_gb": rss, "first_s": first, "pairs_per_s": pps, "tokens_per_pair": tokens,
+            }));
+            drop(r);
+        }
+    }
+    if let Some(path) = arg("--json") {
+        std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
     }
     Ok(())
 }

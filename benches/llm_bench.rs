@@ -4,7 +4,7 @@
 //! 5760, vocab 122753), both cut to a few layers, random-init, generated
 //! under benches/models/ on first run (not committed).
 //!
-//!     cargo run --release -p crossrank-benches --bin llm-bench -- [--device cpu] [--layers 2] [--pairs 16]
+//!     cargo run --release -p crossrank-benches --bin llm-bench -- [--device cpu] [--dtype f32|q8|q4|q4-all] [--layers 2] [--pairs 16]
 //!
 //! Reports, for Gemma, the one-row "Yes" head crossrank computes against
 //! the cost of the full 256000-way LM head over every position (what
@@ -88,6 +88,8 @@ fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 
 fn main() -> Result<()> {
     let device = arg("--device").unwrap_or_else(|| "cpu".into());
+    // Weight storage (quantized at load): f32, q8, q4, q4-all.
+    let dtype: crossrank::WeightDtype = arg("--dtype").unwrap_or_else(|| "f32".into()).parse()?;
     let layers: usize = arg("--layers").map(|s| s.parse()).transpose()?.unwrap_or(2);
     let n: usize = arg("--pairs").map(|s| s.parse()).transpose()?.unwrap_or(16);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -100,7 +102,13 @@ fn main() -> Result<()> {
         eprintln!("generating {} ...", gdir.display());
         gemma(&gdir, &root, layers)?;
     }
-    let (r, load) = time(|| Ok(Reranker::load(&Checkpoint::dir(&gdir), &dev)?))?;
+    let (r, load) = time(|| Ok(Reranker::load_with_dtype(&Checkpoint::dir(&gdir), &dev, dtype)?))?;
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1e6);
     let tokens: usize = r.encode(&pairs, &opts)?.iter().map(|e| e.len()).sum();
     r.compute_score(&pairs[..opts.batch_size.min(n)], &opts)?; // warm-up
     let (_, secs) = time(|| Ok(r.compute_score(&pairs, &opts)?))?;
@@ -111,9 +119,14 @@ fn main() -> Result<()> {
     let _ = hidden.clone().slice([0..8, 0..2048]).matmul(head.clone()).sum().into_scalar::<f32>();
     let (_, head_secs) = time(|| Ok(hidden.matmul(head).sum().into_scalar::<f32>()))?;
     let batches = n.div_ceil(opts.batch_size) as f64;
-    println!("## gemma-2b shape, {layers} layers, {device}, {n} pairs, {:.0} tokens/pair, batch 8", tokens as f64 / n as f64);
+    println!(
+        "## gemma-2b shape, {layers} layers, {device}, weights {}, {n} pairs, {:.0} tokens/pair, batch 8",
+        dtype.as_str(),
+        tokens as f64 / n as f64
+    );
     println!("| | value |\n|---|---|");
     println!("| load s | {load:.1} |");
+    println!("| RSS after load GB | {rss:.2} |");
     println!("| one-row head: pairs/s | {:.3} |", n as f64 / secs);
     println!("| full 256000-way head over all positions: extra s per batch | {head_secs:.2} |");
     println!("| full head: pairs/s (same body) | {:.3} |", n as f64 / (secs + head_secs * batches));
@@ -124,7 +137,7 @@ fn main() -> Result<()> {
         eprintln!("generating {} ...", mdir.display());
         minicpm(&mdir, &root, layers)?;
     }
-    let r = Reranker::load(&Checkpoint::dir(&mdir), &dev)?;
+    let r = Reranker::load_with_dtype(&Checkpoint::dir(&mdir), &dev, dtype)?;
     println!("\n## minicpm-2b shape (layer-wise), {layers} layers, {device}\n| cutoff layer | pairs/s |\n|---|---|");
     for cutoff in 1..=layers {
         let o = ScoreOptions { cutoff_layers: Some(vec![cutoff]), ..opts.clone() };

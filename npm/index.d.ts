@@ -3,8 +3,13 @@ export type Device = 'auto' | 'cpu' | 'webgpu';
 export interface LoadOptions {
   /** 'auto' (default): WebGPU when an adapter passes a self-check against the CPU, else the CPU. */
   device?: Device;
-  /** Compute precision. */
-  dtype?: 'f32';
+  /**
+   * How weights are stored on the device (compute is f32): 'f32', 'q8',
+   * 'q4' (4-bit where it is safe, 8-bit elsewhere) or 'q4-all' (smallest).
+   * Quantizes at load; a checkpoint written by `crossrank quantize` is
+   * already quantized and downloads small.
+   */
+  dtype?: 'f32' | 'q8' | 'q4' | 'q4-all';
   /** Download progress per file. */
   onProgress?: (p: { file: string; loaded: number; total?: number }) => void;
   /** Keep downloaded files in the Cache API (default true) so a reload does not download again. */

@@ -164,7 +164,7 @@ async function webgpuAdapter() {
   }
 }
 
-const DTYPES = ['f32'];
+const DTYPES = ['f32', 'q8', 'q4', 'q4-all'];
 
 export class Reranker {
   #inner;
@@ -186,7 +186,7 @@ export class Reranker {
       throw new Error(`unknown device ${JSON.stringify(device)} (expected auto, cpu or webgpu)`);
     }
     if (!DTYPES.includes(dtype)) {
-      throw new Error(`unsupported dtype ${JSON.stringify(dtype)} (this build computes in ${DTYPES.join(', ')})`);
+      throw new Error(`unknown dtype ${JSON.stringify(dtype)} (expected ${DTYPES.join(', ')})`);
     }
     await ensureInit();
     let wasmDevice = device;
@@ -206,7 +206,7 @@ export class Reranker {
       }
     }
     const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
-    const inner = await guarded(() => WasmReranker.load(files, wasmDevice));
+    const inner = await guarded(() => WasmReranker.load(files, wasmDevice, dtype));
     const r = new Reranker(inner);
     if (reason) r.deviceReason = reason;
     // wgpu in the browser does not see the adapter's name; WebGPU's own

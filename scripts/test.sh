@@ -23,5 +23,5 @@ echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg)"
 ./scripts/build-wasm.sh
 
 echo "== npm package (Node, CPU wasm) and browser tests (headless Chromium: WebGPU + CPU, Cache API, demo)"
-(cd tests/browser && npm ci --silent --no-audit --no-fund)
+# (tests/browser/node_modules is installed by build-wasm.sh)
 node --test --test-concurrency=1 tests/node/ tests/browser/

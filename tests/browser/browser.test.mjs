@@ -5,8 +5,9 @@
 // saves a screenshot. Needs npm/pkg (wasm-pack build; scripts/test.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { serve, root } from './server.mjs';
@@ -108,6 +109,85 @@ for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
     });
   }
 }
+
+/** Spearman rank correlation. */
+function spearman(a, b) {
+  const rank = (v) => {
+    const idx = v.map((_, i) => i).sort((i, j) => v[i] - v[j]);
+    const r = new Array(v.length);
+    idx.forEach((i, k) => (r[i] = k));
+    return r;
+  };
+  const [ra, rb] = [rank(a), rank(b)];
+  const n = a.length;
+  const d2 = ra.reduce((acc, x, i) => acc + (x - rb[i]) ** 2, 0);
+  return 1 - (6 * d2) / (n * (n * n - 1));
+}
+
+for (const [dtype, minRho] of [
+  ['q8', 0.99],
+  ['q4', 0.95],
+]) {
+  test(`xlmr-tiny ${dtype}: webgpu agrees with cpu, the ranking stays FlagEmbedding's`, { skip, timeout: 600_000 }, async () => {
+    const exp = expected('xlmr-tiny');
+    const run = (device, cases) =>
+      inPage(
+        async ({ Reranker }, { device, dtype, cases, pairs }) => {
+          const r = await Reranker.load('/tests/fixtures/xlmr-tiny/', { device, dtype });
+          const out = [];
+          for (const c of cases) {
+            out.push(await r.computeScore(pairs, { maxLength: c.options.max_length, batchSize: c.options.batch_size, normalize: c.options.normalize }));
+          }
+          await r.dispose();
+          return { device: r.device, out };
+        },
+        { device, dtype, cases, pairs: exp.pairs },
+      );
+    const cpu = await run('cpu', exp.cases);
+    const gpu = await run('webgpu', exp.cases.slice(0, 1));
+    assert.equal(gpu.device, 'webgpu');
+    const diff = Math.max(...gpu.out[0].map((g, i) => Math.abs(g - cpu.out[0][i])));
+    const rho = spearman(cpu.out.flat(), exp.cases.flatMap((c) => c.scores));
+    console.log(`xlmr-tiny ${dtype}: webgpu vs cpu max abs diff ${diff.toExponential(2)}, Spearman vs FlagEmbedding f32 ${rho.toFixed(4)}`);
+    assert.ok(diff <= 1e-3, `webgpu vs cpu ${diff}`);
+    assert.ok(rho >= minRho, `Spearman ${rho} < ${minRho}`);
+  });
+}
+
+/** The native CLI, built by `cargo test` (scripts/test.sh runs that first). */
+function cli() {
+  const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache', 'crossrank', 'target');
+  const bin = join(target, 'debug', 'crossrank');
+  return existsSync(bin) ? bin : undefined;
+}
+
+test('a `crossrank quantize` q4 checkpoint downloads small and scores like quantizing at load', { skip: skip || (!cli() && !REQUIRED && 'needs the crossrank binary'), timeout: 600_000 }, async () => {
+  const bin = cli();
+  assert.ok(bin, 'the crossrank binary (cargo build) is needed');
+  const out = join(ARTIFACTS, 'xlmr-tiny-q4');
+  rmSync(out, { recursive: true, force: true });
+  execFileSync(bin, ['quantize', '--model', join(root, 'tests', 'fixtures', 'xlmr-tiny'), '--dtype', 'q4', '--out', out]);
+  const size = (d) => statSync(join(d, 'model.safetensors')).size;
+  const original = size(join(root, 'tests', 'fixtures', 'xlmr-tiny'));
+  console.log(`xlmr-tiny: model.safetensors ${original} bytes (f16) -> ${size(out)} bytes (q4)`);
+  assert.ok(size(out) < original / 2);
+  const rel = `/${out.slice(root.length + 1)}/`;
+  const pairs = expected('xlmr-tiny').pairs;
+  const res = await inPage(
+    async ({ Reranker }, { rel, pairs }) => {
+      const fromFile = await Reranker.load(rel, { device: 'webgpu' });
+      const atLoad = await Reranker.load('/tests/fixtures/xlmr-tiny/', { device: 'webgpu', dtype: 'q4' });
+      const a = await fromFile.computeScore(pairs);
+      const b = await atLoad.computeScore(pairs);
+      await fromFile.dispose();
+      await atLoad.dispose();
+      return { a, b };
+    },
+    { rel, pairs },
+  );
+  const diff = Math.max(...res.a.map((x, i) => Math.abs(x - res.b[i])));
+  assert.ok(diff <= 1e-5, `from file vs quantized at load: ${diff}`);
+});
 
 test('auto checks the adapter and says why', { skip, timeout: 300_000 }, async () => {
   const res = await inPage(async ({ Reranker }) => {

@@ -299,3 +299,34 @@ fn gemma_prompt_flag_changes_the_template() {
     );
     assert_scores(&out, want, 1e-3);
 }
+
+/// `crossrank quantize` writes a checkpoint that `score` loads as is, and
+/// scores like `score --dtype q8` on the original (quantized at load).
+#[test]
+fn quantize_writes_a_checkpoint_that_scores_like_quantizing_at_load() {
+    let model = fixtures().join("xlmr-tiny");
+    let m = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q8");
+    let o = crossrank(&["quantize", "--model", m, "--dtype", "q8", "--out", out.to_str().unwrap()], "", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["dtype"], "q8");
+    assert!(report["bytes_out"].as_u64().unwrap() < report["bytes_in"].as_u64().unwrap());
+    let input = "{\"query\": \"what is panda?\", \"passage\": \"The giant panda is a bear.\"}\n{\"query\": \"q\", \"passage\": \"p\"}\n";
+    let scores = |args: &[&str]| -> Vec<f32> {
+        let o = crossrank(args, input, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let from_file = scores(&["score", "--model", out.to_str().unwrap(), "--device", "cpu"]);
+    let at_load = scores(&["score", "--model", m, "--device", "cpu", "--dtype", "q8"]);
+    let f32s = scores(&["score", "--model", m, "--device", "cpu"]);
+    assert_eq!(from_file.len(), 2);
+    for i in 0..2 {
+        assert!((from_file[i] - at_load[i]).abs() <= 1e-6, "{from_file:?} vs {at_load:?}");
+        assert!((from_file[i] - f32s[i]).abs() <= 0.1, "q8 far from f32: {from_file:?} vs {f32s:?}");
+    }
+    let err = one_line_error(&crossrank(&["quantize", "--model", m, "--dtype", "f32", "--out", out.to_str().unwrap()], "", &[]));
+    assert!(err.contains("q8"), "{err}");
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crossrank::device::{self, GpuInfo};
-use crossrank::{Checkpoint, Device, Reranker, ScoreOptions};
+use crossrank::{Checkpoint, Device, Reranker, ScoreOptions, WeightDtype};
 use serde::Deserialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -93,13 +93,15 @@ const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 #[wasm_bindgen]
 impl WasmReranker {
     /// Load from `{ "config.json": Uint8Array, "model.safetensors": Uint8Array, ... }`
-    /// on `device`: "auto", "webgpu" or "cpu".
-    pub async fn load(files: JsValue, device: String) -> Result<WasmReranker, JsError> {
+    /// on `device` ("auto", "webgpu" or "cpu") with weights stored as `dtype`
+    /// ("f32", "q8", "q4", "q4-all"; a quantized checkpoint stays quantized).
+    pub async fn load(files: JsValue, device: String, dtype: String) -> Result<WasmReranker, JsError> {
+        let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
         let files: HashMap<String, serde_bytes_compat::Bytes> =
             serde_wasm_bindgen::from_value(files).map_err(|e| js_err(format!("invalid files object: {e}")))?;
         let files = files.into_iter().map(|(k, v)| (k, v.0)).collect();
         let (dev, kind, device_reason, adapter) = pick_device(&device).await?;
-        let inner = Reranker::load(&Checkpoint::memory(files), &dev).map_err(js_err)?;
+        let inner = Reranker::load_with_dtype(&Checkpoint::memory(files), &dev, dtype).map_err(js_err)?;
         Ok(WasmReranker {
             inner: Some(inner),
             device: kind.into(),

@@ -1,0 +1,112 @@
+"""The peers, on the same model and the same pairs as encoder-bench.
+
+    python benches/peers/peers.py --model benches/models/bge-reranker-base-random \
+        --pairs benches/models/pairs-64.json [--iters 3] [--batch 32] [--max-length 512] [--threads 2]
+
+Runs FlagEmbedding 1.4.2 `FlagReranker` (PyTorch CPU fp32, the seed), and ONNX
+Runtime CPU on the same model exported to ONNX (fp32, and dynamically
+quantized int8). Prints one markdown row per system and writes
+`--json FILE` if asked. Environment: benches/peers/requirements.txt
+(benches/peers/run.sh installs it; CI never does).
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--model", required=True)
+ap.add_argument("--pairs", required=True)
+ap.add_argument("--iters", type=int, default=3)
+ap.add_argument("--batch", type=int, default=32)
+ap.add_argument("--max-length", type=int, default=512)
+ap.add_argument("--threads", type=int, default=os.cpu_count())
+ap.add_argument("--json")
+ap.add_argument("--only", default="flag,ort-fp32,ort-int8")
+args = ap.parse_args()
+
+import numpy as np
+import torch
+
+torch.set_num_threads(args.threads)
+pairs = json.load(open(args.pairs))
+model_dir = Path(args.model)
+results = []
+
+
+def timed(name, fn):
+    t = time.perf_counter()
+    first = fn()
+    first_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(args.iters):
+        scores = fn()
+    per = (time.perf_counter() - t) / args.iters
+    row = {"system": name, "first_s": first_s, "pairs_per_s": len(pairs) / per, "scores": [float(s) for s in scores]}
+    results.append(row)
+    print(f"| {name} | {first_s:.2f} | {row['pairs_per_s']:.2f} |", flush=True)
+    return row
+
+
+print(f"| system | first call s | pairs/s (mean of {args.iters}) |")
+print("|---|---|---|")
+only = args.only.split(",")
+
+if "flag" in only:
+    from FlagEmbedding import FlagReranker
+
+    reranker = FlagReranker(str(model_dir), use_fp16=False, devices="cpu")
+    timed(
+        "FlagEmbedding FlagReranker, PyTorch CPU fp32",
+        lambda: reranker.compute_score([list(p) for p in pairs], batch_size=args.batch, max_length=args.max_length),
+    )
+
+if "ort-fp32" in only or "ort-int8" in only:
+    import onnxruntime as ort
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    onnx_dir = model_dir.parent / (model_dir.name + "-onnx")
+    onnx_dir.mkdir(exist_ok=True)
+    fp32 = onnx_dir / "model.onnx"
+    if not fp32.exists():
+        m = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+        enc = tok([["q", "p"]], return_tensors="pt")
+        torch.onnx.export(
+            m,
+            (enc["input_ids"], enc["attention_mask"]),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "logits": {0: "b"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    int8 = onnx_dir / "model-int8.onnx"
+    if "ort-int8" in only and not int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+
+    def ort_scores(sess):
+        # FlagReranker's order: longest first, batches of args.batch, padded per batch.
+        lens = [len(tok(q, p, truncation=True, max_length=args.max_length)["input_ids"]) for q, p in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: -lens[i])
+        out = np.zeros(len(pairs), dtype=np.float32)
+        for s in range(0, len(order), args.batch):
+            idx = order[s : s + args.batch]
+            enc = tok([list(pairs[i]) for i in idx], padding=True, truncation=True, max_length=args.max_length, return_tensors="np")
+            logits = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+            out[idx] = logits[:, 0]
+        return out
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    for name, path in [("ort-fp32", fp32), ("ort-int8", int8)]:
+        if name in only:
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            timed(f"ONNX Runtime {ort.__version__} CPU {name[4:]}", lambda: ort_scores(sess))
+
+if args.json:
+    json.dump(results, open(args.json, "w"), indent=1)
