@@ -17,7 +17,14 @@ if [ ! -x "$PY" ]; then
 fi
 OUT=benches/models/run-$PAIRS-$WORDS
 mkdir -p "$OUT"
-cargo run -q --profile "$PROFILE" -p crossrank-benches --bin encoder-bench -- \
+# --workspace: the feature set of the test build, so nothing is rebuilt
+# (building one package alone unifies features differently).
+if [ "$PROFILE" = dev ]; then
+  cargo build -q --workspace --bins --tests; BIN="$CARGO_TARGET_DIR/debug/encoder-bench"
+else
+  cargo build -q --workspace --bins --profile "$PROFILE"; BIN="$CARGO_TARGET_DIR/$PROFILE/encoder-bench"
+fi
+"$BIN" \
   --devices cpu --dtypes "${DTYPES:-f32,q8,q4}" --iters "$ITERS" --pairs "$PAIRS" --passage-words "$WORDS" \
   --dump-pairs "$OUT/pairs.json" --json "$OUT/crossrank.json"
 "$PY" benches/peers/peers.py --model benches/models/bge-reranker-base-random --pairs "$OUT/pairs.json" \
