@@ -119,8 +119,10 @@ await bench('crossrank-wasm CPU q8', () => crossrank('cpu', 'q8', pairs), pairs)
 await bench('transformers.js wasm fp32', () => transformersJs('wasm', 'fp32', pairs), pairs);
 await bench('transformers.js wasm q8', () => transformersJs('wasm', 'q8', pairs), pairs);
 const gp = pairs.slice(0, gpuPairs);
-await bench('crossrank WebGPU f32 (SwiftShader)', () => crossrank('webgpu', 'f32', gp), gp);
-await bench('transformers.js WebGPU fp32 (SwiftShader)', () => transformersJs('webgpu', 'fp32', gp), gp);
+if (gp.length) {
+  await bench('crossrank WebGPU f32 (SwiftShader)', () => crossrank('webgpu', 'f32', gp), gp);
+  await bench('transformers.js WebGPU fp32 (SwiftShader)', () => transformersJs('webgpu', 'fp32', gp), gp);
+}
 
 const find = (n) => rows.find((r) => r.name === n);
 const [cf, tf] = [find('crossrank-wasm CPU f32'), find('transformers.js wasm fp32')];

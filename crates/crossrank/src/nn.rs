@@ -11,12 +11,13 @@ use crate::quant::QuantMatrix;
 /// Row slabs a linear layer's input is cut into (see `Linear::forward`):
 /// two per hardware thread (measured on 2 cores: 4 slabs 2.28 pairs/s,
 /// 8 slabs 1.95, one per sequence 1.94, one flat GEMM 1.34 before AVX-512),
-/// or one flat GEMM where there is a single thread (wasm).
+/// or 0 = as given where there is a single thread (wasm: one flat GEMM
+/// measured no faster than one per sequence, 0.790 vs 0.857 pairs/s).
 fn linear_slabs(rows: usize) -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 1 {
-        return 1;
+        return 0;
     }
     // The largest divisor of `rows` up to 2 per thread, at least 4 (the
     // backend only runs batch entries in parallel from 4 on).
@@ -73,7 +74,6 @@ impl Linear {
         let rows = dims[..D - 1].iter().product::<usize>();
         let y = match linear_slabs(rows) {
             0 => return module::linear(x, weight, self.bias.clone()),
-            1 => module::linear(x.reshape([rows, d_in]), weight, self.bias.clone()).unsqueeze::<3>(),
             s => module::linear(x.reshape([s, rows / s, d_in]), weight, self.bias.clone()),
         };
         dims[D - 1] = y.dims()[2];
