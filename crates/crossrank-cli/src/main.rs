@@ -14,7 +14,7 @@ use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOpti
 #[derive(Parser)]
 #[command(name = "crossrank", version, about = "BAAI bge-reranker cross-encoders on CPU and GPU (Burn)")]
 struct Cli {
-    /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides.
+    /// More logging on stderr (-v info and dependencies' warnings, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -245,9 +245,12 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Without -v only crossrank's own warnings: the GPU probe of `--device
+    // auto` makes wgpu and cubecl log adapter failures that are expected on
+    // a machine without a GPU (the reason is logged by us at -v instead).
     let default = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "off,crossrank=warn,crossrank_cli=warn",
+        1 => "warn,crossrank=info,crossrank_cli=info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
