@@ -85,3 +85,13 @@ pub fn arg(key: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == key).and_then(|i| args.get(i + 1)).cloned()
 }
+
+/// This process's resident memory (VmRSS) in GB (NaN where /proc is absent).
+pub fn rss_gb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1e6)
+}

@@ -18,7 +18,7 @@ use crossrank::device::select;
 use crossrank::{Checkpoint, Reranker, ScoreOptions, WeightDtype};
 
 mod common;
-use common::{arg, workload_words, write_random_f16};
+use common::{arg, rss_gb, workload_words, write_random_f16};
 
 fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
     let (v, h, l, f, p) = (250_002usize, 768usize, 12usize, 3072usize, 514usize);
@@ -63,20 +63,6 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
     std::fs::copy(tokenizer, dir.join("tokenizer.json"))?;
     std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": "<pad>", "model_max_length": 512}"#)?;
     Ok(())
-}
-
-/// This process's resident memory (VmRSS) and its peak (VmHWM), in GB.
-fn rss_gb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1e6)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn main() -> Result<()> {
@@ -134,7 +120,7 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let r = Reranker::load(&Checkpoint::dir(&model), &sel.device)?;
             let load = t.elapsed().as_secs_f64();
-            let (rss, _) = rss_gb();
+            let rss = rss_gb();
             let enc = r.encode(&pairs, &opts)?;
             let tokens = enc.iter().map(|e| e.len()).sum::<usize>() as f64 / enc.len() as f64;
             let t = Instant::now();

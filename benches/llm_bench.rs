@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::tensor::{Distribution, Tensor};
-use common::{arg, workload, write_random_f16};
+use common::{arg, rss_gb, workload, write_random_f16};
 use crossrank::device::select;
 use crossrank::{Checkpoint, Reranker, ScoreOptions};
 
@@ -103,12 +103,7 @@ fn main() -> Result<()> {
         gemma(&gdir, &root, layers)?;
     }
     let (r, load) = time(|| Ok(Reranker::load_with_dtype(&Checkpoint::dir(&gdir), &dev, dtype)?))?;
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1e6);
+    let rss = rss_gb();
     let tokens: usize = r.encode(&pairs, &opts)?.iter().map(|e| e.len()).sum();
     r.compute_score(&pairs[..opts.batch_size.min(n)], &opts)?; // warm-up
     let (_, secs) = time(|| Ok(r.compute_score(&pairs, &opts)?))?;

@@ -68,6 +68,20 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// Size in bytes of the file `name`, without reading it.
+    pub fn file_len(&self, name: &str) -> Result<u64> {
+        match self {
+            Checkpoint::Dir(dir) => {
+                let path = dir.join(name);
+                std::fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io(path, e))
+            }
+            Checkpoint::Memory(files) => files.get(name).map(|b| b.len() as u64).ok_or_else(|| Error::MissingFile {
+                file: name.to_string(),
+                location: self.location(),
+            }),
+        }
+    }
+
     /// Contents of `name`; a typed error when it is absent.
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
         self.read_optional(name)?.ok_or_else(|| Error::MissingFile {

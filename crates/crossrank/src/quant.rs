@@ -295,12 +295,12 @@ pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std
     let is_weights_file = |f: &str| f.ends_with(".safetensors") || f == "model.safetensors.index.json";
     let mut bytes_in = 0u64;
     for f in ck.files()? {
-        let data = ck.read(&f)?;
         if is_weights_file(&f) {
-            bytes_in += data.len() as u64;
+            // Counted, not read: `weights` already maps them.
+            bytes_in += ck.file_len(&f)?;
             continue;
         }
-        std::fs::write(out.join(&f), data).map_err(|e| Error::io(out.join(&f), e))?;
+        std::fs::write(out.join(&f), ck.read(&f)?).map_err(|e| Error::io(out.join(&f), e))?;
     }
 
     // Build every output tensor as (name, dtype, shape, bytes), in name order.
