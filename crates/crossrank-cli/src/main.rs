@@ -69,13 +69,14 @@ enum Command {
         #[arg(long, default_value = "-")]
         input: String,
     },
-    /// Write a quantized copy of a checkpoint (q8 or q4 weights, block 32,
-    /// embedding table included); prints a JSON report of what was written.
+    /// Write a quantized copy of a checkpoint (f16, or q8 / q4 / q4-all
+    /// with block scales, embedding table included); prints a JSON report
+    /// of what was written.
     Quantize {
         /// A checkpoint directory or a Hugging Face repo id.
         #[arg(long)]
         model: String,
-        /// q8 or q4.
+        /// f16, q8, q4 or q4-all.
         #[arg(long)]
         dtype: String,
         /// Output directory (created).
@@ -92,8 +93,9 @@ struct ModelArgs {
     /// cpu, wgpu or auto (a hardware GPU when there is one, else the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Weight storage: f32, q8 or q4 (quantized at load; a quantized
-    /// checkpoint stays quantized whatever this says). Compute is f32.
+    /// Weight storage: f32, f16, q8, q4 or q4-all (converted at load; a
+    /// quantized checkpoint stays quantized whatever this says). Compute is
+    /// f32, except f16 matrix products on a GPU with shader-f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
 }

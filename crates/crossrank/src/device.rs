@@ -226,3 +226,9 @@ fn fixture_forward(device: &Device) -> burn::tensor::Tensor<2> {
     let summary = burn::tensor::activation::softmax(logits.clone(), 1);
     Tensor::cat(vec![logits, summary], 1)
 }
+
+/// Whether `device` is the CPU backend (layers pick their fast path by it,
+/// never by target or device kind names in model code).
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex()
+}

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 
 use crate::error::{Error, Result};
-use crate::quant::{HostQuant, QuantMatrix, Role, WeightDtype, plan};
+use crate::quant::{HalfMatrix, HostQuant, QuantMatrix, Role, WeightDtype, half_plan, plan};
 
 /// Where the files of a checkpoint come from.
 #[derive(Debug, Clone)]
@@ -212,6 +212,17 @@ pub struct Weights {
 pub enum Matrix {
     Dense(Tensor<2>),
     Quant(QuantMatrix),
+    Half(HalfMatrix),
+}
+
+impl Matrix {
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::Dense(t) => t.dims()[0],
+            Self::Quant(q) => q.rows(),
+            Self::Half(h) => h.rows(),
+        }
+    }
 }
 
 impl Weights {
@@ -397,14 +408,50 @@ impl Weights {
         plan(self.dtype, Role::of(name), self.shape(name)?)
     }
 
+    /// Whether the rank-2 weight `name` goes to the device in f16 (load
+    /// dtype `f16`, see [`half_plan`]).
+    pub fn is_half(&self, name: &str) -> bool {
+        !self.quant.contains_key(name) && self.shape(name).is_some_and(|s| half_plan(self.dtype, s))
+    }
+
+    /// Rows `start..start + count` of a rank-2 float tensor as f16: the
+    /// stored bits for an f16 checkpoint, rounded otherwise; `None` when a
+    /// value does not fit f16 (the caller keeps that matrix in f32).
+    pub fn rows_f16(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Option<Vec<half::f16>>> {
+        if let Some(e) = self.index.get(name).filter(|e| e.dtype == Dtype::F16 && e.shape == expected && start + count <= expected[0]) {
+            let row_bytes = expected[1] * 2;
+            let from = e.start + start * row_bytes;
+            let raw = &self.shards[e.shard].bytes[from..from + count * row_bytes];
+            let v: Vec<half::f16> = raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
+            return Ok(v.iter().all(|x| x.is_finite()).then_some(v));
+        }
+        let v = self.rows(name, expected, start, count)?;
+        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        Ok(h.iter().all(|x| x.is_finite()).then_some(h))
+    }
+
+    /// Rows `start..start + count` of a rank-2 weight on the device as
+    /// [`Weights::quant_plan`] / [`Weights::is_half`] say: quantized, f16
+    /// or f32 (PyTorch layout).
+    pub fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
+        self.check_shape(name, expected)?;
+        if let Some((bits, block)) = self.quant_plan(name) {
+            return Ok(Matrix::Quant(self.host_quant(name, expected, start, count, bits, block)?.to_device(device)));
+        }
+        if self.is_half(name) {
+            if let Some(h) = self.rows_f16(name, expected, start, count)? {
+                return Ok(Matrix::Half(HalfMatrix::upload(h, count, expected[1], device)));
+            }
+            tracing::warn!("{name} has values outside f16's range: kept in f32");
+        }
+        let v = self.rows(name, expected, start, count)?;
+        Ok(Matrix::Dense(Tensor::from_data(TensorData::new(v, [count, expected[1]]), device)))
+    }
+
     /// A rank-2 weight `[rows, cols]` as stored (PyTorch layout), on the
-    /// device quantized or in f32 (see [`Weights::quant_plan`]).
+    /// device quantized, in f16 or in f32.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
-        self.check_shape(name, &[rows, cols])?;
-        Ok(match self.quant_plan(name) {
-            Some((bits, block)) => Matrix::Quant(self.host_quant(name, &[rows, cols], 0, rows, bits, block)?.to_device(device)),
-            None => Matrix::Dense(self.tensor2(name, rows, cols, device)?),
-        })
+        self.matrix_rows(name, &[rows, cols], 0, rows, device)
     }
 
     /// A tensor as f32 values, checked against the expected shape.

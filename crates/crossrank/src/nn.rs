@@ -1,12 +1,12 @@
 //! The few layers the encoders are built from, as plain structs of tensors
 //! with a `load` from checkpoint weights and a `forward`.
 
-use burn::tensor::{Bool, Device, Int, Tensor, activation, module};
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, activation, module};
 
 use crate::config::Activation;
 use crate::error::Result;
 use crate::load::{Matrix, Weights};
-use crate::quant::QuantMatrix;
+use crate::quant::{HalfMatrix, QuantMatrix};
 
 /// Row slabs a linear layer's input is cut into (see `Linear::forward`):
 /// two per hardware thread (measured on 2 cores: 4 slabs 2.28 pairs/s,
@@ -28,6 +28,8 @@ fn linear_slabs(rows: usize) -> usize {
 pub struct Linear {
     weight: LinearWeight,
     bias: Option<Tensor<1>>,
+    /// Multiply in f16 (f16 weights on a GPU that has the type).
+    half_compute: bool,
 }
 
 enum LinearWeight {
@@ -36,32 +38,45 @@ enum LinearWeight {
     /// Quantized `[out, in]` (PyTorch layout, blocks along `in`),
     /// dequantized for each forward pass.
     Quant(QuantMatrix),
+    /// f16 `[out, in]`: multiplied in f16 on a GPU, widened to f32 for
+    /// each forward pass elsewhere.
+    Half(HalfMatrix),
 }
 
 impl Linear {
     /// Load `{prefix}.weight` (`[out, in]` in PyTorch) and `{prefix}.bias`.
     pub fn load(w: &Weights, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
         let name = format!("{prefix}.weight");
-        let weight = match w.quant_plan(&name) {
-            Some(_) => match w.matrix(&name, d_out, d_in, device)? {
+        let weight = if w.quant_plan(&name).is_some() || w.is_half(&name) {
+            match w.matrix(&name, d_out, d_in, device)? {
                 Matrix::Quant(q) => LinearWeight::Quant(q),
+                Matrix::Half(h) => LinearWeight::Half(h),
                 Matrix::Dense(t) => LinearWeight::Dense(t.transpose()),
-            },
-            None => LinearWeight::Dense(w.linear_weight(&name, d_in, d_out, device)?),
+            }
+        } else {
+            LinearWeight::Dense(w.linear_weight(&name, d_in, d_out, device)?)
         };
+        // f16 products only where they pay: a GPU with the f16 type. The
+        // CPU backend has it too, but widening the weight and running the
+        // f32 GEMM is its fast path.
+        let half_compute = matches!(&weight, LinearWeight::Half(h) if h.native().is_some()) && !crate::device::is_cpu(device);
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) {
             Some(w.tensor1(&bias_name, d_out, device)?)
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self { weight, bias, half_compute })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let weight = match &self.weight {
             LinearWeight::Dense(w) => w.clone(),
             LinearWeight::Quant(q) => q.dequantize().transpose(),
+            LinearWeight::Half(h) => match h.native() {
+                Some(w) if self.half_compute => w.clone().transpose(),
+                _ => h.to_f32().transpose(),
+            },
         };
         // GEMM shape: the CPU backend runs a batched product as one
         // single-threaded GEMM per batch entry, in parallel. Per sequence
@@ -73,11 +88,24 @@ impl Linear {
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
         let y = match linear_slabs(rows) {
-            0 => return module::linear(x, weight, self.bias.clone()),
-            s => module::linear(x.reshape([s, rows / s, d_in]), weight, self.bias.clone()),
+            0 => return self.product(x, weight),
+            s => self.product(x.reshape([s, rows / s, d_in]), weight),
         };
         dims[D - 1] = y.dims()[2];
         y.reshape(dims)
+    }
+
+    /// `x W + b`; in f16 with an f32 result (bias added in f32) when the
+    /// layer computes in half precision.
+    fn product<const K: usize>(&self, x: Tensor<K>, weight: Tensor<2>) -> Tensor<K> {
+        if !self.half_compute {
+            return module::linear(x, weight, self.bias.clone());
+        }
+        let y = module::linear(x.cast(FloatDType::F16), weight, None).cast(FloatDType::F32);
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze(),
+            None => y,
+        }
     }
 }
 
@@ -125,9 +153,10 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn load(w: &Weights, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
-        // Device bytes per row: f32, or packed words plus one f32 scale per block.
+        // Device bytes per row: f32, f16, or packed words plus one f32 scale per block.
         let row_bytes = match w.quant_plan(name) {
             Some((bits, block)) => (dim * bits as usize / 32 + dim / block) * 4,
+            None if w.is_half(name) => dim * 2,
             None => dim * 4,
         };
         let rows_per_chunk = (MAX_CHUNK_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
@@ -148,13 +177,7 @@ impl Embedding {
             .step_by(rows_per_chunk)
             .map(|start| {
                 let n = rows_per_chunk.min(rows - start);
-                Ok(match w.quant_plan(name) {
-                    Some((bits, block)) => Matrix::Quant(w.host_quant(name, &[rows, dim], start, n, bits, block)?.to_device(device)),
-                    None => {
-                        let v = w.rows(name, &[rows, dim], start, n)?;
-                        Matrix::Dense(Tensor::from_data(burn::tensor::TensorData::new(v, [n, dim]), device))
-                    }
-                })
+                w.matrix_rows(name, &[rows, dim], start, n, device)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { chunks, rows_per_chunk, dim })
@@ -165,8 +188,9 @@ impl Embedding {
         let int = |v: Vec<i64>, n: usize| Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(v, [n]), device);
         let gather = |chunk: &Matrix, local: Tensor<1, Int>| match chunk {
             Matrix::Dense(t) => t.clone().select(0, local),
-            // Only the rows looked up are unpacked.
+            // Only the rows looked up are unpacked / widened.
             Matrix::Quant(q) => q.select_rows(local),
+            Matrix::Half(h) => h.select_rows(local),
         };
         if self.chunks.len() == 1 {
             let n = ids.len();
@@ -179,10 +203,7 @@ impl Embedding {
         let mut next = 0i64;
         for (c, chunk) in self.chunks.iter().enumerate() {
             let lo = (c * self.rows_per_chunk) as i64;
-            let hi = lo + match chunk {
-                Matrix::Dense(t) => t.dims()[0],
-                Matrix::Quant(q) => q.rows(),
-            } as i64;
+            let hi = lo + chunk.rows() as i64;
             let mut local = Vec::new();
             for (pos, &id) in ids.iter().enumerate() {
                 if id >= lo && id < hi {

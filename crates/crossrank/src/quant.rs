@@ -18,7 +18,7 @@
 
 use std::str::FromStr;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
@@ -34,13 +34,23 @@ pub const EMBEDDING_BLOCK: usize = 64;
 /// token-type tables save nothing and are where errors would show most.
 pub const MIN_QUANT_ROWS: usize = 16;
 
-/// How weights are stored on the device. Compute is f32 in every case.
+/// How weights are stored on the device. Compute is f32, except that `f16`
+/// runs the linear layers' matrix products in f16 on a GPU that has
+/// shader-f16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
     /// As f32 (every checkpoint dtype is widened).
     #[default]
     F32,
+    /// Weight matrices and embedding tables in f16 (half of f32's bytes,
+    /// exact for f16 checkpoints); LayerNorm, biases and small heads f32.
+    /// On a GPU with shader-f16 the linear layers multiply in f16 (inputs
+    /// cast to f16, outputs back to f32); attention, softmax, masks,
+    /// normalization and the final logits stay f32 everywhere. Elsewhere
+    /// (CPU, WebGPU without shader-f16) weights are widened per forward
+    /// pass and compute is f32.
+    F16,
     /// 8-bit everywhere.
     Q8,
     /// 4 bits where they cost least per byte saved, 8 elsewhere (see
@@ -60,6 +70,7 @@ impl WeightDtype {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::F32 => "f32",
+            Self::F16 => "f16",
             Self::Q8 => "q8",
             Self::Q4 => "q4",
             Self::Q4All => "q4-all",
@@ -72,10 +83,11 @@ impl FromStr for WeightDtype {
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Self::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
             "q8" | "int8" => Ok(Self::Q8),
             "q4" | "int4" => Ok(Self::Q4),
             "q4-all" | "q4all" => Ok(Self::Q4All),
-            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, q8, q4 or q4-all)"))),
+            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, f16, q8, q4 or q4-all)"))),
         }
     }
 }
@@ -120,7 +132,7 @@ pub fn plan(dtype: WeightDtype, role: Role, shape: &[usize]) -> Option<(u32, usi
         return None;
     }
     let bits = match (dtype, role) {
-        (WeightDtype::F32, _) => return None,
+        (WeightDtype::F32 | WeightDtype::F16, _) => return None,
         (WeightDtype::Q8, _) => 8,
         (WeightDtype::Q4All, _) => 4,
         (WeightDtype::Q4, Role::Embedding | Role::DecoderLinear) => 4,
@@ -263,6 +275,94 @@ fn unpack(packed: Tensor<2, Int>, scales: Tensor<2>, bits: u32, block: usize, co
     (q.reshape([rows, groups, block]) * scales.reshape([rows, groups, 1])).reshape([rows, cols])
 }
 
+/// Whether a weight of `shape` is stored in f16 under `dtype`: the same
+/// matrices q8 would quantize (rank 2, at least [`MIN_QUANT_ROWS`] rows),
+/// with an even row length so two values share a 32-bit word where the
+/// device has no f16 type.
+pub fn half_plan(dtype: WeightDtype, shape: &[usize]) -> bool {
+    dtype == WeightDtype::F16 && shape.len() == 2 && shape[0] >= MIN_QUANT_ROWS && shape[1] % 2 == 0
+}
+
+/// An f16 `[rows, cols]` matrix on a device: a native f16 tensor where the
+/// device has the type (the CPU backend, wgpu / WebGPU with shader-f16),
+/// else pairs of f16 bit patterns packed into `i32` words and widened
+/// exactly with integer ops — 2 bytes per weight either way.
+#[derive(Debug, Clone)]
+pub enum HalfMatrix {
+    Native(Tensor<2>),
+    Packed { words: Tensor<2, Int>, cols: usize },
+}
+
+impl HalfMatrix {
+    /// Upload row-major f16 values (`cols` even).
+    pub fn upload(values: Vec<half::f16>, rows: usize, cols: usize, device: &Device) -> Self {
+        debug_assert!(cols % 2 == 0 && values.len() == rows * cols);
+        if device.supports_dtype(FloatDType::F16) {
+            return Self::Native(Tensor::from_data(TensorData::new(values, [rows, cols]), (device, DType::F16)));
+        }
+        Self::packed(values, rows, cols, device)
+    }
+
+    /// Upload as packed words whatever the device supports.
+    pub fn packed(values: Vec<half::f16>, rows: usize, cols: usize, device: &Device) -> Self {
+        let words: Vec<i32> = values.chunks_exact(2).map(|p| (p[0].to_bits() as u32 | (p[1].to_bits() as u32) << 16) as i32).collect();
+        Self::Packed {
+            words: Tensor::from_data(TensorData::new(words, [rows, cols / 2]), (device, DType::I32)),
+            cols,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::Native(t) => t.dims()[0],
+            Self::Packed { words, .. } => words.dims()[0],
+        }
+    }
+
+    /// The f16 tensor, where the device holds one.
+    pub fn native(&self) -> Option<&Tensor<2>> {
+        match self {
+            Self::Native(t) => Some(t),
+            Self::Packed { .. } => None,
+        }
+    }
+
+    /// The whole matrix widened to f32.
+    pub fn to_f32(&self) -> Tensor<2> {
+        match self {
+            Self::Native(t) => t.clone().cast(FloatDType::F32),
+            Self::Packed { words, cols } => widen_f16(words.clone(), *cols),
+        }
+    }
+
+    /// Rows `ids` widened to f32, `[ids.len(), cols]`.
+    pub fn select_rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match self {
+            Self::Native(t) => t.clone().select(0, ids).cast(FloatDType::F32),
+            Self::Packed { words, cols } => widen_f16(words.clone().select(0, ids), *cols),
+        }
+    }
+}
+
+/// f16 bit patterns, two per word (low half first), to f32 — exactly:
+/// `sign * (mantissa + 1024·[exp > 0]) * 2^max(exp, 1) * 2^-25` is an
+/// 11-bit integer times a power of two. Checkpoint values that are not
+/// finite in f16 never get here (see `Weights::rows_f16`).
+fn widen_f16(words: Tensor<2, Int>, cols: usize) -> Tensor<2> {
+    let [rows, n] = words.dims();
+    let parts: Vec<Tensor<3>> = (0..2)
+        .map(|k| {
+            let h = words.clone().bitwise_right_shift_scalar(16 * k).bitwise_and_scalar(0xFFFF);
+            let exp = h.clone().bitwise_right_shift_scalar(10).bitwise_and_scalar(31);
+            let mag = h.clone().bitwise_and_scalar(1023) + exp.clone().clamp_max(1).mul_scalar(1024);
+            let pow = exp.clone().ones_like().bitwise_left_shift(exp.clamp_min(1));
+            let sign = h.bitwise_right_shift_scalar(15).mul_scalar(-2).add_scalar(1);
+            (mag.float() * pow.float() * sign.float()).mul_scalar(2f32.powi(-25)).reshape([rows, n, 1])
+        })
+        .collect();
+    Tensor::cat(parts, 2).reshape([rows, cols])
+}
+
 /// What [`quantize_checkpoint`] wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QuantizeReport {
@@ -281,16 +381,18 @@ pub struct QuantizeReport {
 /// browser holds each downloaded file as one ArrayBuffer).
 pub const MAX_SHARD_BYTES: usize = 1 << 30;
 
-/// Write `ck` quantized as `dtype` (q8, q4 or q4-all) into the directory `out`:
-/// every matrix [`plan`] quantizes as `.q8`/`.q4` + `.qscale`, every other tensor
-/// with its original bytes, and all non-weight files (config, tokenizer, ...)
-/// copied. The result loads like any checkpoint, natively and in the browser.
+/// Write `ck` quantized as `dtype` (f16, q8, q4 or q4-all) into the directory
+/// `out`: every matrix [`plan`] quantizes as `.q8`/`.q4` + `.qscale` (for
+/// f16: every matrix [`half_plan`] names, as a plain F16 tensor), every
+/// other tensor with its original bytes, and all non-weight files (config,
+/// tokenizer, ...) copied. The result loads like any checkpoint, natively
+/// and in the browser.
 pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std::path::Path) -> Result<QuantizeReport> {
     use safetensors::tensor::{Dtype, TensorView};
     if dtype == WeightDtype::F32 {
-        return Err(Error::InvalidInput("quantize writes q8, q4 or q4-all, not f32".into()));
+        return Err(Error::InvalidInput("quantize writes f16, q8, q4 or q4-all, not f32".into()));
     }
-    let weights = ck.weights()?;
+    let weights = ck.weights()?.with_dtype(dtype);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.to_path_buf(), e))?;
     let is_weights_file = |f: &str| f.ends_with(".safetensors") || f == "model.safetensors.index.json";
     let mut bytes_in = 0u64;
@@ -312,8 +414,17 @@ pub fn quantize_checkpoint(ck: &crate::Checkpoint, dtype: WeightDtype, out: &std
         let (dt, shape, raw) = weights.raw(&name).expect("listed tensor");
         let base = [".q8", ".q4", ".qscale"].iter().find_map(|s| name.strip_suffix(s));
         let already = base.is_some_and(|b| weights.is_quantized(b));
-        let planned = plan(dtype, Role::of(&name), shape).filter(|_| !already && matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16));
-        if let Some((bits, block)) = planned {
+        let float = matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16);
+        let planned = plan(dtype, Role::of(&name), shape).filter(|_| !already && float);
+        let half = (weights.is_half(&name) && dt != Dtype::F16 && !already && float)
+            .then(|| weights.rows_f16(&name, shape, 0, shape[0]))
+            .transpose()?
+            .flatten();
+        if let Some(h) = half {
+            let bytes: Vec<u8> = h.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((name.clone(), Dtype::F16, shape.to_vec(), bytes));
+            quantized += 1;
+        } else if let Some((bits, block)) = planned {
             let q = weights.host_quant(&name, shape, 0, shape[0], bits, block)?;
             let words = q.cols * bits as usize / 32;
             let packed: Vec<u8> = q.packed.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -418,6 +529,29 @@ mod tests {
     }
 
     #[test]
+    fn packed_f16_widens_every_finite_value_exactly() {
+        let dev = Device::flex();
+        let values: Vec<half::f16> = (0..=u16::MAX).map(half::f16::from_bits).filter(|h| h.is_finite()).collect();
+        let n = values.len() / 2 * 2;
+        let values = values[..n].to_vec();
+        let want: Vec<f32> = values.iter().map(|h| h.to_f32()).collect();
+        let m = HalfMatrix::packed(values.clone(), n / 64, 64, &dev);
+        assert!(m.native().is_none());
+        let got = m.to_f32().into_data().try_to_vec::<f32>().unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "widened bit patterns");
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![5i64, 0], [2]), &dev);
+        let rows = m.select_rows(ids.clone()).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(rows[..64], want[5 * 64..6 * 64]);
+        assert_eq!(rows[64..], want[..64]);
+        // The native f16 tensor gives the same values.
+        let native = HalfMatrix::upload(values, n / 64, 64, &dev);
+        assert!(native.native().is_some());
+        assert_eq!(bits(&native.to_f32().into_data().try_to_vec::<f32>().unwrap()), bits(&want));
+        assert_eq!(native.select_rows(ids).into_data().try_to_vec::<f32>().unwrap(), rows);
+    }
+
+    #[test]
     fn dtype_parses() {
         assert_eq!("Q8".parse::<WeightDtype>().unwrap(), WeightDtype::Q8);
         assert!("q3".parse::<WeightDtype>().is_err());
@@ -430,6 +564,11 @@ mod tests {
         assert_eq!(plan(q8, Role::Linear, &[1, 768]), None);
         assert_eq!(plan(q8, Role::Linear, &[1000, 100]), None);
         assert_eq!(plan(WeightDtype::F32, Role::Linear, &[768, 768]), None);
+        assert_eq!("fp16".parse::<WeightDtype>().unwrap(), WeightDtype::F16);
+        assert_eq!(plan(WeightDtype::F16, Role::Linear, &[768, 768]), None);
+        assert!(half_plan(WeightDtype::F16, &[250002, 768]));
+        assert!(!half_plan(WeightDtype::F16, &[1, 768]) && !half_plan(WeightDtype::F16, &[768]));
+        assert!(!half_plan(WeightDtype::Q8, &[768, 768]));
         assert_eq!(Role::of("roberta.embeddings.word_embeddings.weight"), Role::Embedding);
         assert_eq!(Role::of("model.embed_tokens.weight"), Role::TiedEmbedding);
         assert_eq!(Role::of("model.layers.0.mlp.up_proj.weight"), Role::DecoderLinear);

@@ -56,7 +56,7 @@ fn min_spearman(model: &str, dtype: WeightDtype) -> f32 {
         (WeightDtype::Q4All, false) => 0.8,
         (WeightDtype::Q4, true) => 0.7,
         (_, true) => 0.6,
-        (WeightDtype::F32, false) => 1.0,
+        (WeightDtype::F32 | WeightDtype::F16, false) => 1.0,
     }
 }
 
@@ -149,14 +149,7 @@ fn corrupt_quantized_tensors_are_typed_errors() {
 
 #[test]
 fn quantized_models_agree_on_wgpu() {
-    let dev = match select(DeviceChoice::Wgpu) {
-        Ok(d) => d.device,
-        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: no wgpu adapter ({e})");
-            return;
-        }
-    };
+    let Some(dev) = wgpu_or_skip() else { return };
     for model in ["xlmr-tiny", "gemma-tiny"] {
         let ck = Checkpoint::dir(fixtures().join(model));
         for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
@@ -167,4 +160,70 @@ fn quantized_models_agree_on_wgpu() {
             assert!(err <= 1e-3, "{model} {}: {err}", dtype.as_str());
         }
     }
+}
+
+/// The wgpu device, or `None` (skip) where there is none and CI does not
+/// require one.
+fn wgpu_or_skip() -> Option<Device> {
+    match select(DeviceChoice::Wgpu) {
+        Ok(d) => Some(d.device),
+        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: no wgpu adapter ({e})");
+            None
+        }
+    }
+}
+
+/// Largest |score|: f16 errors are relative.
+fn scale(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |m, x| m.max(x.abs()))
+}
+
+/// f16 weights on the CPU widen to f32 per forward pass: exact for an f16
+/// checkpoint (xlmr-tiny: the parity tolerance), one f16 rounding of each
+/// weight for f32 / bf16 ones (relative bound).
+#[test]
+fn f16_weights_match_flagembedding_on_the_cpu() {
+    for model in MODELS {
+        let ck = Checkpoint::dir(fixtures().join(model));
+        let want = reference(model);
+        let got = scores(&Reranker::load_with_dtype(&ck, &Device::flex(), WeightDtype::F16).unwrap(), model);
+        let (err, rho) = (max_abs_err(&got, &want), spearman(&got, &want));
+        eprintln!("{model} f16 cpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32", err / scale(&want));
+        let tol = if model == "xlmr-tiny" { 1e-4 } else { 1e-2 * scale(&want) };
+        assert!(err <= tol, "{model}: {err} > {tol}");
+        assert!(rho >= 0.999, "{model}: Spearman {rho}");
+    }
+}
+
+/// On a GPU with the f16 type (lavapipe has it) the linear layers multiply
+/// in f16: the error is f16 rounding of activations, still far inside
+/// what changes a ranking.
+#[test]
+fn f16_compute_on_wgpu_matches_flagembedding() {
+    let Some(dev) = wgpu_or_skip() else { return };
+    for model in MODELS {
+        let ck = Checkpoint::dir(fixtures().join(model));
+        let want = reference(model);
+        let got = scores(&Reranker::load_with_dtype(&ck, &dev, WeightDtype::F16).unwrap(), model);
+        let (err, rho) = (max_abs_err(&got, &want), spearman(&got, &want));
+        eprintln!("{model} f16 wgpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32", err / scale(&want));
+        assert!(rho >= 0.999, "{model}: Spearman {rho}");
+        assert!(err <= 2e-2 * scale(&want), "{model}: {err}");
+    }
+}
+
+/// `crossrank quantize --dtype f16` halves an f32 checkpoint, and loading
+/// it scores exactly like converting at load.
+#[test]
+fn f16_checkpoint_is_half_the_size_and_scores_the_same() {
+    let ck = Checkpoint::dir(fixtures().join("bert-tiny"));
+    let out = tempfile::tempdir().unwrap();
+    let report = quantize_checkpoint(&ck, WeightDtype::F16, out.path()).unwrap();
+    eprintln!("bert-tiny f16: {} -> {} bytes, {} tensors f16, {} kept", report.bytes_in, report.bytes_out, report.quantized, report.kept);
+    assert!(report.quantized > 0 && (report.bytes_out as f64) < 0.6 * report.bytes_in as f64);
+    let from_file = scores(&Reranker::load_with_dtype(&Checkpoint::dir(out.path()), &Device::flex(), WeightDtype::F16).unwrap(), "bert-tiny");
+    let at_load = scores(&Reranker::load_with_dtype(&ck, &Device::flex(), WeightDtype::F16).unwrap(), "bert-tiny");
+    assert_eq!(from_file, at_load);
 }
