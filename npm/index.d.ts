@@ -4,12 +4,14 @@ export interface LoadOptions {
   /** 'auto' (default): WebGPU when an adapter passes a self-check against the CPU, else the CPU. */
   device?: Device;
   /**
-   * How weights are stored on the device (compute is f32): 'f32', 'q8',
-   * 'q4' (4-bit where it is safe, 8-bit elsewhere) or 'q4-all' (smallest).
-   * Quantizes at load; a checkpoint written by `crossrank quantize` is
-   * already quantized and downloads small.
+   * How weights are stored on the device: 'f32', 'f16' (half the memory;
+   * on a WebGPU adapter with shader-f16 the matrix products run in f16,
+   * attention/normalization/scores stay f32), 'q8', 'q4' (4-bit where it is
+   * safe, 8-bit elsewhere) or 'q4-all' (smallest). Compute is f32 except
+   * that f16 case. Converts at load; a checkpoint written by
+   * `crossrank quantize` is already converted and downloads small.
    */
-  dtype?: 'f32' | 'q8' | 'q4' | 'q4-all';
+  dtype?: 'f32' | 'f16' | 'q8' | 'q4' | 'q4-all';
   /** Download progress per file. */
   onProgress?: (p: { file: string; loaded: number; total?: number }) => void;
   /** Keep downloaded files in the Cache API (default true) so a reload does not download again. */

@@ -164,7 +164,7 @@ async function webgpuAdapter() {
   }
 }
 
-const DTYPES = ['f32', 'q8', 'q4', 'q4-all'];
+const DTYPES = ['f32', 'f16', 'q8', 'q4', 'q4-all'];
 
 export class Reranker {
   #inner;
