@@ -97,8 +97,9 @@ fn main() -> Result<()> {
     for dt in dtypes.split(',') {
         let dtype: WeightDtype = dt.parse()?;
         // Quantized dtypes load the checkpoint `crossrank quantize` writes:
-        // what a browser would download.
-        let model = if dtype == WeightDtype::F32 {
+        // what a browser would download. The generated checkpoint is f16
+        // already, so f16 loads it as it is.
+        let model = if matches!(dtype, WeightDtype::F32 | WeightDtype::F16) {
             dir.clone()
         } else {
             let q = root.join(format!("models/bge-reranker-base-random-{}", dtype.as_str()));
@@ -118,7 +119,7 @@ fn main() -> Result<()> {
                 }
             };
             let t = Instant::now();
-            let r = Reranker::load(&Checkpoint::dir(&model), &sel.device)?;
+            let r = Reranker::load_with_dtype(&Checkpoint::dir(&model), &sel.device, dtype)?;
             let load = t.elapsed().as_secs_f64();
             let rss = rss_gb();
             let enc = r.encode(&pairs, &opts)?;
