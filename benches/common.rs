@@ -95,3 +95,15 @@ pub fn rss_gb() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1e6)
 }
+
+/// The allocator the `crossrank` CLI uses (see its Cargo.toml): the CPU
+/// backend's op-by-op activation buffers stay mapped instead of being
+/// page-faulted in again on every op.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Never hand freed pages back (as the CLI does): `mi_option_purge_delay`.
+pub fn keep_freed_pages() {
+    // SAFETY: sets a process-wide mimalloc option; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) } // see crates/crossrank-cli: MI_OPTION_PURGE_DELAY
+}

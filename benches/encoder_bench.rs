@@ -66,6 +66,7 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    common::keep_freed_pages();
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
     let dtypes = arg("--dtypes").unwrap_or_else(|| "f32,q8,q4".into());
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);

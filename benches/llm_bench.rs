@@ -87,6 +87,7 @@ fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 }
 
 fn main() -> Result<()> {
+    common::keep_freed_pages();
     let device = arg("--device").unwrap_or_else(|| "cpu".into());
     // Weight storage (quantized at load): f32, q8, q4, q4-all.
     let dtype: crossrank::WeightDtype = arg("--dtype").unwrap_or_else(|| "f32".into()).parse()?;

@@ -11,6 +11,15 @@ use clap::{Args, Parser, Subcommand};
 use crossrank::device::{DeviceChoice, SelectedDevice};
 use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions, WeightDtype};
 
+/// See Cargo.toml: keeps freed activation buffers instead of page-faulting
+/// them back in on every op.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` (mimalloc.h; between the sys crate's
+/// `mi_option_eager_commit_delay` = 14 and `mi_option_use_numa_nodes` = 16).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 #[derive(Parser)]
 #[command(name = "crossrank", version, about = "BAAI bge-reranker cross-encoders on CPU and GPU (Burn)")]
 struct Cli {
@@ -246,6 +255,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: sets a process-wide mimalloc option; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     // Without -v only crossrank's own warnings: the GPU probe of `--device
     // auto` makes wgpu and cubecl log adapter failures that are expected on
