@@ -261,7 +261,7 @@ fn erf_fast(x: f32) -> f32 {
 /// buffer: Burn's CPU GELU calls scalar libm `erff` per element, which the
 /// profile put at 13% of bge-reranker-base's CPU time.
 fn gelu_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let (dims, device) = (x.dims(), x.device());
+    let device = x.device();
     let mut data = x.into_data();
     let v = data.as_mut_slice::<f32>().expect("f32 activations");
     let f = |c: &mut [f32]| {
