@@ -94,7 +94,7 @@ const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 impl WasmReranker {
     /// Load from `{ "config.json": Uint8Array, "model.safetensors": Uint8Array, ... }`
     /// on `device` ("auto", "webgpu" or "cpu") with weights stored as `dtype`
-    /// ("f32", "q8", "q4", "q4-all"; a quantized checkpoint stays quantized).
+    /// ("f32", "f16", "q8", "q4", "q4-all"; a quantized checkpoint stays quantized).
     pub async fn load(files: JsValue, device: String, dtype: String) -> Result<WasmReranker, JsError> {
         let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
         let files: HashMap<String, serde_bytes_compat::Bytes> =

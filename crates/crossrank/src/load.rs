@@ -418,15 +418,10 @@ impl Weights {
     /// stored bits for an f16 checkpoint, rounded otherwise; `None` when a
     /// value does not fit f16 (the caller keeps that matrix in f32).
     pub fn rows_f16(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Option<Vec<half::f16>>> {
-        if let Some(e) = self.index.get(name).filter(|e| e.dtype == Dtype::F16 && e.shape == expected && start + count <= expected[0]) {
-            let row_bytes = expected[1] * 2;
-            let from = e.start + start * row_bytes;
-            let raw = &self.shards[e.shard].bytes[from..from + count * row_bytes];
-            let v: Vec<half::f16> = raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
-            return Ok(v.iter().all(|x| x.is_finite()).then_some(v));
-        }
-        let v = self.rows(name, expected, start, count)?;
-        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let h: Vec<half::f16> = match self.stored_rows(name, expected, start, count)? {
+            (Dtype::F16, raw) => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect(),
+            (dtype, raw) => decode(name, dtype, raw)?.into_iter().map(half::f16::from_f32).collect(),
+        };
         Ok(h.iter().all(|x| x.is_finite()).then_some(h))
     }
 
@@ -486,6 +481,13 @@ impl Weights {
             }
             return Ok(self.stored_quant(name, start, count).dequantize());
         }
+        let (dtype, raw) = self.stored_rows(name, expected, start, count)?;
+        decode(name, dtype, raw)
+    }
+
+    /// The stored dtype and bytes of rows `start..start + count` of a plain
+    /// (not quantized) rank-2 tensor, checked against the expected shape.
+    fn stored_rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<(Dtype, &[u8])> {
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
         if e.shape != expected || expected.len() != 2 || start + count > expected[0] {
             return Err(Error::ShapeMismatch {
@@ -496,7 +498,7 @@ impl Weights {
         }
         let row_bytes = expected[1] * e.dtype.bitsize() / 8;
         let from = e.start + start * row_bytes;
-        decode(name, e.dtype, &self.shards[e.shard].bytes[from..from + count * row_bytes])
+        Ok((e.dtype, &self.shards[e.shard].bytes[from..from + count * row_bytes]))
     }
 
     /// A rank-1 tensor on `device`.

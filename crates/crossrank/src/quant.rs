@@ -257,22 +257,21 @@ impl QuantMatrix {
 
 /// Shift every value out of its word, recentre, scale.
 fn unpack(packed: Tensor<2, Int>, scales: Tensor<2>, bits: u32, block: usize, cols: usize) -> Tensor<2> {
-    let [rows, words] = packed.dims();
-    let per_word = 32 / bits as usize;
-    let mask = (1i32 << bits) - 1;
-    let parts: Vec<Tensor<3, Int>> = (0..per_word)
-        .map(|k| {
-            packed
-                .clone()
-                .bitwise_right_shift_scalar((k as u32 * bits) as i32)
-                .bitwise_and_scalar(mask)
-                .reshape([rows, words, 1])
-        })
-        .collect();
-    let q = Tensor::cat(parts, 2).reshape([rows, cols]).float();
-    let q = q.sub_scalar((1i32 << (bits - 1)) as f32);
+    let rows = packed.dims()[0];
+    let q = split_words(packed, bits, cols).float().sub_scalar((1i32 << (bits - 1)) as f32);
     let groups = cols / block;
     (q.reshape([rows, groups, block]) * scales.reshape([rows, groups, 1])).reshape([rows, cols])
+}
+
+/// The unsigned `bits`-wide fields of 32-bit words, low field first:
+/// `[rows, words]` → `[rows, cols]` (`cols = words * 32 / bits`).
+fn split_words(words: Tensor<2, Int>, bits: u32, cols: usize) -> Tensor<2, Int> {
+    let [rows, n] = words.dims();
+    let mask = ((1u64 << bits) - 1) as i32;
+    let parts: Vec<Tensor<3, Int>> = (0..32 / bits)
+        .map(|k| words.clone().bitwise_right_shift_scalar((k * bits) as i32).bitwise_and_scalar(mask).reshape([rows, n, 1]))
+        .collect();
+    Tensor::cat(parts, 2).reshape([rows, cols])
 }
 
 /// Whether a weight of `shape` is stored in f16 under `dtype`: the same
@@ -349,18 +348,12 @@ impl HalfMatrix {
 /// 11-bit integer times a power of two. Checkpoint values that are not
 /// finite in f16 never get here (see `Weights::rows_f16`).
 fn widen_f16(words: Tensor<2, Int>, cols: usize) -> Tensor<2> {
-    let [rows, n] = words.dims();
-    let parts: Vec<Tensor<3>> = (0..2)
-        .map(|k| {
-            let h = words.clone().bitwise_right_shift_scalar(16 * k).bitwise_and_scalar(0xFFFF);
-            let exp = h.clone().bitwise_right_shift_scalar(10).bitwise_and_scalar(31);
-            let mag = h.clone().bitwise_and_scalar(1023) + exp.clone().clamp_max(1).mul_scalar(1024);
-            let pow = exp.clone().ones_like().bitwise_left_shift(exp.clamp_min(1));
-            let sign = h.bitwise_right_shift_scalar(15).mul_scalar(-2).add_scalar(1);
-            (mag.float() * pow.float() * sign.float()).mul_scalar(2f32.powi(-25)).reshape([rows, n, 1])
-        })
-        .collect();
-    Tensor::cat(parts, 2).reshape([rows, cols])
+    let h = split_words(words, 16, cols);
+    let exp = h.clone().bitwise_right_shift_scalar(10).bitwise_and_scalar(31);
+    let mag = h.clone().bitwise_and_scalar(1023) + exp.clone().clamp_max(1).mul_scalar(1024);
+    let pow = exp.clone().ones_like().bitwise_left_shift(exp.clamp_min(1));
+    let sign = h.bitwise_right_shift_scalar(15).mul_scalar(-2).add_scalar(1);
+    (mag.float() * pow.float() * sign.float()).mul_scalar(2f32.powi(-25))
 }
 
 /// What [`quantize_checkpoint`] wrote.

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{CaseOptions, fixtures, max_abs_err};
-use crossrank::device::{DeviceChoice, select};
+use common::{CaseOptions, fixtures, max_abs_err, wgpu_device};
 use crossrank::{Architecture, Checkpoint, Device, Reranker};
 use serde::Deserialize;
 
@@ -70,11 +69,7 @@ fn minicpm_layerwise_matches_on_cpu() {
 
 #[test]
 fn llm_rerankers_match_on_wgpu() {
-    let dev = match select(DeviceChoice::Wgpu) {
-        Ok(d) => d.device,
-        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => return eprintln!("SKIPPED: no wgpu adapter ({e})"),
-    };
+    let Some(dev) = wgpu_device() else { return };
     check("gemma-tiny", &dev, 2e-3, Some(&["default", "max_length_16_batch_3"]));
     check("minicpm-layerwise-tiny", &dev, 2e-3, Some(&["cutoff_2_4", "max_length_32_cutoff_2_3_4_batch_3"]));
 }

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{expected, fixtures, max_abs_err};
-use crossrank::device::{DeviceChoice, select};
+use common::{expected, fixtures, max_abs_err, wgpu_device};
 use crossrank::{Checkpoint, Device, Reranker};
 
 fn check(model: &str, device: &Device, tol: f32, cases: Option<&[&str]>) {
@@ -37,21 +36,6 @@ fn xlm_roberta_matches_flagembedding_on_cpu() {
 #[test]
 fn bert_matches_flagembedding_on_cpu() {
     check("bert-tiny", &Device::flex(), 1e-4, None);
-}
-
-/// wgpu: on CI this runs on Mesa lavapipe, which .ci/run installs and marks
-/// as required (CROSSRANK_REQUIRE_WGPU=1); elsewhere a missing adapter skips.
-fn wgpu_device() -> Option<Device> {
-    match select(DeviceChoice::Wgpu) {
-        Ok(d) => Some(d.device),
-        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("CROSSRANK_REQUIRE_WGPU=1 but wgpu is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no wgpu adapter ({e}); install mesa-vulkan-drivers");
-            None
-        }
-    }
 }
 
 #[test]

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{all_cases, fixtures, max_abs_err};
-use crossrank::device::{DeviceChoice, select};
+use common::{all_cases, fixtures, max_abs_err, wgpu_device};
 use crossrank::quant::quantize_checkpoint;
 use crossrank::{Checkpoint, Device, Reranker, WeightDtype};
 
@@ -149,7 +148,7 @@ fn corrupt_quantized_tensors_are_typed_errors() {
 
 #[test]
 fn quantized_models_agree_on_wgpu() {
-    let Some(dev) = wgpu_or_skip() else { return };
+    let Some(dev) = wgpu_device() else { return };
     for model in ["xlmr-tiny", "gemma-tiny"] {
         let ck = Checkpoint::dir(fixtures().join(model));
         for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
@@ -158,19 +157,6 @@ fn quantized_models_agree_on_wgpu() {
             let err = max_abs_err(&cpu, &gpu);
             eprintln!("{model} {} wgpu vs cpu: max abs diff {err:.2e}", dtype.as_str());
             assert!(err <= 1e-3, "{model} {}: {err}", dtype.as_str());
-        }
-    }
-}
-
-/// The wgpu device, or `None` (skip) where there is none and CI does not
-/// require one.
-fn wgpu_or_skip() -> Option<Device> {
-    match select(DeviceChoice::Wgpu) {
-        Ok(d) => Some(d.device),
-        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: no wgpu adapter ({e})");
-            None
         }
     }
 }
@@ -202,7 +188,7 @@ fn f16_weights_match_flagembedding_on_the_cpu() {
 /// what changes a ranking.
 #[test]
 fn f16_compute_on_wgpu_matches_flagembedding() {
-    let Some(dev) = wgpu_or_skip() else { return };
+    let Some(dev) = wgpu_device() else { return };
     for model in MODELS {
         let ck = Checkpoint::dir(fixtures().join(model));
         let want = reference(model);

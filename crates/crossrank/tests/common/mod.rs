@@ -7,6 +7,22 @@ use std::path::PathBuf;
 use crossrank::ScoreOptions;
 use serde::Deserialize;
 
+/// wgpu: on CI this runs on Mesa lavapipe, which .ci/run installs and marks
+/// as required (CROSSRANK_REQUIRE_WGPU=1); elsewhere a missing adapter skips.
+pub fn wgpu_device() -> Option<crossrank::Device> {
+    use crossrank::device::{DeviceChoice, select};
+    match select(DeviceChoice::Wgpu) {
+        Ok(d) => Some(d.device),
+        Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
+            panic!("CROSSRANK_REQUIRE_WGPU=1 but wgpu is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no wgpu adapter ({e}); install mesa-vulkan-drivers");
+            None
+        }
+    }
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
