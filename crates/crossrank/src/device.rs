@@ -192,7 +192,7 @@ pub async fn self_check_async(device: &Device, tolerance: f32) -> Result<f32> {
 
 /// A two-sequence, one-layer encoder with deterministic weights.
 fn fixture_forward(device: &Device) -> burn::tensor::Tensor<2> {
-    use burn::tensor::{Bool, Tensor, TensorData, module};
+    use burn::tensor::{Tensor, TensorData, module};
     let (b, t, h, heads, vocab) = (2usize, 12usize, 32usize, 4usize, 50usize);
     // A fixed pseudo-random sequence (no RNG: identical on every platform).
     let vals = |n: usize, seed: u32| -> Vec<f32> {
@@ -211,16 +211,20 @@ fn fixture_forward(device: &Device) -> burn::tensor::Tensor<2> {
     let emb = t2(vocab, h, 1);
     let ids: Vec<i64> = (0..b * t).map(|i| ((i * 7 + 3) % vocab) as i64).collect();
     let ids = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(ids, [b * t]), device);
-    let x = emb.select(0, ids).reshape([b, t, h]);
+    let x = emb.select(0, ids);
     let x = module::layer_norm(x, t1(h, 2).add_scalar(1.0), Some(t1(h, 3)), 1e-5);
-    let proj = |x: Tensor<3>, seed: u32| module::linear(x, t2(h, h, seed).mul_scalar(0.2), Some(t1(h, seed + 100)));
-    // The second sequence has 4 padded positions.
-    let pad: Vec<bool> = (0..b * t).map(|i| i / t == 1 && i % t >= t - 4).collect();
-    let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, t]), device).reshape([b, 1, 1, t]);
-    let ctx = crate::nn::self_attention(proj(x.clone(), 4), proj(x.clone(), 5), proj(x.clone(), 6), heads, Some(&pad));
+    let proj = |x: Tensor<2>, seed: u32| module::linear(x, t2(h, h, seed).mul_scalar(0.2), Some(t1(h, seed + 100)));
+    // The second sequence has 4 padded positions; the layer runs on packed
+    // tokens as the encoders do.
+    let mask: Vec<u32> = (0..b * t).map(|i| u32::from(!(i / t == 1 && i % t >= t - 4))).collect();
+    let packing = crate::nn::Packing::new(&mask, b, t, device);
+    let x = x.select(0, Tensor::from_data(TensorData::new(packing.pack(&(0..(b * t) as i64).collect::<Vec<_>>()), [packing.len()]), device));
+    let qkv = Tensor::cat(vec![proj(x.clone(), 4), proj(x.clone(), 5), proj(x.clone(), 6)], 1);
+    let ctx = crate::nn::packed_attention(qkv, &packing.attention(heads, device));
     let x = x + proj(ctx, 7);
     let ff = burn::tensor::activation::gelu(proj(x.clone(), 8));
     let x = module::layer_norm(x + proj(ff, 9), t1(h, 10).add_scalar(1.0), Some(t1(h, 11)), 1e-5);
+    let x = packing.unpack(x);
     let pooled = x.slice([0..b, 0..1, 0..h]).reshape([b, h]);
     let logits = module::linear(pooled, t2(h, 3, 12), Some(t1(3, 13))).tanh();
     let summary = burn::tensor::activation::softmax(logits.clone(), 1);

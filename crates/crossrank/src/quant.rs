@@ -241,6 +241,25 @@ impl QuantMatrix {
         r * (w + s) * 4
     }
 
+    pub fn device(&self) -> Device {
+        self.packed.device()
+    }
+
+    /// The rows of `parts` one after another (one layer's q, k and v), or
+    /// `None` if they are not quantized alike.
+    pub fn cat_rows(parts: Vec<QuantMatrix>) -> Option<QuantMatrix> {
+        let first = parts.first()?.clone();
+        if parts.iter().any(|p| (p.bits, p.block, p.cols) != (first.bits, first.block, first.cols)) {
+            return None;
+        }
+        let (packed, scales) = parts.into_iter().map(|p| (p.packed, p.scales)).unzip();
+        Some(QuantMatrix {
+            packed: Tensor::cat(packed, 0),
+            scales: Tensor::cat(scales, 0),
+            ..first
+        })
+    }
+
     /// The whole matrix in f32, `[rows, cols]`.
     pub fn dequantize(&self) -> Tensor<2> {
         unpack(self.packed.clone(), self.scales.clone(), self.bits, self.block, self.cols)
@@ -315,6 +334,34 @@ impl HalfMatrix {
         match self {
             Self::Native(t) => t.dims()[0],
             Self::Packed { words, .. } => words.dims()[0],
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Self::Native(t) => t.device(),
+            Self::Packed { words, .. } => words.device(),
+        }
+    }
+
+    /// The rows of `parts` one after another, or `None` if they are not
+    /// stored alike.
+    pub fn cat_rows(parts: Vec<HalfMatrix>) -> Option<HalfMatrix> {
+        match parts.first()? {
+            Self::Native(_) => {
+                let t: Option<Vec<Tensor<2>>> = parts.into_iter().map(|p| p.native().cloned()).collect();
+                Some(Self::Native(Tensor::cat(t?, 0)))
+            }
+            &Self::Packed { cols, .. } => {
+                let w: Option<Vec<Tensor<2, Int>>> = parts
+                    .into_iter()
+                    .map(|p| match p {
+                        Self::Packed { words, cols: c } if c == cols => Some(words),
+                        _ => None,
+                    })
+                    .collect();
+                Some(Self::Packed { words: Tensor::cat(w?, 0), cols })
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use super::EncoderInput;
 use crate::config::EncoderConfig;
 use crate::error::{Error, Result};
 use crate::load::Weights;
-use crate::nn::{Embedding, LayerNorm, Linear, activate, self_attention};
+use crate::nn::{AttentionGather, Embedding, LayerNorm, Linear, activate, packed_attention};
 use crate::tokenize::Batch;
 
 /// Word + position + token-type embeddings, then LayerNorm.
@@ -41,26 +41,22 @@ impl BertEmbeddings {
         })
     }
 
-    pub fn forward(&self, x: &EncoderInput, dev: &Device) -> Tensor<3> {
-        let (b, t) = (x.rows, x.cols);
-        let e = self.word.forward(&x.ids, b, t, dev)
-            + self.position.forward(&x.positions, b, t, dev)
-            + self.token_type.forward(&x.token_types, b, t, dev);
+    /// `[packed tokens, hidden]`.
+    pub fn forward(&self, x: &EncoderInput, dev: &Device) -> Tensor<2> {
+        let e = self.word.forward(&x.ids, dev) + self.position.forward(&x.positions, dev) + self.token_type.forward(&x.token_types, dev);
         self.norm.forward(e)
     }
 }
 
 /// One post-LayerNorm transformer block.
 pub struct BertLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// query | key | value as one projection.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
     intermediate: Linear,
     output: Linear,
     out_norm: LayerNorm,
-    heads: usize,
     act: crate::config::Activation,
 }
 
@@ -68,37 +64,35 @@ impl BertLayer {
     pub fn load(w: &Weights, p: &str, c: &EncoderConfig, dev: &Device) -> Result<Self> {
         let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
         Ok(Self {
-            query: Linear::load(w, &format!("{p}.attention.self.query"), h, h, dev)?,
-            key: Linear::load(w, &format!("{p}.attention.self.key"), h, h, dev)?,
-            value: Linear::load(w, &format!("{p}.attention.self.value"), h, h, dev)?,
+            qkv: Linear::concat(
+                ["query", "key", "value"]
+                    .iter()
+                    .map(|n| Linear::load(w, &format!("{p}.attention.self.{n}"), h, h, dev))
+                    .collect::<Result<_>>()?,
+            ),
             attn_out: Linear::load(w, &format!("{p}.attention.output.dense"), h, h, dev)?,
             attn_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps, dev)?,
             intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), h, i, dev)?,
             output: Linear::load(w, &format!("{p}.output.dense"), i, h, dev)?,
             out_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps, dev)?,
-            heads: c.num_attention_heads,
             act: c.hidden_act,
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>, input: &EncoderInput) -> Tensor<3> {
-        let ctx = self_attention(
-            self.query.forward(x.clone()),
-            self.key.forward(x.clone()),
-            self.value.forward(x.clone()),
-            self.heads,
-            Some(&input.key_padding),
-        );
+    /// `[packed tokens, hidden]` in and out.
+    pub fn forward(&self, x: Tensor<2>, attention: &AttentionGather) -> Tensor<2> {
+        let ctx = packed_attention(self.qkv.forward(x.clone()), attention);
         let x = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
         let ff = self.output.forward(activate(self.act, self.intermediate.forward(x.clone())));
         self.out_norm.forward(ff + x)
     }
 }
 
-/// Embeddings + the stack of layers: `[batch, seq] → [batch, seq, hidden]`.
+/// Embeddings + the stack of layers: packed tokens → `[packed, hidden]`.
 pub struct BertEncoder {
     embeddings: BertEmbeddings,
     layers: Vec<BertLayer>,
+    heads: usize,
     max_positions: usize,
 }
 
@@ -111,14 +105,16 @@ impl BertEncoder {
         Ok(Self {
             embeddings: BertEmbeddings::load(w, prefix, c, dev)?,
             layers,
+            heads: c.num_attention_heads,
             max_positions: c.max_position_embeddings,
         })
     }
 
-    pub fn forward(&self, input: &EncoderInput, dev: &Device) -> Tensor<3> {
+    pub fn forward(&self, input: &EncoderInput, dev: &Device) -> Tensor<2> {
         let mut x = self.embeddings.forward(input, dev);
+        let attention = input.packing.attention(self.heads, dev);
         for layer in &self.layers {
-            x = layer.forward(x, input);
+            x = layer.forward(x, &attention);
         }
         x
     }
@@ -169,9 +165,7 @@ impl BertForSequenceClassification {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
         let input = EncoderInput::new(batch, pos, dev);
-        let hidden = self.encoder.forward(&input, dev);
-        let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
+        let cls = self.encoder.forward(&input, dev).select(0, input.packing.first_tokens(dev));
         let pooled = activation::tanh(self.pooler.forward(cls));
         Ok(self.classifier.forward(pooled))
     }
@@ -193,6 +187,7 @@ impl BertModel {
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
-        Ok(self.encoder.forward(&EncoderInput::new(batch, pos, dev), dev))
+        let input = EncoderInput::new(batch, pos, dev);
+        Ok(input.packing.unpack(self.encoder.forward(&input, dev)))
     }
 }

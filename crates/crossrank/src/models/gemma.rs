@@ -119,7 +119,7 @@ impl Gemma {
         let c = &self.cfg;
         let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
         // Gemma scales embeddings by sqrt(hidden), as an f32 constant.
-        let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar((c.hidden_size as f32).sqrt());
+        let mut x = self.embed.forward(&ids, dev).reshape([b, t, c.hidden_size]).mul_scalar((c.hidden_size as f32).sqrt());
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
         for l in &self.layers {

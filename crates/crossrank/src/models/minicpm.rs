@@ -181,7 +181,7 @@ impl MiniCpm {
         let c = &self.cfg;
         let max_layer = cutoffs.iter().copied().max().unwrap_or(c.num_hidden_layers);
         let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
-        let mut x = self.embed.forward(&ids, b, t, dev).mul_scalar(c.scale_emb as f32);
+        let mut x = self.embed.forward(&ids, dev).reshape([b, t, c.hidden_size]).mul_scalar(c.scale_emb as f32);
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
         let residual_scale = (c.scale_depth / (c.num_hidden_layers as f64).sqrt()) as f32;

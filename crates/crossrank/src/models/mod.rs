@@ -6,37 +6,33 @@ pub mod gemma;
 pub mod minicpm;
 pub mod xlm_roberta;
 
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::Device;
 
+use crate::nn::Packing;
 use crate::tokenize::Batch;
 
-/// A padded batch as the encoder layers consume it: ids on the host (the
-/// embedding tables may be chunked), the padding mask on the device.
+/// A batch as the encoder layers consume it: packed tokens (no padding, see
+/// [`Packing`]), their ids on the host (the embedding tables may be chunked).
 pub struct EncoderInput {
-    pub rows: usize,
-    pub cols: usize,
-    /// Token ids, row-major.
+    /// Token ids, packed.
     pub ids: Vec<i64>,
-    /// Segment ids, row-major.
+    /// Segment ids, packed.
     pub token_types: Vec<i64>,
-    /// Position ids, row-major.
+    /// Position ids, packed.
     pub positions: Vec<i64>,
-    /// `[batch, 1, 1, seq]`, true where the key is padding.
-    pub key_padding: Tensor<4, Bool>,
+    pub packing: Packing,
 }
 
 impl EncoderInput {
     /// From a host batch with the given position ids (`rows * cols`).
     pub fn new(batch: &Batch, positions: Vec<i64>, device: &Device) -> Self {
-        let (b, t) = (batch.rows, batch.cols);
-        let pad: Vec<bool> = batch.attention_mask.iter().map(|&m| m == 0).collect();
+        let packing = Packing::new(&batch.attention_mask, batch.rows, batch.cols, device);
+        let widen = |v: &[u32]| packing.pack(v).into_iter().map(i64::from).collect();
         Self {
-            rows: b,
-            cols: t,
-            ids: batch.ids.iter().map(|&x| x as i64).collect(),
-            token_types: batch.type_ids.iter().map(|&x| x as i64).collect(),
-            positions,
-            key_padding: Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device),
+            ids: widen(&batch.ids),
+            token_types: widen(&batch.type_ids),
+            positions: packing.pack(&positions),
+            packing,
         }
     }
 }

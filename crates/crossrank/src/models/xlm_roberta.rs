@@ -35,7 +35,7 @@ fn encoder_input(encoder: &BertEncoder, batch: &Batch, padding_idx: u32, dev: &D
     encoder.check_positions(&pos)?;
     let mut input = EncoderInput::new(batch, pos, dev);
     // XLM-R tokenizers do not return token_type_ids; the model uses zeros.
-    input.token_types = vec![0; batch.ids.len()];
+    input.token_types = vec![0; input.ids.len()];
     Ok(input)
 }
 
@@ -61,9 +61,7 @@ impl XlmRobertaForSequenceClassification {
     /// `[batch, num_labels]` logits.
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<2>> {
         let input = encoder_input(&self.encoder, batch, self.padding_idx, dev)?;
-        let hidden = self.encoder.forward(&input, dev);
-        let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
+        let cls = self.encoder.forward(&input, dev).select(0, input.packing.first_tokens(dev));
         Ok(self.out_proj.forward(activation::tanh(self.dense.forward(cls))))
     }
 }
@@ -86,7 +84,7 @@ impl XlmRobertaModel {
     /// `[batch, seq, hidden]` last hidden states.
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
         let input = encoder_input(&self.encoder, batch, self.padding_idx, dev)?;
-        Ok(self.encoder.forward(&input, dev))
+        Ok(input.packing.unpack(self.encoder.forward(&input, dev)))
     }
 }
 
