@@ -661,6 +661,41 @@ mod tests {
         }
     }
 
+    /// A fused projection gives the parts' outputs side by side, for every
+    /// storage (and a mix of storages, which falls back to f32).
+    #[test]
+    fn concatenated_linears_equal_their_parts() {
+        use crate::quant::HostQuant;
+        let dev = Device::flex();
+        let (d_in, d_out, n) = (64, 16, 5);
+        let vals = |len: usize, seed: usize| -> Vec<f32> { (0..len).map(|i| (((i * 37 + seed * 101) % 97) as f32 - 48.0) / 64.0).collect() };
+        // `[out, in]` row-major, as checkpoints store it.
+        let make = |kind: usize, seed: usize| -> Linear {
+            let w = vals(d_out * d_in, seed);
+            let weight = match kind {
+                0 => LinearWeight::Dense(Tensor::<2>::from_data(TensorData::new(w, [d_out, d_in]), &dev).transpose()),
+                1 => LinearWeight::Quant(HostQuant::quantize(&w, d_out, d_in, 8, 32).to_device(&dev)),
+                2 => LinearWeight::Half(HalfMatrix::upload(w.iter().map(|&x| half::f16::from_f32(x)).collect(), d_out, d_in, &dev)),
+                _ => LinearWeight::Half(HalfMatrix::packed(w.iter().map(|&x| half::f16::from_f32(x)).collect(), d_out, d_in, &dev)),
+            };
+            let bias = (seed != 2).then(|| Tensor::<1>::from_data(TensorData::new(vals(d_out, seed + 7), [d_out]), &dev));
+            Linear { weight, bias, half_compute: false }
+        };
+        let x = Tensor::<2>::from_data(TensorData::new(vals(n * d_in, 9), [n, d_in]), &dev);
+        for kinds in [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3], [0, 1, 2], [2, 3, 2]] {
+            let parts: Vec<Linear> = kinds.iter().enumerate().map(|(s, &k)| make(k, s + 1)).collect();
+            let want: Vec<Tensor<2>> = parts.iter().map(|p| p.forward(x.clone())).collect();
+            let want = Tensor::cat(want, 1).into_data().try_to_vec::<f32>().unwrap();
+            let fused = Linear::concat(parts);
+            assert_eq!(fused.d_out(), 3 * d_out);
+            let same_kind = kinds.iter().all(|&k| k == kinds[0]);
+            assert_eq!(matches!(fused.weight, LinearWeight::Dense(_)), !same_kind || kinds[0] == 0, "{kinds:?}");
+            let got = fused.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-5, "{kinds:?}: {err}");
+        }
+    }
+
     #[test]
     fn chunked_embedding_equals_one_table() {
         let dev = Device::flex();
