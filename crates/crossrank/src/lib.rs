@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 mod embed;
 pub mod error;
+mod host;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod load;

@@ -281,57 +281,12 @@ impl Embedding {
 /// Apply a feed-forward activation.
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
     match act {
-        Activation::Gelu if crate::device::is_cpu(&x.device()) && x.dtype() == burn::tensor::DType::F32 => gelu_host(x),
+        Activation::Gelu if crate::device::is_cpu(&x.device()) && x.dtype() == burn::tensor::DType::F32 => crate::host::gelu(x),
         Activation::Gelu => activation::gelu(x),
         Activation::GeluTanh => activation::gelu_approximate(x),
         Activation::Relu => activation::relu(x),
         Activation::Silu => activation::silu(x),
     }
-}
-
-/// `erf` to within a few f32 ulps (max abs error 4.2e-7 vs libm, unit-tested)
-/// without a branch or a call, so the loop below vectorizes: the rational
-/// approximation of Eigen's / TensorFlow's `generic_fast_erf_float`; outside
-/// ±4 erf is ±1 in f32.
-#[inline(always)]
-fn erf_fast(x: f32) -> f32 {
-    // Plain multiply-adds, not `mul_add`: without FMA enabled at compile
-    // time (the x86-64 baseline) `mul_add` is a libm call per element.
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p - 2.101_024e-6;
-    p = x2 * p - 5.692_506_4e-5;
-    p = x2 * p - 7.349_906e-4;
-    p = x2 * p - 2.954_600_1e-3;
-    p = x2 * p - 1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
-    q = x2 * q - 1.682_827e-3;
-    q = x2 * q - 7.373_329e-3;
-    q = x2 * q - 1.426_474e-2;
-    x * p / q
-}
-
-/// Exact-erf GELU on the CPU backend, in place on the activation's own
-/// buffer: Burn's CPU GELU calls scalar libm `erff` per element, which the
-/// profile put at 13% of bge-reranker-base's CPU time.
-fn gelu_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    let mut data = x.into_data();
-    let v = data.as_mut_slice::<f32>().expect("f32 activations");
-    let f = |c: &mut [f32]| {
-        for y in c {
-            *y = 0.5 * *y * (1.0 + erf_fast(*y * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        v.par_chunks_mut(1 << 14).for_each(f);
-    }
-    #[cfg(not(feature = "rayon"))]
-    f(v);
-    Tensor::<D>::from_data(data, &device)
 }
 
 /// Packed rows are padded to a multiple of this with filler tokens, so the
@@ -355,6 +310,8 @@ pub struct Packing {
     index: Vec<i64>,
     /// `(row, col)` of each packed row; fillers repeat `(0, 0)`.
     coords: Vec<(usize, usize)>,
+    /// Real tokens (packed rows before the fillers).
+    tokens: usize,
     /// `[rows, 1, 1, cols]`, true where the key is padding.
     key_padding: Tensor<4, Bool>,
 }
@@ -370,7 +327,8 @@ impl Packing {
                 coords.push((pos / cols.max(1), pos % cols.max(1)));
             }
         }
-        let filled = coords.len().max(1).div_ceil(PACK_MULTIPLE) * PACK_MULTIPLE;
+        let tokens = coords.len();
+        let filled = tokens.max(1).div_ceil(PACK_MULTIPLE) * PACK_MULTIPLE;
         coords.resize(filled, (0, 0));
         let pad: Vec<bool> = attention_mask.iter().map(|&m| m == 0).collect();
         Self {
@@ -378,6 +336,7 @@ impl Packing {
             cols,
             index,
             coords,
+            tokens,
             key_padding: Tensor::from_data(TensorData::new(pad, [rows, 1, 1, cols]), device),
         }
     }
@@ -408,8 +367,31 @@ impl Packing {
         x.select(0, index).reshape([self.rows, self.cols, h])
     }
 
-    /// The gathers [`packed_attention`] does with `heads` heads.
+    /// `(first packed row, length)` of every row's tokens (fillers, which
+    /// also say row 0, excluded).
+    fn sequences(&self) -> Vec<(usize, usize)> {
+        let mut seqs = Vec::with_capacity(self.rows);
+        let mut start = 0;
+        for r in 0..self.rows {
+            let len = self.coords[start..self.tokens].iter().take_while(|&&(row, _)| row == r).count();
+            seqs.push((start, len));
+            start += len;
+        }
+        seqs
+    }
+
+    /// How [`packed_attention`] runs with `heads` heads: on the CPU per
+    /// sequence on the host buffers (`host::attention`), elsewhere with
+    /// gathers to and from the padded layout.
     pub fn attention(&self, heads: usize, device: &Device) -> AttentionGather {
+        if crate::device::is_cpu(device) {
+            return AttentionGather::Host { seqs: self.sequences(), heads };
+        }
+        self.gathers(heads, device)
+    }
+
+    /// The padded-layout gathers (any device).
+    fn gathers(&self, heads: usize, device: &Device) -> AttentionGather {
         let (b, t, n) = (self.rows, self.cols, self.len());
         // q, k and v rows of `head_dim` values, `[3, b, heads, t]` order,
         // from a fused projection viewed as `[n * 3 * heads, head_dim]`.
@@ -432,7 +414,7 @@ impl Packing {
             let n = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
         };
-        AttentionGather {
+        AttentionGather::Device {
             qkv: int(qkv),
             merge: int(merge),
             mask: self.key_padding.clone().expand([b, heads, t, t]),
@@ -441,28 +423,36 @@ impl Packing {
     }
 }
 
-/// Index tensors for [`packed_attention`], built once per batch.
-pub struct AttentionGather {
-    qkv: Tensor<1, Int>,
-    merge: Tensor<1, Int>,
-    mask: Tensor<4, Bool>,
-    dims: [usize; 3],
+/// How [`packed_attention`] runs for one batch, built once for all layers.
+pub enum AttentionGather {
+    /// The CPU: each sequence's own tokens, on the host.
+    Host { seqs: Vec<(usize, usize)>, heads: usize },
+    /// Index tensors into and out of the padded layout.
+    Device {
+        qkv: Tensor<1, Int>,
+        merge: Tensor<1, Int>,
+        mask: Tensor<4, Bool>,
+        dims: [usize; 3],
+    },
 }
 
 /// Multi-head self-attention on packed tokens: `qkv` is `[packed, 3 *
-/// hidden]` (a fused q|k|v projection), the result `[packed, hidden]`. One
-/// gather puts q, k and v straight into the padded, head-split
-/// `[batch, heads, seq, head_dim]` layout and one gather takes the context
-/// back out, the same copies a head split and merge would make; padded keys
-/// are masked.
+/// hidden]` (a fused q|k|v projection), the result `[packed, hidden]`. On
+/// the CPU see `host::attention`. Elsewhere one gather puts q, k and v
+/// straight into the padded, head-split `[batch, heads, seq, head_dim]`
+/// layout and one gather takes the context back out, the same copies a
+/// head split and merge would make; padded keys are masked.
 pub fn packed_attention(qkv: Tensor<2>, g: &AttentionGather) -> Tensor<2> {
+    let (qkv_index, merge, mask, [b, heads, t]) = match g {
+        AttentionGather::Host { seqs, heads } => return crate::host::attention(qkv, seqs, *heads),
+        AttentionGather::Device { qkv, merge, mask, dims } => (qkv, merge, mask, *dims),
+    };
     let [n, width] = qkv.dims();
-    let [b, heads, t] = g.dims;
     let d = width / 3 / heads;
-    let split = qkv.reshape([n * 3 * heads, d]).select(0, g.qkv.clone()).reshape([3, b, heads, t, d]);
+    let split = qkv.reshape([n * 3 * heads, d]).select(0, qkv_index.clone()).reshape([3, b, heads, t, d]);
     let part = |s: usize| split.clone().slice(s..s + 1).reshape([b, heads, t, d]);
-    let ctx = module::attention(part(0), part(1), part(2), Some(g.mask.clone()), None, Default::default());
-    ctx.reshape([b * heads * t, d]).select(0, g.merge.clone()).reshape([n, heads * d])
+    let ctx = module::attention(part(0), part(1), part(2), Some(mask.clone()), None, Default::default());
+    ctx.reshape([b * heads * t, d]).select(0, merge.clone()).reshape([n, heads * d])
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
@@ -642,22 +632,41 @@ impl DecoderLayer {
 mod tests {
     use super::*;
 
+    /// Packing round-trips, and attention on packed tokens is the same on
+    /// the host path and through the padded layout — with padding, and for
+    /// a single row whose fillers must not join its sequence.
     #[test]
-    fn fast_erf_and_host_gelu_match_libm() {
-        let mut worst = 0f32;
-        for i in -600_000..=600_000 {
-            let x = i as f32 * 1e-5;
-            worst = worst.max((erf_fast(x) - libm::erff(x)).abs());
-        }
-        assert!(worst <= 5e-7, "erf max abs error {worst}");
-        assert!((erf_fast(1e30) - 1.0).abs() <= 2e-7 && (erf_fast(-7.0) + 1.0).abs() <= 2e-7);
+    fn packed_attention_paths_agree() {
         let dev = Device::flex();
-        let xs: Vec<f32> = (0..3000).map(|i| (i as f32 - 1500.0) * 0.01).collect();
-        let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(xs.clone(), [30, 100]), &dev);
-        let got = activate(Activation::Gelu, t.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let want = activation::gelu(t).into_data().try_to_vec::<f32>().unwrap();
-        for ((g, w), x) in got.iter().zip(&want).zip(&xs) {
-            assert!((g - w).abs() <= 1e-6 * (1.0 + x.abs()), "gelu({x}): {g} vs {w}");
+        let (heads, d) = (3usize, 4usize);
+        for (mask, rows, cols) in [(vec![1u32; 6], 1usize, 6usize), (vec![1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0], 3, 5)] {
+            let p = Packing::new(&mask, rows, cols, &dev);
+            let tokens = mask.iter().filter(|&&m| m == 1).count();
+            assert_eq!(p.len(), tokens.div_ceil(PACK_MULTIPLE) * PACK_MULTIPLE);
+            let positions: Vec<i64> = (0..(rows * cols) as i64).collect();
+            let packed = p.pack(&positions);
+            assert_eq!(&packed[..tokens], &positions.iter().zip(&mask).filter(|(_, m)| **m == 1).map(|(x, _)| *x).collect::<Vec<_>>()[..]);
+            let want_first: Vec<i64> = (0..rows).map(|r| p.index[r * cols]).collect();
+            assert_eq!(p.first_tokens(&dev).into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), want_first);
+            // unpack puts every token's row back at its position.
+            let x = Tensor::<1, Int>::from_data(TensorData::new(packed.clone(), [p.len()]), &dev).float().reshape([p.len(), 1]);
+            let back = p.unpack(x).into_data().try_to_vec::<f32>().unwrap();
+            for (pos, &m) in mask.iter().enumerate() {
+                if m == 1 {
+                    assert_eq!(back[pos], pos as f32);
+                }
+            }
+            let n = p.len();
+            let vals: Vec<f32> = (0..n * 3 * heads * d).map(|i| ((i * 7919) % 113) as f32 / 40.0 - 1.4).collect();
+            let qkv = Tensor::<2>::from_data(TensorData::new(vals, [n, 3 * heads * d]), &dev);
+            let host = packed_attention(qkv.clone(), &p.attention(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
+            let gathered = packed_attention(qkv, &p.gathers(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
+            let err = host[..tokens * heads * d]
+                .iter()
+                .zip(&gathered[..tokens * heads * d])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "rows {rows}: host vs gathered attention differ by {err}");
         }
     }
 
