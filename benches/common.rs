@@ -81,6 +81,15 @@ pub fn write_random_f16(dir: &Path, shapes: &[(String, Vec<usize>)], norm_value:
 }
 
 /// `--key value` from the command line.
+/// Print the calling binary's usage (its doc comment's command line) and
+/// exit on `--help` / `-h`, instead of starting a long benchmark.
+pub fn help(usage: &str) {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{usage}");
+        std::process::exit(0);
+    }
+}
+
 pub fn arg(key: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == key).and_then(|i| args.get(i + 1)).cloned()

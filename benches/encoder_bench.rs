@@ -66,6 +66,7 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    common::help("usage: encoder-bench [--devices cpu,wgpu] [--dtypes f32,f16,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--dump-pairs FILE] [--json FILE]");
     common::keep_freed_pages();
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
     let dtypes = arg("--dtypes").unwrap_or_else(|| "f32,q8,q4".into());

@@ -87,6 +87,7 @@ fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 }
 
 fn main() -> Result<()> {
+    common::help("usage: llm-bench [--device cpu] [--dtype f32|q8|q4|q4-all] [--layers 2] [--pairs 16]");
     common::keep_freed_pages();
     let device = arg("--device").unwrap_or_else(|| "cpu".into());
     // Weight storage (quantized at load): f32, q8, q4, q4-all.
