@@ -29,6 +29,11 @@ export interface ScoreOptions {
   maxLength?: number;
   queryMaxLength?: number;
   batchSize?: number;
+  /**
+   * Also cap each forward pass at this many padded tokens (pairs × longest
+   * pair): bounds GPU memory for long inputs. Scores do not change.
+   */
+  maxBatchTokens?: number;
   normalize?: boolean;
   /** LLM rerankers: the prompt after the pair. */
   prompt?: string;

@@ -120,6 +120,10 @@ struct ScoreArgs {
     /// Pairs per forward pass.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Also cap each forward pass at this many padded tokens (pairs ×
+    /// longest pair): bounds device memory for long inputs.
+    #[arg(long)]
+    max_batch_tokens: Option<usize>,
     /// Sigmoid the logits into [0, 1].
     #[arg(long)]
     normalize: bool,
@@ -138,6 +142,7 @@ impl ScoreArgs {
             max_length: self.max_length,
             query_max_length: self.query_max_length,
             batch_size: self.batch_size,
+            max_batch_tokens: self.max_batch_tokens,
             normalize: self.normalize,
             prompt: self.prompt.clone(),
             cutoff_layers: self.cutoff_layers.clone(),

@@ -22,6 +22,12 @@ pub struct ScoreOptions {
     pub query_max_length: Option<usize>,
     /// Pairs per forward pass. Default 128.
     pub batch_size: usize,
+    /// Token budget of a forward pass: a batch also stops growing before
+    /// its padded size (pairs × longest pair) would pass this, so many short
+    /// pairs share a pass and long ones do not exhaust device memory (a
+    /// pair longer than the budget runs alone). Default `None`: batches of
+    /// `batch_size`, as FlagEmbedding. Scores do not depend on batching.
+    pub max_batch_tokens: Option<usize>,
     /// Map logits through a sigmoid. Default false.
     pub normalize: bool,
     /// LLM rerankers: the prompt after the pair (FlagLLMReranker's default when `None`).
@@ -36,6 +42,7 @@ impl Default for ScoreOptions {
             max_length: 512,
             query_max_length: None,
             batch_size: 128,
+            max_batch_tokens: None,
             normalize: false,
             prompt: None,
             cutoff_layers: None,
@@ -55,8 +62,26 @@ impl ScoreOptions {
         if self.batch_size == 0 {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
+        if self.max_batch_tokens == Some(0) {
+            return Err(Error::InvalidInput("max_batch_tokens must be at least 1".into()));
+        }
         Ok(())
     }
+}
+
+/// FlagEmbedding's batching — indices longest first, `batch_size` at a
+/// time — with an optional cap on each batch's padded tokens (see
+/// `ScoreOptions::max_batch_tokens`). Longest first, a batch's padded size
+/// is its length times its first pair's length.
+fn batches(lens: &[usize], batch_size: usize, max_tokens: Option<usize>) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in longest_first(lens) {
+        match out.last_mut() {
+            Some(b) if b.len() < batch_size && max_tokens.is_none_or(|m| (b.len() + 1) * lens[b[0]] <= m) => b.push(i),
+            _ => out.push(vec![i]),
+        }
+    }
+    out
 }
 
 /// One reranked document.
@@ -227,9 +252,10 @@ impl Reranker {
     ) -> Result<Vec<Vec<f32>>> {
         let cutoffs = self.cutoff_layers(opts)?;
         let encoded = self.encode(pairs, opts)?;
-        let order = longest_first(&encoded.iter().map(Encoded::len).collect::<Vec<_>>());
+        let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut layers: Vec<Vec<f32>> = Vec::new();
-        for chunk in order.chunks(opts.batch_size) {
+        for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
+            let chunk = &chunk[..];
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
             let outs = self.forward(&items, &cutoffs)?;
             if layers.is_empty() {
@@ -303,6 +329,18 @@ fn sigmoid(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_follow_flagembedding_and_the_token_budget() {
+        let lens = [10, 50, 30, 50, 5, 20];
+        // FlagEmbedding: longest first (stable), batch_size at a time.
+        assert_eq!(batches(&lens, 4, None), vec![vec![1, 3, 2, 5], vec![0, 4]]);
+        // Budget 100 tokens: two 50s fill a batch; then 30×3 = 90 ≤ 100.
+        assert_eq!(batches(&lens, 4, Some(100)), vec![vec![1, 3], vec![2, 5, 0], vec![4]]);
+        // A pair over the budget runs alone.
+        assert_eq!(batches(&lens, 8, Some(40)), vec![vec![1], vec![3], vec![2], vec![5, 0], vec![4]]);
+        assert!(batches(&[], 4, Some(10)).is_empty());
+    }
 
     #[test]
     fn rank_sorts_descending_stably_and_truncates() {

@@ -85,6 +85,8 @@ fn bad_requests() {
     let pairs = [("q", "p")];
     let zero_batch = ScoreOptions { batch_size: 0, ..Default::default() };
     assert!(matches!(r.compute_score(&pairs, &zero_batch), Err(Error::InvalidInput(_))));
+    let zero_budget = ScoreOptions { max_batch_tokens: Some(0), ..Default::default() };
+    assert!(matches!(r.compute_score(&pairs, &zero_budget), Err(Error::InvalidInput(_))));
     let zero_len = ScoreOptions { max_length: 0, ..Default::default() };
     assert!(matches!(r.compute_score(&pairs, &zero_len), Err(Error::InvalidInput(_))));
     // Past the 512 position embeddings: a typed error, not an out-of-bounds gather.

@@ -78,3 +78,15 @@ fn loads_from_memory_like_the_browser() {
     let scores = r.compute_score(&exp.pairs, &exp.cases[0].options.score_options()).unwrap();
     assert!(max_abs_err(&scores, &exp.cases[0].scores) <= 1e-4);
 }
+
+#[test]
+fn a_token_budget_changes_batches_not_scores() {
+    let exp = expected("xlmr-tiny");
+    let r = Reranker::load(&Checkpoint::dir(fixtures().join("xlmr-tiny")), &Device::flex()).unwrap();
+    let case = &exp.cases[0];
+    for budget in [1, 40, 200] {
+        let opts = crossrank::ScoreOptions { max_batch_tokens: Some(budget), ..case.options.score_options() };
+        let err = max_abs_err(&r.compute_score(&exp.pairs, &opts).unwrap(), &case.scores);
+        assert!(err <= 1e-4, "budget {budget}: max abs err {err}");
+    }
+}

@@ -58,6 +58,7 @@ impl CaseOptions {
             max_length: self.max_length.unwrap_or(d.max_length),
             query_max_length: self.query_max_length,
             batch_size: self.batch_size.unwrap_or(d.batch_size),
+            max_batch_tokens: None,
             normalize: self.normalize.unwrap_or(d.normalize),
             prompt: self.prompt.clone(),
             cutoff_layers: self.cutoff_layers.clone(),
