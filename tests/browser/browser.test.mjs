@@ -255,6 +255,9 @@ test('errors reject with messages, on webgpu too', { skip, timeout: 300_000 }, a
       missing: await msg(Reranker.load('/tests/fixtures/nowhere/', { device: 'cpu' })),
       badPairs: await msg(r.computeScore([['only one']])),
       badBatch: await msg(r.computeScore([['q', 'p']], { batchSize: 0 })),
+      badBudget: await msg(r.computeScore([['q', 'p']], { maxBatchTokens: 0 })),
+      budgeted: await r.computeScore([['q', 'p'], ['q', 'a longer passage']], { maxBatchTokens: 1 }),
+      unbudgeted: await r.computeScore([['q', 'p'], ['q', 'a longer passage']]),
       badDtype: await msg(Reranker.load('/tests/fixtures/bert-tiny/', { dtype: 'q3' })),
       stillWorks: (await r.computeScore([['q', 'p']])).length,
     };
@@ -266,6 +269,10 @@ test('errors reject with messages, on webgpu too', { skip, timeout: 300_000 }, a
   assert.match(res.missing, /HTTP 404/);
   assert.match(res.badPairs, /pairs/);
   assert.match(res.badBatch, /batch_size/);
+  assert.match(res.badBudget, /max_batch_tokens/);
+  // One pair per pass under a 1-token budget: the same scores.
+  assert.equal(res.budgeted.length, 2);
+  res.budgeted.forEach((s, i) => assert.ok(Math.abs(s - res.unbudgeted[i]) < 1e-5, `${s} vs ${res.unbudgeted[i]}`));
   assert.match(res.badDtype, /dtype/);
   assert.equal(res.stillWorks, 1);
   assert.match(res.disposed, /disposed/);
