@@ -72,7 +72,13 @@ fn main() -> Result<()> {
     let dtypes = arg("--dtypes").unwrap_or_else(|| "f32,q8,q4".into());
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
     let n: usize = arg("--pairs").map(|s| s.parse()).transpose()?.unwrap_or(64);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // benches/: the working directory's (a binary carried to another machine
+    // runs from the repository root there, see benches/gpu/run.sh), else
+    // where it was built.
+    let root = [PathBuf::from("benches"), PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
+        .into_iter()
+        .find(|p| p.join("encoder_bench.rs").exists())
+        .context("run from the repository root (benches/ not found)")?;
     let dir = root.join("models/bge-reranker-base-random");
     if !dir.join("model.safetensors").exists() {
         eprintln!("generating {} ...", dir.display());

@@ -24,6 +24,8 @@ ap.add_argument("--max-length", type=int, default=512)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--json")
 ap.add_argument("--only", default="flag,ort-fp32,ort-int8")
+# The GPU run (benches/gpu/run.sh): FlagEmbedding on CUDA in fp16, the GPU peer.
+ap.add_argument("--cuda-fp16", action="store_true", help="FlagEmbedding on cuda:0 with use_fp16=True (with --only flag)")
 args = ap.parse_args()
 
 import numpy as np
@@ -56,9 +58,14 @@ only = args.only.split(",")
 if "flag" in only:
     from FlagEmbedding import FlagReranker
 
-    reranker = FlagReranker(str(model_dir), use_fp16=False, devices="cpu")
+    if args.cuda_fp16:
+        reranker = FlagReranker(str(model_dir), use_fp16=True, devices=["cuda:0"])
+        name = f"FlagEmbedding FlagReranker, PyTorch CUDA fp16 ({torch.cuda.get_device_name(0)})"
+    else:
+        reranker = FlagReranker(str(model_dir), use_fp16=False, devices="cpu")
+        name = "FlagEmbedding FlagReranker, PyTorch CPU fp32"
     timed(
-        "FlagEmbedding FlagReranker, PyTorch CPU fp32",
+        name,
         lambda: reranker.compute_score([list(p) for p in pairs], batch_size=args.batch, max_length=args.max_length),
     )
 
