@@ -208,17 +208,15 @@ fn fixture_forward(device: &Device) -> burn::tensor::Tensor<2> {
     };
     let t2 = |r: usize, c: usize, seed: u32| Tensor::<2>::from_data(TensorData::new(vals(r * c, seed), [r, c]), device);
     let t1 = |n: usize, seed: u32| Tensor::<1>::from_data(TensorData::new(vals(n, seed), [n]), device);
-    let emb = t2(vocab, h, 1);
-    let ids: Vec<i64> = (0..b * t).map(|i| ((i * 7 + 3) % vocab) as i64).collect();
-    let ids = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(ids, [b * t]), device);
-    let x = emb.select(0, ids);
-    let x = module::layer_norm(x, t1(h, 2).add_scalar(1.0), Some(t1(h, 3)), 1e-5);
-    let proj = |x: Tensor<2>, seed: u32| module::linear(x, t2(h, h, seed).mul_scalar(0.2), Some(t1(h, seed + 100)));
     // The second sequence has 4 padded positions; the layer runs on packed
     // tokens as the encoders do.
     let mask: Vec<u32> = (0..b * t).map(|i| u32::from(!(i / t == 1 && i % t >= t - 4))).collect();
-    let packing = crate::nn::Packing::new(&mask, b, t, device);
-    let x = x.select(0, Tensor::from_data(TensorData::new(packing.pack(&(0..(b * t) as i64).collect::<Vec<_>>()), [packing.len()]), device));
+    let packing = crate::nn::Packing::new(&mask, b, t);
+    let ids: Vec<i64> = (0..b * t).map(|i| ((i * 7 + 3) % vocab) as i64).collect();
+    let ids = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(packing.pack(&ids), [packing.len()]), device);
+    let x = t2(vocab, h, 1).select(0, ids);
+    let x = module::layer_norm(x, t1(h, 2).add_scalar(1.0), Some(t1(h, 3)), 1e-5);
+    let proj = |x: Tensor<2>, seed: u32| module::linear(x, t2(h, h, seed).mul_scalar(0.2), Some(t1(h, seed + 100)));
     let qkv = Tensor::cat(vec![proj(x.clone(), 4), proj(x.clone(), 5), proj(x.clone(), 6)], 1);
     let ctx = crate::nn::packed_attention(qkv, &packing.attention(heads, device));
     let x = x + proj(ctx, 7);

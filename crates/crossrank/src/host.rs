@@ -5,6 +5,18 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use gemm::{Parallelism, gemm};
 
+/// `f((index, chunk))` over `v` cut into chunks of `size`, in parallel
+/// where there are threads.
+fn for_each_chunk(v: &mut [f32], size: usize, f: impl Fn((usize, &mut [f32])) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        v.par_chunks_mut(size).enumerate().for_each(f);
+    }
+    #[cfg(not(feature = "rayon"))]
+    v.chunks_mut(size).enumerate().for_each(f);
+}
+
 /// `erf` to within a few f32 ulps (max abs error 4.2e-7 vs libm, unit-tested)
 /// without a branch or a call, so the loop below vectorizes: the rational
 /// approximation of Eigen's / TensorFlow's `generic_fast_erf_float`; outside
@@ -35,18 +47,11 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     let mut data = x.into_data();
     let v = data.as_mut_slice::<f32>().expect("f32 activations");
-    let f = |c: &mut [f32]| {
+    for_each_chunk(v, 1 << 14, |(_, c)| {
         for y in c {
             *y = 0.5 * *y * (1.0 + erf_fast(*y * std::f32::consts::FRAC_1_SQRT_2));
         }
-    };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        v.par_chunks_mut(1 << 14).for_each(f);
-    }
-    #[cfg(not(feature = "rayon"))]
-    f(v);
+    });
     Tensor::<D>::from_data(data, &device)
 }
 
@@ -117,13 +122,7 @@ pub(crate) fn dequantize(packed: Tensor<2, Int>, scales: Tensor<2>, bits: u32, b
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(cols).enumerate().for_each(row);
-    }
-    #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(cols).enumerate().for_each(row);
+    for_each_chunk(&mut out, cols, row);
     Tensor::from_data(TensorData::new(out, [rows, cols]), &device)
 }
 

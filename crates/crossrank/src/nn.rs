@@ -87,27 +87,27 @@ impl Linear {
             let b = parts.iter().zip(&outs).map(|(p, &o)| p.bias.clone().unwrap_or_else(|| Tensor::zeros([o], &device)));
             Tensor::cat(b.collect(), 0)
         });
-        let half_compute = parts.iter().all(|p| p.half_compute);
-        let alike = |f: fn(&LinearWeight) -> bool| parts.iter().all(|p| f(&p.weight));
-        let weight = if alike(|w| matches!(w, LinearWeight::Quant(_))) {
-            let q = parts.iter().map(|p| match &p.weight {
-                LinearWeight::Quant(q) => q.clone(),
-                _ => unreachable!(),
-            });
-            QuantMatrix::cat_rows(q.collect()).map(LinearWeight::Quant)
-        } else if alike(|w| matches!(w, LinearWeight::Half(_))) {
-            let h = parts.iter().map(|p| match &p.weight {
-                LinearWeight::Half(h) => h.clone(),
-                _ => unreachable!(),
-            });
-            HalfMatrix::cat_rows(h.collect()).map(LinearWeight::Half)
-        } else {
-            None
+        // `Some` only when every part is quantized / every part is f16.
+        let quant: Option<Vec<QuantMatrix>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                LinearWeight::Quant(q) => Some(q.clone()),
+                _ => None,
+            })
+            .collect();
+        let half: Option<Vec<HalfMatrix>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                LinearWeight::Half(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect();
+        let weight = match (quant.and_then(QuantMatrix::cat_rows), half.and_then(HalfMatrix::cat_rows)) {
+            (Some(q), _) => LinearWeight::Quant(q),
+            (_, Some(h)) => LinearWeight::Half(h),
+            _ => LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1)),
         };
-        let weight = weight.unwrap_or_else(|| {
-            LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1))
-        });
-        let half_compute = half_compute && matches!(weight, LinearWeight::Half(_));
+        let half_compute = matches!(weight, LinearWeight::Half(_)) && parts.iter().all(|p| p.half_compute);
         Linear { weight, bias, half_compute }
     }
 
@@ -312,13 +312,11 @@ pub struct Packing {
     coords: Vec<(usize, usize)>,
     /// Real tokens (packed rows before the fillers).
     tokens: usize,
-    /// `[rows, 1, 1, cols]`, true where the key is padding.
-    key_padding: Tensor<4, Bool>,
 }
 
 impl Packing {
     /// From a batch's attention mask (`rows * cols`, 1 = token).
-    pub fn new(attention_mask: &[u32], rows: usize, cols: usize, device: &Device) -> Self {
+    pub fn new(attention_mask: &[u32], rows: usize, cols: usize) -> Self {
         let mut index = vec![0i64; rows * cols];
         let mut coords = Vec::with_capacity(attention_mask.len());
         for (pos, &m) in attention_mask.iter().enumerate() {
@@ -330,15 +328,7 @@ impl Packing {
         let tokens = coords.len();
         let filled = tokens.max(1).div_ceil(PACK_MULTIPLE) * PACK_MULTIPLE;
         coords.resize(filled, (0, 0));
-        let pad: Vec<bool> = attention_mask.iter().map(|&m| m == 0).collect();
-        Self {
-            rows,
-            cols,
-            index,
-            coords,
-            tokens,
-            key_padding: Tensor::from_data(TensorData::new(pad, [rows, 1, 1, cols]), device),
-        }
+        Self { rows, cols, index, coords, tokens }
     }
 
     /// Packed rows (tokens plus fillers).
@@ -414,10 +404,16 @@ impl Packing {
             let n = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
         };
+        // Keys that are padding: every position no real token came from.
+        let mut pad = vec![true; b * t];
+        for &(r, c) in &self.coords[..self.tokens] {
+            pad[r * t + c] = false;
+        }
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device);
         AttentionGather::Device {
             qkv: int(qkv),
             merge: int(merge),
-            mask: self.key_padding.clone().expand([b, heads, t, t]),
+            mask: mask.expand([b, heads, t, t]),
             dims: [b, heads, t],
         }
     }
@@ -640,7 +636,7 @@ mod tests {
         let dev = Device::flex();
         let (heads, d) = (3usize, 4usize);
         for (mask, rows, cols) in [(vec![1u32; 6], 1usize, 6usize), (vec![1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0], 3, 5)] {
-            let p = Packing::new(&mask, rows, cols, &dev);
+            let p = Packing::new(&mask, rows, cols);
             let tokens = mask.iter().filter(|&&m| m == 1).count();
             assert_eq!(p.len(), tokens.div_ceil(PACK_MULTIPLE) * PACK_MULTIPLE);
             let positions: Vec<i64> = (0..(rows * cols) as i64).collect();

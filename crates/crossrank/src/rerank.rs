@@ -255,7 +255,6 @@ impl Reranker {
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut layers: Vec<Vec<f32>> = Vec::new();
         for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
-            let chunk = &chunk[..];
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
             let outs = self.forward(&items, &cutoffs)?;
             if layers.is_empty() {

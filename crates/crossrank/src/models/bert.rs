@@ -164,7 +164,7 @@ impl BertForSequenceClassification {
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<2>> {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
-        let input = EncoderInput::new(batch, pos, dev);
+        let input = EncoderInput::new(batch, pos);
         let cls = self.encoder.forward(&input, dev).select(0, input.packing.first_tokens(dev));
         let pooled = activation::tanh(self.pooler.forward(cls));
         Ok(self.classifier.forward(pooled))
@@ -187,7 +187,7 @@ impl BertModel {
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
         let pos = positions(batch);
         self.encoder.check_positions(&pos)?;
-        let input = EncoderInput::new(batch, pos, dev);
+        let input = EncoderInput::new(batch, pos);
         Ok(input.packing.unpack(self.encoder.forward(&input, dev)))
     }
 }

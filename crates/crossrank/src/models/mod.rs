@@ -6,8 +6,6 @@ pub mod gemma;
 pub mod minicpm;
 pub mod xlm_roberta;
 
-use burn::tensor::Device;
-
 use crate::nn::Packing;
 use crate::tokenize::Batch;
 
@@ -25,8 +23,8 @@ pub struct EncoderInput {
 
 impl EncoderInput {
     /// From a host batch with the given position ids (`rows * cols`).
-    pub fn new(batch: &Batch, positions: Vec<i64>, device: &Device) -> Self {
-        let packing = Packing::new(&batch.attention_mask, batch.rows, batch.cols, device);
+    pub fn new(batch: &Batch, positions: Vec<i64>) -> Self {
+        let packing = Packing::new(&batch.attention_mask, batch.rows, batch.cols);
         let widen = |v: &[u32]| packing.pack(v).into_iter().map(i64::from).collect();
         Self {
             ids: widen(&batch.ids),

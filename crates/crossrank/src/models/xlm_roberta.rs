@@ -30,10 +30,10 @@ pub fn positions(batch: &Batch, padding_idx: u32) -> Vec<i64> {
     out
 }
 
-fn encoder_input(encoder: &BertEncoder, batch: &Batch, padding_idx: u32, dev: &Device) -> Result<EncoderInput> {
+fn encoder_input(encoder: &BertEncoder, batch: &Batch, padding_idx: u32) -> Result<EncoderInput> {
     let pos = positions(batch, padding_idx);
     encoder.check_positions(&pos)?;
-    let mut input = EncoderInput::new(batch, pos, dev);
+    let mut input = EncoderInput::new(batch, pos);
     // XLM-R tokenizers do not return token_type_ids; the model uses zeros.
     input.token_types = vec![0; input.ids.len()];
     Ok(input)
@@ -60,7 +60,7 @@ impl XlmRobertaForSequenceClassification {
 
     /// `[batch, num_labels]` logits.
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<2>> {
-        let input = encoder_input(&self.encoder, batch, self.padding_idx, dev)?;
+        let input = encoder_input(&self.encoder, batch, self.padding_idx)?;
         let cls = self.encoder.forward(&input, dev).select(0, input.packing.first_tokens(dev));
         Ok(self.out_proj.forward(activation::tanh(self.dense.forward(cls))))
     }
@@ -83,7 +83,7 @@ impl XlmRobertaModel {
 
     /// `[batch, seq, hidden]` last hidden states.
     pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
-        let input = encoder_input(&self.encoder, batch, self.padding_idx, dev)?;
+        let input = encoder_input(&self.encoder, batch, self.padding_idx)?;
         Ok(input.packing.unpack(self.encoder.forward(&input, dev)))
     }
 }
