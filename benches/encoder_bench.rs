@@ -113,7 +113,7 @@ fn main() -> Result<()> {
             let q = root.join(format!("models/bge-reranker-base-random-{}", dtype.as_str()));
             if !q.join("model.safetensors").exists() {
                 eprintln!("quantizing to {} ...", q.display());
-                crossrank::quant::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, &q)?;
+                crossrank::quantize::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, &q)?;
             }
             q
         };

@@ -21,6 +21,8 @@ export interface LoadOptions {
 export interface AdapterInfo {
   name: string;
   backend: string;
+  /** A software rasterizer (SwiftShader, lavapipe): 'auto' never takes one. */
+  software: boolean;
   shaderF16: boolean;
   maxBindingBytes: number;
 }

@@ -1,7 +1,7 @@
 // crossrank: rerank (query, passage) pairs with BAAI bge-rerankers, in the
 // browser (WebGPU or CPU wasm) or Node, with FlagEmbedding's scores. Thin
 // wrapper over the wasm-bindgen build in ./pkg (crates/crossrank-wasm).
-import init, { WasmReranker } from './pkg/crossrank_wasm.js';
+import init, { WasmReranker, WasmDevice, checkDtype } from './pkg/crossrank_wasm.js';
 
 // A Rust panic aborts the wasm instance (wasm32 has no unwinding): the panic
 // hook in crates/crossrank-wasm calls this, every pending call is rejected
@@ -146,25 +146,15 @@ async function resolveFiles(source, ctx) {
   return files;
 }
 
-/**
- * Whether this environment exposes a WebGPU adapter. Checked here, before
- * wasm asks wgpu, so that a missing `navigator.gpu` is a reason, not a crash.
- */
-async function webgpuAdapter() {
-  const gpu = globalThis.navigator?.gpu;
-  if (!gpu) return { ok: false, why: 'this environment has no WebGPU (navigator.gpu is missing)' };
+/** WebGPU's own name for its adapter (vendor, architecture), for display. */
+async function webgpuAdapterName() {
   try {
-    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!adapter) return { ok: false, why: 'navigator.gpu.requestAdapter() returned no adapter' };
-    const info = adapter.info ?? {};
-    const software = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
-    return { ok: true, software, name: [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unknown' };
-  } catch (e) {
-    return { ok: false, why: `requestAdapter failed: ${e.message ?? e}` };
+    const info = (await globalThis.navigator?.gpu?.requestAdapter({ powerPreference: 'high-performance' }))?.info ?? {};
+    return [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unknown';
+  } catch {
+    return 'unknown';
   }
 }
-
-const DTYPES = ['f32', 'f16', 'q8', 'q4', 'q4-all'];
 
 export class Reranker {
   #inner;
@@ -182,36 +172,18 @@ export class Reranker {
    * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
    */
   static async load(source, { device = 'auto', dtype = 'f32', onProgress, cache = true } = {}) {
-    if (!['auto', 'cpu', 'webgpu'].includes(device)) {
-      throw new Error(`unknown device ${JSON.stringify(device)} (expected auto, cpu or webgpu)`);
-    }
-    if (!DTYPES.includes(dtype)) {
-      throw new Error(`unknown dtype ${JSON.stringify(dtype)} (expected ${DTYPES.join(', ')})`);
-    }
     await ensureInit();
-    let wasmDevice = device;
-    let reason;
-    let probe;
-    if (device !== 'cpu') {
-      probe = await webgpuAdapter();
-      if (!probe.ok && device === 'webgpu') throw new Error(`device 'webgpu' is not available: ${probe.why}`);
-      if (!probe.ok) {
-        wasmDevice = 'cpu';
-        reason = `auto: ${probe.why}; using the CPU`;
-      } else if (device === 'auto' && probe.software) {
-        // A software adapter (SwiftShader) runs WebGPU on the CPU, slower
-        // than the wasm CPU path; 'webgpu' still takes it when asked.
-        wasmDevice = 'cpu';
-        reason = `auto: the WebGPU adapter (${probe.name}) is a software fallback adapter, slower than the CPU path; using the CPU`;
-      }
-    }
+    // Device and dtype are the core's to check and choose (crossrank::device:
+    // a hardware adapter that passes the self-check, else the CPU), before
+    // anything is downloaded.
+    await guarded(() => checkDtype(String(dtype)));
+    const selected = await guarded(() => WasmDevice.select(String(device)));
     const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
-    const inner = await guarded(() => WasmReranker.load(files, wasmDevice, dtype));
+    const inner = await guarded(() => WasmReranker.load(files, selected, dtype));
     const r = new Reranker(inner);
-    if (reason) r.deviceReason = reason;
-    // wgpu in the browser does not see the adapter's name; WebGPU's own
+    // wgpu in the browser may not see the adapter's name; WebGPU's own
     // adapter info does.
-    if (r.adapter && !r.adapter.name && probe?.name) r.adapter = { ...r.adapter, name: probe.name };
+    if (r.adapter && !r.adapter.name) r.adapter = { ...r.adapter, name: await webgpuAdapterName() };
     return r;
   }
 
@@ -221,16 +193,14 @@ export class Reranker {
     return guarded(() => this.#inner.computeScore(pairs, options));
   }
 
-  /** `docs` ranked for `query`, best first: `[{ index, score, document? }]`. */
+  /**
+   * `docs` ranked for `query` by the core's ranking (best first, ties in
+   * input order, NaN last): `[{ index, score, document? }]`, at most `topK`.
+   */
   async rerank(query, docs, { topK, returnDocuments = false, ...options } = {}) {
-    const scores = await this.computeScore(docs.map((d) => [query, d]), options);
-    if (scores.length && Array.isArray(scores[0])) {
-      throw new Error('rerank needs a single score list: pass one cutoffLayers value');
-    }
-    const ranked = scores
-      .map((score, index) => ({ index, score, ...(returnDocuments ? { document: docs[index] } : {}) }))
-      .sort((a, b) => b.score - a.score || a.index - b.index);
-    return topK === undefined ? ranked : ranked.slice(0, topK);
+    if (!this.#inner) throw new Error('this reranker was disposed');
+    const ranked = await guarded(() => this.#inner.rerank(query, docs, topK ?? undefined, options));
+    return returnDocuments ? ranked.map((r) => ({ ...r, document: docs[r.index] })) : ranked;
   }
 
   /** Free the model's memory (GPU buffers included). */

@@ -37,7 +37,7 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
-        score: ScoreArgs,
+        score: ScoreOptions,
         /// JSON Lines file of {"query": ..., "passage": ...}; `-` for stdin.
         #[arg(long, default_value = "-")]
         input: String,
@@ -47,7 +47,7 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
-        score: ScoreArgs,
+        score: ScoreOptions,
         /// The query.
         #[arg(long)]
         query: String,
@@ -99,7 +99,7 @@ struct ModelArgs {
     /// A checkpoint directory or a Hugging Face repo id (BAAI/bge-reranker-base[@revision]).
     #[arg(long)]
     model: String,
-    /// cpu, wgpu or auto (a hardware GPU when there is one, else the CPU).
+    /// cpu, wgpu or auto (a hardware GPU that passes a self-check, else the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
     /// Weight storage: f32, f16, q8, q4 or q4-all (converted at load; a
@@ -109,52 +109,11 @@ struct ModelArgs {
     dtype: String,
 }
 
-#[derive(Args)]
-struct ScoreArgs {
-    /// Maximum tokens per pair.
-    #[arg(long, default_value_t = 512)]
-    max_length: usize,
-    /// Maximum query tokens (default max_length*3/4).
-    #[arg(long)]
-    query_max_length: Option<usize>,
-    /// Pairs per forward pass.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Also cap each forward pass at this many padded tokens (pairs ×
-    /// longest pair): bounds device memory for long inputs.
-    #[arg(long)]
-    max_batch_tokens: Option<usize>,
-    /// Sigmoid the logits into [0, 1].
-    #[arg(long)]
-    normalize: bool,
-    /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
-    #[arg(long)]
-    prompt: Option<String>,
-    /// Layer-wise rerankers: scoring layers, e.g. 8,28 (default: the last).
-    /// Several layers print one JSON array per layer.
-    #[arg(long, value_delimiter = ',')]
-    cutoff_layers: Option<Vec<usize>>,
-}
-
-impl ScoreArgs {
-    fn options(&self) -> ScoreOptions {
-        ScoreOptions {
-            max_length: self.max_length,
-            query_max_length: self.query_max_length,
-            batch_size: self.batch_size,
-            max_batch_tokens: self.max_batch_tokens,
-            normalize: self.normalize,
-            prompt: self.prompt.clone(),
-            cutoff_layers: self.cutoff_layers.clone(),
-        }
-    }
-}
-
 impl ModelArgs {
     fn open(&self) -> Result<(Checkpoint, SelectedDevice, WeightDtype)> {
         let dtype: WeightDtype = self.dtype.parse()?;
         let choice: DeviceChoice = self.device.parse()?;
-        let checkpoint = crossrank::hub::resolve(&self.model, true)?;
+        let checkpoint = Checkpoint::resolve(&self.model, true)?;
         let device = crossrank::device::select(choice)?;
         tracing::info!(device = device.kind, reason = %device.reason, "device selected");
         Ok((checkpoint, device, dtype))
@@ -223,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             let pairs = parse_pairs(&read_input(&input)?)?;
             let (ck, dev, dtype) = model.open()?;
             let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
-            let mut layers = r.compute_score_layers(&pairs, &score.options())?;
+            let mut layers = r.compute_score_layers(&pairs, &score)?;
             if layers.len() == 1 {
                 print_json(&layers.remove(0))
             } else {
@@ -235,7 +194,7 @@ fn run(cli: Cli) -> Result<()> {
             let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             let (ck, dev, dtype) = model.open()?;
             let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
-            print_json(&r.rerank(&query, &docs, top_k, &score.options())?)
+            print_json(&r.rerank(&query, &docs, top_k, &score)?)
         }
         Command::Embed { model, pooling, normalize, max_length, batch_size, input } => {
             let texts = parse_texts(&read_input(&input)?)?;
@@ -252,8 +211,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Quantize { model, dtype, out } => {
             let dtype: WeightDtype = dtype.parse()?;
-            let ck = crossrank::hub::resolve(&model, true)?;
-            let report = crossrank::quant::quantize_checkpoint(&ck, dtype, &out)?;
+            let ck = Checkpoint::resolve(&model, true)?;
+            let report = crossrank::quantize::quantize_checkpoint(&ck, dtype, &out)?;
             print_json(&report)
         }
     }

@@ -1,13 +1,13 @@
-//! wasm-bindgen bindings: a thin layer over `crossrank::Reranker` for the
-//! npm package (npm/). Files arrive as bytes from JavaScript; every error
+//! wasm-bindgen bindings: a thin layer over `crossrank::Reranker` and
+//! `crossrank::device` for the npm package (npm/): device choice, option
+//! parsing and ranking are the core's. Files arrive as bytes from JavaScript; every error
 //! reaches JS as a rejected promise with the crate's one-line message, and a
 //! panic hook turns panics into console errors instead of silent aborts.
 
 use std::collections::HashMap;
 
-use crossrank::device::{self, GpuInfo};
-use crossrank::{Checkpoint, Device, Reranker, ScoreOptions, WeightDtype};
-use serde::Deserialize;
+use crossrank::device::{self, DeviceChoice, SelectedDevice};
+use crossrank::{Checkpoint, Reranker, ScoreOptions, WeightDtype};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -29,111 +29,88 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// Options of `computeScore`, camelCase as JavaScript writes them.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct JsScoreOptions {
-    max_length: Option<usize>,
-    query_max_length: Option<usize>,
-    batch_size: Option<usize>,
-    max_batch_tokens: Option<usize>,
-    normalize: Option<bool>,
-    prompt: Option<String>,
-    cutoff_layers: Option<Vec<usize>>,
+/// The device a reranker will run on, chosen by the core's policy
+/// (`crossrank::device`): made before the model files are downloaded, so a
+/// bad or unavailable device fails first.
+#[wasm_bindgen]
+pub struct WasmDevice {
+    selected: SelectedDevice,
 }
 
-impl JsScoreOptions {
-    fn into_options(self) -> ScoreOptions {
-        let d = ScoreOptions::default();
-        ScoreOptions {
-            max_length: self.max_length.unwrap_or(d.max_length),
-            query_max_length: self.query_max_length,
-            batch_size: self.batch_size.unwrap_or(d.batch_size),
-            max_batch_tokens: self.max_batch_tokens,
-            normalize: self.normalize.unwrap_or(d.normalize),
-            prompt: self.prompt,
-            cutoff_layers: self.cutoff_layers,
-        }
+#[wasm_bindgen]
+impl WasmDevice {
+    /// `"auto"` (a hardware WebGPU adapter that passes the self-check, else
+    /// the CPU), `"webgpu"` (an error when there is none) or `"cpu"`.
+    pub async fn select(choice: String) -> Result<WasmDevice, JsError> {
+        let choice: DeviceChoice = choice.parse().map_err(js_err)?;
+        let selected = device::select_async(choice).await.map_err(js_err)?;
+        Ok(WasmDevice { selected })
     }
+}
+
+/// Check a weight dtype name ("f32", "f16", "q8", "q4", "q4-all") before
+/// anything is downloaded.
+#[wasm_bindgen(js_name = checkDtype)]
+pub fn check_dtype(dtype: String) -> Result<(), JsError> {
+    dtype.parse::<WeightDtype>().map(|_| ()).map_err(js_err)
+}
+
+/// `ScoreOptions` from a JavaScript object, read as JSON so that the
+/// core's rules apply as they do to every other front end: camelCase (or
+/// snake_case) names, defaults for what is absent (`undefined` is absent),
+/// and an unknown name — a typo — is an error, not silently ignored.
+fn options(value: JsValue) -> Result<ScoreOptions, JsError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(ScoreOptions::default());
+    }
+    let json = js_sys::JSON::stringify(&value).map_err(|_| js_err("invalid options: not serializable"))?;
+    serde_json::from_str(&String::from(json)).map_err(|e| js_err(format!("invalid options: {e}")))
 }
 
 /// A loaded reranker.
 #[wasm_bindgen]
 pub struct WasmReranker {
     inner: Option<Reranker>,
-    device: String,
-    device_reason: String,
-    adapter: Option<GpuInfo>,
+    device: SelectedDevice,
 }
-
-/// Pick the device: "cpu", "webgpu" (an error when none works) or "auto"
-/// (WebGPU when an adapter exists and passes the self-check against the CPU).
-async fn pick_device(choice: &str) -> Result<(Device, &'static str, String, Option<GpuInfo>), JsError> {
-    match choice {
-        "cpu" => Ok((Device::flex(), "cpu", "asked for cpu".into(), None)),
-        "webgpu" => {
-            let (dev, info) = device::gpu_async().await.map_err(js_err)?;
-            Ok((dev, "webgpu", format!("asked for webgpu ({})", info.name), Some(info)))
-        }
-        "auto" => match device::gpu_async().await {
-            Err(e) => Ok((Device::flex(), "cpu", format!("auto: {e}; using the CPU"), None)),
-            Ok((dev, info)) => match device::self_check_async(&dev, SELF_CHECK_TOLERANCE).await {
-                Ok(diff) => {
-                    let why = format!("auto: WebGPU adapter {} passed the self-check (max abs diff {diff:.1e})", info.name);
-                    Ok((dev, "webgpu", why, Some(info)))
-                }
-                Err(e) => Ok((Device::flex(), "cpu", format!("auto: {} failed: {e}; using the CPU", info.name), None)),
-            },
-        },
-        other => Err(js_err(format!("unknown device {other:?} (expected auto, webgpu or cpu)"))),
-    }
-}
-
-/// The self-check's agreement bound between a GPU and the CPU (f32 compute).
-const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 
 #[wasm_bindgen]
 impl WasmReranker {
     /// Load from `{ "config.json": Uint8Array, "model.safetensors": Uint8Array, ... }`
-    /// on `device` ("auto", "webgpu" or "cpu") with weights stored as `dtype`
-    /// ("f32", "f16", "q8", "q4", "q4-all"; a quantized checkpoint stays quantized).
-    pub async fn load(files: JsValue, device: String, dtype: String) -> Result<WasmReranker, JsError> {
+    /// on `device` with weights stored as `dtype` ("f32", "f16", "q8", "q4",
+    /// "q4-all"; a quantized checkpoint stays quantized).
+    pub async fn load(files: JsValue, device: WasmDevice, dtype: String) -> Result<WasmReranker, JsError> {
         let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
         let files: HashMap<String, serde_bytes_compat::Bytes> =
             serde_wasm_bindgen::from_value(files).map_err(|e| js_err(format!("invalid files object: {e}")))?;
         let files = files.into_iter().map(|(k, v)| (k, v.0)).collect();
-        let (dev, kind, device_reason, adapter) = pick_device(&device).await?;
-        let inner = Reranker::load_with_dtype(&Checkpoint::memory(files), &dev, dtype).map_err(js_err)?;
-        Ok(WasmReranker {
-            inner: Some(inner),
-            device: kind.into(),
-            device_reason,
-            adapter,
-        })
+        let inner = Reranker::load_with_dtype(&Checkpoint::memory(files), &device.selected.device, dtype).map_err(js_err)?;
+        Ok(WasmReranker { inner: Some(inner), device: device.selected })
     }
 
     /// The device in use: "webgpu" or "cpu".
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
-        self.device.clone()
+        self.device.kind.into()
     }
 
     /// Why that device (what `auto` found).
     #[wasm_bindgen(getter, js_name = deviceReason)]
     pub fn device_reason(&self) -> String {
-        self.device_reason.clone()
+        self.device.reason.clone()
     }
 
-    /// The WebGPU adapter, when one is used: `{ name, backend, shaderF16, maxBindingBytes }`.
+    /// The WebGPU adapter, when one is used: `{ name, backend, software, shaderF16, maxBindingBytes }`.
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> JsValue {
-        match &self.adapter {
+        match &self.device.adapter {
             None => JsValue::NULL,
             Some(a) => {
                 let o = js_sys::Object::new();
                 let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &k.into(), &v).ok();
                 set("name", a.name.as_str().into());
                 set("backend", a.backend.as_str().into());
+                set("software", a.software.into());
                 set("shaderF16", a.shader_f16.into());
                 set("maxBindingBytes", (a.max_binding_bytes as f64).into());
                 o.into()
@@ -146,21 +123,37 @@ impl WasmReranker {
         self.inner = None;
     }
 
+    fn reranker(&self) -> Result<&Reranker, JsError> {
+        self.inner.as_ref().ok_or_else(|| js_err("this reranker was disposed"))
+    }
+
     /// Scores of `[[query, passage], ...]` in input order (one array per
     /// layer for a layer-wise model asked for several `cutoffLayers`).
     #[wasm_bindgen(js_name = computeScore)]
-    pub async fn compute_score(&self, pairs: JsValue, options: JsValue) -> Result<JsValue, JsError> {
+    pub async fn compute_score(&self, pairs: JsValue, opts: JsValue) -> Result<JsValue, JsError> {
         let pairs: Vec<(String, String)> =
             serde_wasm_bindgen::from_value(pairs).map_err(|e| js_err(format!("pairs must be [[query, passage], ...]: {e}")))?;
-        let opts: JsScoreOptions = if options.is_undefined() || options.is_null() {
-            JsScoreOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("invalid options: {e}")))?
-        };
-        let inner = self.inner.as_ref().ok_or_else(|| js_err("this reranker was disposed"))?;
-        let mut layers = inner.compute_score_layers_async(&pairs, &opts.into_options()).await.map_err(js_err)?;
+        let opts = options(opts)?;
+        let mut layers = self.reranker()?.compute_score_layers_async(&pairs, &opts).await.map_err(js_err)?;
         let out = if layers.len() == 1 { serde_wasm_bindgen::to_value(&layers.remove(0)) } else { serde_wasm_bindgen::to_value(&layers) };
         out.map_err(js_err)
+    }
+
+    /// `docs` ranked for `query` by the core's one ranking rule (best first,
+    /// ties in input order, NaN last): `[{ index, score }]`, at most `topK`.
+    pub async fn rerank(&self, query: String, docs: JsValue, top_k: Option<usize>, opts: JsValue) -> Result<JsValue, JsError> {
+        let docs: Vec<String> =
+            serde_wasm_bindgen::from_value(docs).map_err(|e| js_err(format!("docs must be an array of strings: {e}")))?;
+        let opts = options(opts)?;
+        let ranked = self.reranker()?.rerank_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
+        let out = js_sys::Array::new();
+        for r in ranked {
+            let o = js_sys::Object::new();
+            js_sys::Reflect::set(&o, &"index".into(), &(r.index as f64).into()).ok();
+            js_sys::Reflect::set(&o, &"score".into(), &r.score.into()).ok();
+            out.push(&o);
+        }
+        Ok(out.into())
     }
 }
 

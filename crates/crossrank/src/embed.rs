@@ -4,16 +4,15 @@
 
 use std::str::FromStr;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 
-use crate::config::EncoderConfig;
+use crate::batching::batches;
+use crate::checkpoint::Checkpoint;
+use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
-use crate::load::Checkpoint;
+use crate::models::Encoder;
 use crate::quant::WeightDtype;
-use crate::models::bert::BertModel;
-use crate::models::xlm_roberta::XlmRobertaModel;
-use crate::tokenize::{Batch, Encoded, PairTokenizer};
-use crate::{block, longest_first, read_f32};
+use crate::tokenize::{Encoded, PairTokenizer};
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +49,6 @@ pub struct EmbedOptions {
     pub batch_size: Option<usize>,
 }
 
-enum Encoder {
-    Bert(BertModel),
-    XlmRoberta(XlmRobertaModel),
-}
-
 /// A sentence embedder on one device.
 pub struct Embedder {
     model: Encoder,
@@ -65,13 +59,13 @@ pub struct Embedder {
     normalize: bool,
 }
 
-fn st_defaults(ck: &Checkpoint, config: &EncoderConfig) -> Result<(usize, Pooling, bool)> {
+fn st_defaults(ck: &Checkpoint, max_positions: usize) -> Result<(usize, Pooling, bool)> {
     let max_length = ck
         .read_json("sentence_bert_config.json")?
         .and_then(|v| v.get("max_seq_length")?.as_u64())
         .map(|n| n as usize)
         .unwrap_or(512)
-        .min(config.max_position_embeddings);
+        .min(max_positions);
     let pooling = match ck.read_json("1_Pooling/config.json")? {
         Some(v) if v.get("pooling_mode_cls_token").and_then(|b| b.as_bool()) == Some(true) => Pooling::Cls,
         _ => Pooling::Mean,
@@ -96,16 +90,9 @@ impl Embedder {
     /// Load with weights stored as `dtype` on the device (q8/q4 quantize at
     /// load unless the checkpoint already is quantized).
     pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
-        let config = EncoderConfig::from_json(&ck.read("config.json")?)?;
-        let arch = config.architecture()?;
+        let (model, max_positions) = Encoder::load(ck, dtype, device)?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let weights = ck.weights()?.with_dtype(dtype);
-        let model = if arch.is_roberta() {
-            Encoder::XlmRoberta(XlmRobertaModel::load(&weights, &config, device)?)
-        } else {
-            Encoder::Bert(BertModel::load(&weights, &config, device)?)
-        };
-        let (max_length, pooling, normalize) = st_defaults(ck, &config)?;
+        let (max_length, pooling, normalize) = st_defaults(ck, max_positions)?;
         Ok(Self {
             model,
             tokenizer,
@@ -114,13 +101,6 @@ impl Embedder {
             pooling,
             normalize,
         })
-    }
-
-    fn hidden(&self, batch: &Batch) -> Result<Tensor<3>> {
-        match &self.model {
-            Encoder::Bert(m) => m.forward(batch, &self.device),
-            Encoder::XlmRoberta(m) => m.forward(batch, &self.device),
-        }
     }
 
     /// One vector per text, in input order.
@@ -141,22 +121,15 @@ impl Embedder {
             .iter()
             .map(|t| self.tokenizer.encode_single(t.as_ref(), max_length))
             .collect::<Result<Vec<Encoded>>>()?;
-        let order = longest_first(&encoded.iter().map(Encoded::len).collect::<Vec<_>>());
+        let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut out = vec![Vec::new(); encoded.len()];
-        for chunk in order.chunks(batch_size) {
+        for chunk in batches(&lens, batch_size, None) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let batch = self.tokenizer.pad(&items);
-            let hidden = self.hidden(&batch)?;
-            let [b, t, h] = hidden.dims();
+            let (hidden, packing) = self.model.forward(&items, &self.device)?;
+            let h = hidden.dims()[1];
             let pooled = match pooling {
-                Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
-                Pooling::Mean => {
-                    let m: Vec<f32> = batch.attention_mask.iter().map(|&x| x as f32).collect();
-                    let mask = Tensor::<3>::from_data(TensorData::new(m, [b, t, 1]), &self.device);
-                    let sum = (hidden * mask.clone()).sum_dim(1).reshape([b, h]);
-                    let count = mask.sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
-                    sum / count
-                }
+                Pooling::Cls => hidden.select(0, packing.first_tokens(&self.device)),
+                Pooling::Mean => packing.mean(hidden),
             };
             let pooled = if normalize {
                 let norm = pooled.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);

@@ -1,14 +1,13 @@
-//! `--model BAAI/bge-reranker-base`: resolve a model spec to a checkpoint,
-//! downloading from the Hugging Face Hub (or `HF_ENDPOINT`) into hf-hub's
-//! standard cache, with a progress bar.
+//! Downloading a checkpoint from the Hugging Face Hub (or `HF_ENDPOINT`)
+//! into hf-hub's standard cache, with a progress bar; see
+//! `Checkpoint::resolve`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Repo, RepoType};
 
 use crate::error::{Error, Result};
-use crate::load::Checkpoint;
 
 /// Files a checkpoint may have besides the weights; fetched when present.
 const OPTIONAL: &[&str] = &[
@@ -18,27 +17,6 @@ const OPTIONAL: &[&str] = &[
     "modules.json",
     "1_Pooling/config.json",
 ];
-
-/// Resolve `spec`: an existing local directory is used as is; anything of
-/// the form `owner/name[@revision]` is a Hub repo id.
-pub fn resolve(spec: &str, progress: bool) -> Result<Checkpoint> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(Checkpoint::dir(path));
-    }
-    let (repo, revision) = match spec.split_once('@') {
-        Some((r, rev)) => (r, rev.to_string()),
-        None => (spec, "main".to_string()),
-    };
-    let looks_like_repo = repo.split('/').count() == 2 && !repo.starts_with('.') && !repo.starts_with('/');
-    if !looks_like_repo || path.exists() {
-        return Err(Error::MissingFile {
-            file: "config.json".into(),
-            location: format!("{spec} (not a directory, nor a Hugging Face repo id like BAAI/bge-reranker-base)"),
-        });
-    }
-    download(repo, &revision, progress).map(Checkpoint::Dir)
-}
 
 fn hub_err(repo: &str, file: &str, e: ApiError) -> Error {
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
@@ -60,7 +38,7 @@ fn get_optional(api: &ApiRepo, repo: &str, file: &str) -> Result<Option<PathBuf>
 }
 
 /// Download a checkpoint's files; returns the snapshot directory.
-pub fn download(repo: &str, revision: &str, progress: bool) -> Result<PathBuf> {
+pub(crate) fn download(repo: &str, revision: &str, progress: bool) -> Result<PathBuf> {
     let api = ApiBuilder::from_env()
         .with_progress(progress)
         .build()

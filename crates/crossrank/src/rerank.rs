@@ -1,47 +1,74 @@
-//! `Reranker`: FlagReranker's `compute_score` for cross-encoders.
+//! `Reranker`: FlagReranker's / FlagLLMReranker's `compute_score` — tokenize
+//! as FlagEmbedding does, batch, run the model, read the scores back — and
+//! the one ranking rule every front end uses.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
+use serde::Deserialize;
 
-use crate::config::{Architecture, EncoderConfig};
+use crate::batching::batches;
+use crate::checkpoint::Checkpoint;
+use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
-use crate::load::Checkpoint;
+use crate::models::{Architecture, Reranking};
 use crate::quant::WeightDtype;
-use crate::models::bert::BertForSequenceClassification;
-use crate::models::gemma::{Gemma, GemmaConfig};
-use crate::models::minicpm::{MiniCpm, MiniCpmConfig};
-use crate::models::xlm_roberta::XlmRobertaForSequenceClassification;
 use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer};
-use crate::{block, longest_first, read_f32};
 
-/// Options of `compute_score`, with FlagReranker's defaults.
-#[derive(Debug, Clone)]
+const DEFAULT_MAX_LENGTH: usize = 512;
+const DEFAULT_BATCH_SIZE: usize = 128;
+
+fn default_max_length() -> usize {
+    DEFAULT_MAX_LENGTH
+}
+fn default_batch_size() -> usize {
+    DEFAULT_BATCH_SIZE
+}
+
+/// Options of `compute_score`, with FlagReranker's defaults. The one
+/// definition of the scoring options: the CLI's flags (feature `clap`), the
+/// npm package's options object (camelCase; snake_case accepted too) and
+/// JSON requests all deserialize into it, so defaults and names cannot drift.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreOptions {
-    /// Maximum tokens of a (query, passage) pair, special tokens included. Default 512.
+    /// Maximum tokens of a (query, passage) pair, special tokens included.
+    #[serde(alias = "max_length", default = "default_max_length")]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_MAX_LENGTH))]
     pub max_length: usize,
-    /// Maximum tokens of the query; default `max_length * 3 / 4`.
+    /// Maximum tokens of the query (default max_length * 3 / 4).
+    #[serde(alias = "query_max_length")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub query_max_length: Option<usize>,
-    /// Pairs per forward pass. Default 128.
+    /// Pairs per forward pass.
+    #[serde(alias = "batch_size", default = "default_batch_size")]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_BATCH_SIZE))]
     pub batch_size: usize,
-    /// Token budget of a forward pass: a batch also stops growing before
-    /// its padded size (pairs × longest pair) would pass this, so many short
-    /// pairs share a pass and long ones do not exhaust device memory (a
-    /// pair longer than the budget runs alone). Default `None`: batches of
-    /// `batch_size`, as FlagEmbedding. Scores do not depend on batching.
+    /// Also cap each forward pass at this many padded tokens (pairs ×
+    /// longest pair): many short pairs share a pass, long ones do not
+    /// exhaust device memory (a pair longer than this runs alone). Scores
+    /// do not depend on batching.
+    #[serde(alias = "max_batch_tokens")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub max_batch_tokens: Option<usize>,
-    /// Map logits through a sigmoid. Default false.
+    /// Map logits through a sigmoid into [0, 1].
+    #[cfg_attr(feature = "clap", arg(long))]
     pub normalize: bool,
-    /// LLM rerankers: the prompt after the pair (FlagLLMReranker's default when `None`).
+    /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub prompt: Option<String>,
-    /// Layer-wise rerankers: which layers score (default: the last).
+    /// Layer-wise rerankers: the scoring layers, e.g. 8,28 (default: the
+    /// last); several give one score list per layer.
+    #[serde(alias = "cutoff_layers")]
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub cutoff_layers: Option<Vec<usize>>,
 }
 
 impl Default for ScoreOptions {
     fn default() -> Self {
         Self {
-            max_length: 512,
+            max_length: DEFAULT_MAX_LENGTH,
             query_max_length: None,
-            batch_size: 128,
+            batch_size: DEFAULT_BATCH_SIZE,
             max_batch_tokens: None,
             normalize: false,
             prompt: None,
@@ -69,21 +96,6 @@ impl ScoreOptions {
     }
 }
 
-/// FlagEmbedding's batching — indices longest first, `batch_size` at a
-/// time — with an optional cap on each batch's padded tokens (see
-/// `ScoreOptions::max_batch_tokens`). Longest first, a batch's padded size
-/// is its length times its first pair's length.
-fn batches(lens: &[usize], batch_size: usize, max_tokens: Option<usize>) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    for i in longest_first(lens) {
-        match out.last_mut() {
-            Some(b) if b.len() < batch_size && max_tokens.is_none_or(|m| (b.len() + 1) * lens[b[0]] <= m) => b.push(i),
-            _ => out.push(vec![i]),
-        }
-    }
-    out
-}
-
 /// One reranked document.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Ranked {
@@ -92,21 +104,29 @@ pub struct Ranked {
     pub score: f32,
 }
 
-enum Model {
-    Bert(BertForSequenceClassification),
-    XlmRoberta(XlmRobertaForSequenceClassification),
-    Gemma(Gemma),
-    MiniCpm(MiniCpm),
+/// Scores best first (ties and NaNs keep input order; NaNs last), at most
+/// `top_k`: the one ranking rule of the CLI, the server and the npm package.
+pub(crate) fn rank(scores: &[f32], top_k: Option<usize>) -> Vec<Ranked> {
+    let mut ranked: Vec<Ranked> = scores.iter().enumerate().map(|(index, &score)| Ranked { index, score }).collect();
+    ranked.sort_by(|a, b| match (a.score.is_nan(), b.score.is_nan()) {
+        (false, false) => b.score.total_cmp(&a.score),
+        (x, y) => x.cmp(&y),
+    });
+    ranked.truncate(top_k.unwrap_or(ranked.len()));
+    ranked
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// A reranker on one device: a cross-encoder (BERT, XLM-R) or an LLM
 /// reranker (Gemma, layer-wise MiniCPM), picked from `config.json`.
 pub struct Reranker {
-    model: Model,
+    model: Reranking,
     tokenizer: PairTokenizer,
     device: Device,
     architecture: Architecture,
-    /// LLM rerankers: the token whose logit scores ("Yes").
     score_token: Option<u32>,
 }
 
@@ -117,55 +137,16 @@ impl Reranker {
         Self::load_with_dtype(ck, device, WeightDtype::F32)
     }
 
-    /// Load with weights stored as `dtype` on the device: q8/q4 quantize the
-    /// linear weights and the embedding table at load unless the checkpoint
-    /// already is quantized.
+    /// Load with weights stored as `dtype` on the device: f16, or q8/q4
+    /// quantizing the linear weights and the embedding table at load unless
+    /// the checkpoint already is quantized.
     pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
-        let weights = || ck.weights().map(|w| w.with_dtype(dtype));
-        let config_json = ck.read("config.json")?;
-        let arch = Architecture::from_config_json(&config_json)?;
+        let config = ck.read("config.json")?;
+        let architecture = Architecture::from_config_json(&config)?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let (model, score_token) = match arch {
-            Architecture::GemmaForCausalLM => {
-                let cfg = GemmaConfig::from_json(&config_json)?;
-                // FlagLLMReranker: yes_loc = tokenizer('Yes', add_special_tokens=False)['input_ids'][0]
-                let yes = tokenizer.first_token("Yes")?;
-                (Model::Gemma(Gemma::load(&weights()?, cfg, yes, device)?), Some(yes))
-            }
-            Architecture::LayerWiseMiniCpmForCausalLM => {
-                let cfg = MiniCpmConfig::from_json(&config_json)?;
-                (Model::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None)
-            }
-            a if a.is_cross_encoder() => {
-                let config = EncoderConfig::from_json(&config_json)?;
-                if config.num_labels() != 1 {
-                    return Err(Error::config(
-                        "config.json",
-                        format!("num_labels is {}; a reranker has exactly one output", config.num_labels()),
-                    ));
-                }
-                let weights = weights()?;
-                let m = if a == Architecture::BertForSequenceClassification {
-                    Model::Bert(BertForSequenceClassification::load(&weights, &config, device)?)
-                } else {
-                    Model::XlmRoberta(XlmRobertaForSequenceClassification::load(&weights, &config, device)?)
-                };
-                (m, None)
-            }
-            a => {
-                return Err(Error::InvalidInput(format!(
-                    "{a:?} is an encoder without a classification head: it embeds, it does not score pairs"
-                )));
-            }
-        };
-        tracing::info!(?arch, "model loaded");
-        Ok(Self {
-            model,
-            tokenizer,
-            device: device.clone(),
-            architecture: arch,
-            score_token,
-        })
+        let (model, score_token) = Reranking::load(ck, &config, architecture, &tokenizer, dtype, device)?;
+        tracing::info!(?architecture, "model loaded");
+        Ok(Self { model, tokenizer, device: device.clone(), architecture, score_token })
     }
 
     /// Which architecture this reranker runs.
@@ -176,11 +157,6 @@ impl Reranker {
     /// LLM rerankers: the id of the token whose logit is the score.
     pub fn score_token(&self) -> Option<u32> {
         self.score_token
-    }
-
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &PairTokenizer {
-        &self.tokenizer
     }
 
     fn llm_template(&self, opts: &ScoreOptions) -> Result<Option<LlmTemplate>> {
@@ -206,40 +182,15 @@ impl Reranker {
             .collect()
     }
 
-    /// The layers a layer-wise model will score with these options.
+    /// The layers a layer-wise model will score with these options (empty
+    /// for every other model).
     pub fn cutoff_layers(&self, opts: &ScoreOptions) -> Result<Vec<usize>> {
-        match &self.model {
-            Model::MiniCpm(m) => m.config().resolve_cutoffs(opts.cutoff_layers.as_deref()),
-            _ if opts.cutoff_layers.is_some() => Err(Error::InvalidInput(format!(
-                "cutoff_layers applies to layer-wise rerankers, not {:?}",
-                self.architecture
-            ))),
-            _ => Ok(vec![]),
-        }
-    }
-
-    /// Scores of one batch, one tensor per scoring layer.
-    fn forward(&self, items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Tensor<1>>> {
-        let logits = |t: Tensor<2>| {
-            let b = t.dims()[0];
-            vec![t.reshape([b])]
-        };
-        match &self.model {
-            Model::Bert(m) => m.forward(&self.tokenizer.pad(items), &self.device).map(logits),
-            Model::XlmRoberta(m) => m.forward(&self.tokenizer.pad(items), &self.device).map(logits),
-            // FlagLLMReranker's Collater pads to a multiple of 8.
-            Model::Gemma(m) => Ok(vec![m.forward(&self.tokenizer.pad_to_multiple(items, 8), &self.device)?]),
-            Model::MiniCpm(m) => m.forward(&self.tokenizer.pad_to_multiple(items, 8), cutoffs, &self.device),
-        }
+        self.model.cutoff_layers(opts.cutoff_layers.as_deref(), self.architecture)
     }
 
     /// Scores per scoring layer (one list for every model but the layer-wise
     /// one, which gives one list per resolved cutoff layer), in input order.
-    pub fn compute_score_layers<Q: AsRef<str>, P: AsRef<str>>(
-        &self,
-        pairs: &[(Q, P)],
-        opts: &ScoreOptions,
-    ) -> Result<Vec<Vec<f32>>> {
+    pub fn compute_score_layers<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Vec<f32>>> {
         block(self.compute_score_layers_async(pairs, opts))
     }
 
@@ -256,7 +207,7 @@ impl Reranker {
         let mut layers: Vec<Vec<f32>> = Vec::new();
         for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let outs = self.forward(&items, &cutoffs)?;
+            let outs = self.model.forward(&items, &self.tokenizer, &cutoffs, &self.device)?;
             if layers.is_empty() {
                 layers = vec![vec![0f32; encoded.len()]; outs.len()];
             }
@@ -280,15 +231,11 @@ impl Reranker {
     }
 
     /// `compute_score`, reading results back asynchronously.
-    pub async fn compute_score_async<Q: AsRef<str>, P: AsRef<str>>(
-        &self,
-        pairs: &[(Q, P)],
-        opts: &ScoreOptions,
-    ) -> Result<Vec<f32>> {
+    pub async fn compute_score_async<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> {
         let mut layers = self.compute_score_layers_async(pairs, opts).await?;
         if layers.len() != 1 {
             return Err(Error::InvalidInput(format!(
-                "{} cutoff layers give {} score lists; use compute_score_layers",
+                "{} cutoff layers give {} score lists; use compute_score_layers (rerank needs a single cutoff layer)",
                 layers.len(),
                 layers.len()
             )));
@@ -296,50 +243,23 @@ impl Reranker {
         Ok(layers.remove(0))
     }
 
-    /// Score `docs` against `query` and return them best first, at most `top_k`.
-    pub fn rerank<D: AsRef<str>>(
-        &self,
-        query: &str,
-        docs: &[D],
-        top_k: Option<usize>,
-        opts: &ScoreOptions,
-    ) -> Result<Vec<Ranked>> {
+    /// Score `docs` against `query` and return them best first, at most
+    /// `top_k` (ties keep input order, NaN scores go last).
+    pub fn rerank<D: AsRef<str>>(&self, query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<Ranked>> {
+        block(self.rerank_async(query, docs, top_k, opts))
+    }
+
+    /// `rerank`, reading results back asynchronously.
+    pub async fn rerank_async<D: AsRef<str>>(&self, query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<Ranked>> {
         let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, d.as_ref())).collect();
-        let scores = self.compute_score(&pairs, opts)?;
+        let scores = self.compute_score_async(&pairs, opts).await?;
         Ok(rank(&scores, top_k))
     }
-}
-
-/// Sort scores descending (NaN last) into `Ranked`, keep `top_k`.
-pub fn rank(scores: &[f32], top_k: Option<usize>) -> Vec<Ranked> {
-    let mut ranked: Vec<Ranked> = scores.iter().enumerate().map(|(index, &score)| Ranked { index, score }).collect();
-    ranked.sort_by(|a, b| match (a.score.is_nan(), b.score.is_nan()) {
-        (false, false) => b.score.total_cmp(&a.score),
-        (x, y) => x.cmp(&y),
-    });
-    ranked.truncate(top_k.unwrap_or(ranked.len()));
-    ranked
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_follow_flagembedding_and_the_token_budget() {
-        let lens = [10, 50, 30, 50, 5, 20];
-        // FlagEmbedding: longest first (stable), batch_size at a time.
-        assert_eq!(batches(&lens, 4, None), vec![vec![1, 3, 2, 5], vec![0, 4]]);
-        // Budget 100 tokens: two 50s fill a batch; then 30×3 = 90 ≤ 100.
-        assert_eq!(batches(&lens, 4, Some(100)), vec![vec![1, 3], vec![2, 5, 0], vec![4]]);
-        // A pair over the budget runs alone.
-        assert_eq!(batches(&lens, 8, Some(40)), vec![vec![1], vec![3], vec![2], vec![5, 0], vec![4]]);
-        assert!(batches(&[], 4, Some(10)).is_empty());
-    }
 
     #[test]
     fn rank_sorts_descending_stably_and_truncates() {
@@ -354,5 +274,15 @@ mod tests {
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
         assert!((sigmoid(2.0) - 0.880_797_1).abs() < 1e-6);
         assert!((sigmoid(-3.0) - 0.047_425_87).abs() < 1e-7);
+    }
+
+    #[test]
+    fn options_deserialize_with_defaults_in_either_case() {
+        let o: ScoreOptions = serde_json::from_str(r#"{"maxLength": 64, "batch_size": 3, "cutoffLayers": [8]}"#).unwrap();
+        assert_eq!(o, ScoreOptions { max_length: 64, batch_size: 3, cutoff_layers: Some(vec![8]), ..Default::default() });
+        let o: ScoreOptions = serde_json::from_str(r#"{"query_max_length": null, "normalize": true}"#).unwrap();
+        assert_eq!(o, ScoreOptions { normalize: true, ..Default::default() });
+        let e = serde_json::from_str::<ScoreOptions>(r#"{"maxLenght": 64}"#).unwrap_err();
+        assert!(e.to_string().contains("maxLenght"), "{e}");
     }
 }

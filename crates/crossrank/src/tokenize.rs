@@ -15,7 +15,7 @@
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
-use crate::load::Checkpoint;
+use crate::checkpoint::Checkpoint;
 
 /// One tokenized input, before padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,18 +35,18 @@ impl Encoded {
 
 /// A right-padded batch on the host, row-major `rows × cols`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub ids: Vec<u32>,
-    pub type_ids: Vec<u32>,
-    pub attention_mask: Vec<u32>,
-    pub rows: usize,
-    pub cols: usize,
+pub(crate) struct Batch {
+    pub(crate) ids: Vec<u32>,
+    pub(crate) type_ids: Vec<u32>,
+    pub(crate) attention_mask: Vec<u32>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
 }
 
 /// A Hugging Face `tokenizers` tokenizer plus the padding token the
 /// checkpoint's `tokenizer_config.json` names.
 #[derive(Clone)]
-pub struct PairTokenizer {
+pub(crate) struct PairTokenizer {
     tk: Tokenizer,
     pad_id: u32,
     bos_id: Option<u32>,
@@ -54,17 +54,17 @@ pub struct PairTokenizer {
 
 /// The fixed pieces of an LLM reranker's input (FlagLLMReranker).
 #[derive(Debug, Clone)]
-pub struct LlmTemplate {
+pub(crate) struct LlmTemplate {
     /// `tokenizer("\n")` without special tokens.
-    pub sep: Vec<u32>,
+    pub(crate) sep: Vec<u32>,
     /// `tokenizer(prompt)` without special tokens.
-    pub prompt: Vec<u32>,
+    pub(crate) prompt: Vec<u32>,
     /// BOS, when the tokenizer has one distinct from its pad token.
-    pub bos: Option<u32>,
+    pub(crate) bos: Option<u32>,
 }
 
 /// FlagLLMReranker's default prompt.
-pub const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
+pub(crate) const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
 
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
@@ -82,7 +82,7 @@ fn token_name(v: &serde_json::Value, key: &str) -> Option<String> {
 impl PairTokenizer {
     /// Load `tokenizer.json`, and the pad token from `tokenizer_config.json`
     /// / `special_tokens_map.json` when present.
-    pub fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
+    pub(crate) fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
         let json = ck.read("tokenizer.json")?;
         let mut hints = Vec::new();
         for f in ["tokenizer_config.json", "special_tokens_map.json"] {
@@ -94,7 +94,7 @@ impl PairTokenizer {
     }
 
     /// From `tokenizer.json` bytes and the JSON files that may name the pad token.
-    pub fn from_bytes(tokenizer_json: &[u8], hints: &[serde_json::Value]) -> Result<Self> {
+    pub(crate) fn from_bytes(tokenizer_json: &[u8], hints: &[serde_json::Value]) -> Result<Self> {
         let mut tk = Tokenizer::from_bytes(tokenizer_json).map_err(tok_err)?;
         // Truncation and padding are ours to do, exactly as transformers does
         // them; a tokenizer.json that carries its own would interfere.
@@ -109,18 +109,8 @@ impl PairTokenizer {
         Ok(Self { tk, pad_id, bos_id })
     }
 
-    /// The padding token id.
-    pub fn pad_id(&self) -> u32 {
-        self.pad_id
-    }
-
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &Tokenizer {
-        &self.tk
-    }
-
     /// Token ids of `text` without special tokens, cut to `max_len` tokens.
-    pub fn encode_plain(&self, text: &str, max_len: Option<usize>) -> Result<Encoding> {
+    pub(crate) fn encode_plain(&self, text: &str, max_len: Option<usize>) -> Result<Encoding> {
         let mut e = self.tk.encode_fast(text, false).map_err(tok_err)?;
         if let Some(n) = max_len {
             if e.len() > n {
@@ -144,7 +134,7 @@ impl PairTokenizer {
     }
 
     /// A (query, passage) pair as FlagReranker builds it.
-    pub fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
+    pub(crate) fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
         let q = self.encode_plain(query, Some(query_max_length))?;
         let mut p = self.encode_plain(passage, Some(max_length))?;
         let total = q.len() + p.len() + self.specials(true);
@@ -163,14 +153,14 @@ impl PairTokenizer {
 
     /// One text with special tokens, truncated so the whole fits in
     /// `max_length` (sentence-transformers' `truncation="longest_first"`).
-    pub fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
+    pub(crate) fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
         let budget = max_length.saturating_sub(self.specials(false));
         let e = self.encode_plain(text, Some(budget))?;
         self.finish(e, None)
     }
 
     /// The LLM template for `prompt` (FlagLLMReranker's default when `None`).
-    pub fn llm_template(&self, prompt: Option<&str>) -> Result<LlmTemplate> {
+    pub(crate) fn llm_template(&self, prompt: Option<&str>) -> Result<LlmTemplate> {
         let ids = |t: &str| -> Result<Vec<u32>> { Ok(self.encode_plain(t, None)?.get_ids().to_vec()) };
         Ok(LlmTemplate {
             sep: ids("\n")?,
@@ -180,7 +170,7 @@ impl PairTokenizer {
     }
 
     /// The id of the first token of `text` (the LLM rerankers score "Yes").
-    pub fn first_token(&self, text: &str) -> Result<u32> {
+    pub(crate) fn first_token(&self, text: &str) -> Result<u32> {
         self.encode_plain(text, None)?
             .get_ids()
             .first()
@@ -192,7 +182,7 @@ impl PairTokenizer {
     /// `[bos] + tok("A: "+q)[:qmax]`, then `sep + tok("B: "+p)[:max]` cut
     /// from the end (only_second, strictly-longer rule) to fit
     /// `max_length + len(sep) + len(prompt)`, then `sep + prompt`.
-    pub fn encode_llm_pair(
+    pub(crate) fn encode_llm_pair(
         &self,
         query: &str,
         passage: &str,
@@ -219,13 +209,8 @@ impl PairTokenizer {
         Ok(Encoded { ids, type_ids })
     }
 
-    /// Right-pad `items` to the longest one.
-    pub fn pad(&self, items: &[&Encoded]) -> Batch {
-        self.pad_to_multiple(items, 1)
-    }
-
     /// Right-pad `items` to the longest one, rounded up to a multiple.
-    pub fn pad_to_multiple(&self, items: &[&Encoded], multiple: usize) -> Batch {
+    pub(crate) fn pad_to_multiple(&self, items: &[&Encoded], multiple: usize) -> Batch {
         let longest = items.iter().map(|e| e.len()).max().unwrap_or(0);
         let cols = longest.div_ceil(multiple.max(1)) * multiple.max(1);
         let rows = items.len();

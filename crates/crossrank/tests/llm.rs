@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{CaseOptions, fixtures, max_abs_err, wgpu_device};
-use crossrank::{Architecture, Checkpoint, Device, Reranker};
+use common::{fixtures, max_abs_err, wgpu_device};
+use crossrank::{Architecture, Checkpoint, Device, Reranker, ScoreOptions};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ struct Expected {
 #[derive(Deserialize)]
 struct Case {
     name: String,
-    options: CaseOptions,
+    options: ScoreOptions,
     input_ids: Vec<Vec<u32>>,
     /// One list per scoring layer.
     scores: Vec<Vec<f32>>,
@@ -40,7 +40,7 @@ fn check(model: &str, device: &Device, tol: f32, only: Option<&[&str]>) {
         if only.is_some_and(|o| !o.contains(&case.name.as_str())) {
             continue;
         }
-        let opts = case.options.score_options();
+        let opts = case.options.clone();
         let enc = r.encode(&exp.pairs, &opts).unwrap();
         for (i, (got, want)) in enc.iter().zip(&case.input_ids).enumerate() {
             assert_eq!(&got.ids, want, "{model}/{}: input ids of pair {i} differ", case.name);

@@ -93,7 +93,7 @@ fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
         assert!(worst >= min_cos, "{}: cosine {worst} < {min_cos}", dtype.as_str());
 
         let out = tempfile::tempdir().unwrap();
-        let report = crossrank::quant::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, out.path()).unwrap();
+        let report = crossrank::quantize::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, out.path()).unwrap();
         eprintln!(
             "all-MiniLM-L6-v2 {}: {} -> {} bytes ({} tensors quantized)",
             dtype.as_str(),

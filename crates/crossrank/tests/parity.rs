@@ -14,7 +14,7 @@ fn check(model: &str, device: &Device, tol: f32, cases: Option<&[&str]>) {
         if cases.is_some_and(|c| !c.contains(&case.name.as_str())) {
             continue;
         }
-        let opts = case.options.score_options();
+        let opts = case.options.clone();
         let enc = r.encode(&exp.pairs, &opts).unwrap();
         for (i, (got, want)) in enc.iter().zip(&case.input_ids).enumerate() {
             assert_eq!(&got.ids, want, "{model}/{}: token ids of pair {i} differ", case.name);
@@ -75,7 +75,7 @@ fn loads_from_memory_like_the_browser() {
         .collect();
     let exp = expected("bert-tiny");
     let r = Reranker::load(&Checkpoint::memory(files), &Device::flex()).unwrap();
-    let scores = r.compute_score(&exp.pairs, &exp.cases[0].options.score_options()).unwrap();
+    let scores = r.compute_score(&exp.pairs, &exp.cases[0].options.clone()).unwrap();
     assert!(max_abs_err(&scores, &exp.cases[0].scores) <= 1e-4);
 }
 
@@ -85,7 +85,7 @@ fn a_token_budget_changes_batches_not_scores() {
     let r = Reranker::load(&Checkpoint::dir(fixtures().join("xlmr-tiny")), &Device::flex()).unwrap();
     let case = &exp.cases[0];
     for budget in [1, 40, 200] {
-        let opts = crossrank::ScoreOptions { max_batch_tokens: Some(budget), ..case.options.score_options() };
+        let opts = crossrank::ScoreOptions { max_batch_tokens: Some(budget), ..case.options.clone() };
         let err = max_abs_err(&r.compute_score(&exp.pairs, &opts).unwrap(), &case.scores);
         assert!(err <= 1e-4, "budget {budget}: max abs err {err}");
     }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{all_cases, fixtures, max_abs_err, wgpu_device};
-use crossrank::quant::quantize_checkpoint;
+use crossrank::quantize::quantize_checkpoint;
 use crossrank::{Checkpoint, Device, Reranker, WeightDtype};
 
 const MODELS: [&str; 4] = ["xlmr-tiny", "bert-tiny", "gemma-tiny", "minicpm-layerwise-tiny"];

@@ -10,54 +10,30 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::gemma::last_tokens;
-use crate::config::Activation;
 use crate::error::{Error, Result};
-use crate::load::Weights;
-use crate::nn::{DecoderDims, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask};
+use crate::nn::{Activation, DecoderConfig, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask, last_tokens};
 use crate::tokenize::Batch;
+use crate::weights::Weights;
 
 /// `config.json` of a layer-wise MiniCPM reranker.
 #[derive(Debug, Clone, Deserialize)]
-pub struct MiniCpmConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
+pub(crate) struct MiniCpmConfig {
+    #[serde(flatten)]
+    pub(crate) decoder: DecoderConfig,
     #[serde(default)]
-    pub num_key_value_heads: Option<usize>,
-    #[serde(default = "default_act")]
-    pub hidden_act: Activation,
-    #[serde(default = "default_eps")]
-    pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
-    #[serde(default)]
-    pub attention_bias: bool,
+    rope_scaling: Option<serde_json::Value>,
     #[serde(default = "one")]
-    pub scale_emb: f64,
+    scale_emb: f64,
     #[serde(default = "one")]
-    pub scale_depth: f64,
+    scale_depth: f64,
     #[serde(default = "default_start")]
-    pub start_layer: usize,
+    start_layer: usize,
     #[serde(default = "default_true")]
-    pub head_multi: bool,
+    head_multi: bool,
     #[serde(default = "default_head_type")]
-    pub head_type: String,
+    head_type: String,
 }
 
-fn default_act() -> Activation {
-    Activation::Silu
-}
-fn default_eps() -> f64 {
-    1e-6
-}
-fn default_theta() -> f64 {
-    10000.0
-}
 fn one() -> f64 {
     1.0
 }
@@ -72,8 +48,8 @@ fn default_head_type() -> String {
 }
 
 impl MiniCpmConfig {
-    pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let c: Self = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Self> {
+        let mut c: Self = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
         let bad = |m: String| Err(Error::config("config.json", m));
         if c.head_type != "simple" {
             return bad(format!("head_type {:?} is not supported (the layer-wise rerankers use \"simple\")", c.head_type));
@@ -81,30 +57,33 @@ impl MiniCpmConfig {
         if c.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return bad("rope_scaling is not supported".into());
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 || c.num_attention_heads % c.kv_heads() != 0 {
+        let d = &c.decoder;
+        if d.num_attention_heads == 0 || d.hidden_size % d.num_attention_heads != 0 {
             return bad("inconsistent hidden_size / num_attention_heads / num_key_value_heads".into());
         }
-        if c.start_layer > c.num_hidden_layers {
-            return bad(format!("start_layer {} > num_hidden_layers {}", c.start_layer, c.num_hidden_layers));
+        d.validate()?;
+        if c.start_layer > d.num_hidden_layers {
+            return bad(format!("start_layer {} > num_hidden_layers {}", c.start_layer, d.num_hidden_layers));
         }
+        // MiniCPM's attention takes hidden_size / num_attention_heads
+        // whatever else the config says.
+        c.decoder.head_dim = None;
         Ok(c)
     }
-    pub fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
-    }
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+
+    fn act(&self) -> Activation {
+        self.decoder.hidden_act.unwrap_or(Activation::Silu)
     }
 
     /// FlagEmbedding's handling of `cutoff_layers`: default the last layer;
     /// layers outside `[start_layer, num_hidden_layers]` are dropped; none
     /// left is an error.
-    pub fn resolve_cutoffs(&self, requested: Option<&[usize]>) -> Result<Vec<usize>> {
-        let all = requested.map(<[usize]>::to_vec).unwrap_or_else(|| vec![self.num_hidden_layers]);
+    pub(crate) fn resolve_cutoffs(&self, requested: Option<&[usize]>) -> Result<Vec<usize>> {
+        let all = requested.map(<[usize]>::to_vec).unwrap_or_else(|| vec![self.decoder.num_hidden_layers]);
         let kept: Vec<usize> = all
             .iter()
             .copied()
-            .filter(|&l| l >= self.start_layer && l <= self.num_hidden_layers)
+            .filter(|&l| l >= self.start_layer && l <= self.decoder.num_hidden_layers)
             .collect();
         if kept.len() < all.len() {
             tracing::warn!(requested = ?all, kept = ?kept, "cutoff layers outside [start_layer, num_hidden_layers] dropped");
@@ -112,7 +91,7 @@ impl MiniCpmConfig {
         if kept.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "cutoff layers must be in [{}, {}]",
-                self.start_layer, self.num_hidden_layers
+                self.start_layer, self.decoder.num_hidden_layers
             )));
         }
         Ok(kept)
@@ -120,7 +99,7 @@ impl MiniCpmConfig {
 }
 
 /// The layer-wise reranker.
-pub struct MiniCpm {
+pub(crate) struct MiniCpm {
     embed: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -132,25 +111,18 @@ pub struct MiniCpm {
 }
 
 impl MiniCpm {
-    pub fn load(w: &Weights, cfg: MiniCpmConfig, dev: &Device) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let dims = DecoderDims {
-            hidden: h,
-            ffn: cfg.intermediate_size,
-            heads: cfg.num_attention_heads,
-            kv_heads: cfg.kv_heads(),
-            head_dim: cfg.head_dim(),
-            eps: cfg.rms_norm_eps,
-        };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|l| DecoderLayer::load(w, &format!("model.layers.{l}"), dims, 0.0, dev))
+    pub(crate) fn load(w: &Weights, cfg: MiniCpmConfig, dev: &Device) -> Result<Self> {
+        let d = &cfg.decoder;
+        let h = d.hidden_size;
+        let layers = (0..d.num_hidden_layers)
+            .map(|l| DecoderLayer::load(w, &format!("model.layers.{l}"), d, 0.0, dev))
             .collect::<Result<Vec<_>>>()?;
         let head = |name: String| -> Result<Tensor<2>> {
             let v = w.f32(&name, &[1, h])?;
             Ok(Tensor::from_data(TensorData::new(v, [h, 1]), dev))
         };
         let heads = if cfg.head_multi {
-            (cfg.start_layer..=cfg.num_hidden_layers)
+            (cfg.start_layer..=d.num_hidden_layers)
                 .enumerate()
                 .map(|(j, _)| head(format!("lm_head.{j}.linear_head.weight")))
                 .collect::<Result<Vec<_>>>()?
@@ -158,16 +130,16 @@ impl MiniCpm {
             vec![head("lm_head.linear_head.weight".into())?]
         };
         Ok(Self {
-            embed: Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dev)?,
+            embed: Embedding::load(w, "model.embed_tokens.weight", d.vocab_size, h, dev)?,
             layers,
-            norm: RmsNorm::load(w, "model.norm.weight", h, cfg.rms_norm_eps, 0.0, dev)?,
-            rope: Rope::new(dims.head_dim, cfg.rope_theta),
+            norm: RmsNorm::load(w, "model.norm.weight", h, d.rms_norm_eps, 0.0, dev)?,
+            rope: Rope::new(d.head_dim(), d.rope_theta),
             heads,
             cfg,
         })
     }
 
-    pub fn config(&self) -> &MiniCpmConfig {
+    pub(crate) fn config(&self) -> &MiniCpmConfig {
         &self.cfg
     }
 
@@ -176,15 +148,16 @@ impl MiniCpm {
     /// Faithful to the reference: hidden states are collected in layer
     /// order while heads are picked in the order `cutoffs` lists them, so
     /// an unsorted or repeated list pairs them as FlagEmbedding does.
-    pub fn forward(&self, batch: &Batch, cutoffs: &[usize], dev: &Device) -> Result<Vec<Tensor<1>>> {
+    pub(crate) fn forward(&self, batch: &Batch, cutoffs: &[usize], dev: &Device) -> Result<Vec<Tensor<1>>> {
         let (b, t) = (batch.rows, batch.cols);
         let c = &self.cfg;
-        let max_layer = cutoffs.iter().copied().max().unwrap_or(c.num_hidden_layers);
+        let d = &c.decoder;
+        let max_layer = cutoffs.iter().copied().max().unwrap_or(d.num_hidden_layers);
         let ids: Vec<i64> = batch.ids.iter().map(|&x| x as i64).collect();
-        let mut x = self.embed.forward(&ids, dev).reshape([b, t, c.hidden_size]).mul_scalar(c.scale_emb as f32);
+        let mut x = self.embed.forward(&ids, dev).reshape([b, t, d.hidden_size]).mul_scalar(c.scale_emb as f32);
         let mask = causal_padding_mask(&batch.attention_mask, b, t, dev);
         let (cos, sin) = self.rope.tables(t, dev);
-        let residual_scale = (c.scale_depth / (c.num_hidden_layers as f64).sqrt()) as f32;
+        let residual_scale = (c.scale_depth / (d.num_hidden_layers as f64).sqrt()) as f32;
         let mut states = Vec::new();
         for (idx, l) in self.layers.iter().enumerate() {
             if cutoffs.contains(&idx) {
@@ -193,9 +166,9 @@ impl MiniCpm {
             if idx == max_layer {
                 break;
             }
-            x = l.forward(x, &mask, (&cos, &sin), c.hidden_act, residual_scale);
+            x = l.forward(x, &mask, (&cos, &sin), c.act(), residual_scale);
         }
-        if max_layer == c.num_hidden_layers {
+        if max_layer == d.num_hidden_layers {
             states.push(self.norm.forward(last_tokens(x, batch, dev)));
         }
         Ok(states

@@ -1,36 +1,227 @@
-//! One file per architecture. The encoders share BERT's layers; each file
-//! adds what differs (position ids, heads).
+//! The models: one file per architecture, each with its `config.json`
+//! beside it. The encoders share BERT's layers (xlm_roberta adds RoBERTa's
+//! position ids and head); the LLM rerankers share `nn`'s decoder block.
+//! Here: which architecture a checkpoint is, and dispatch — loading each,
+//! each model's input layout (encoders: packed sequences; decoders: padded
+//! to a multiple of 8, as FlagLLMReranker's collator does) and its forward
+//! pass. Nothing here or below names a device.
 
-pub mod bert;
-pub mod gemma;
-pub mod minicpm;
-pub mod xlm_roberta;
+mod bert;
+mod gemma;
+mod minicpm;
+mod xlm_roberta;
 
+use burn::tensor::{Device, Tensor};
+use serde::Deserialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
 use crate::nn::Packing;
-use crate::tokenize::Batch;
+use crate::quant::WeightDtype;
+use crate::tokenize::{Encoded, PairTokenizer};
+use crate::weights::Weights;
+use bert::{BertForSequenceClassification, BertModel, EncoderConfig};
+use gemma::{Gemma, GemmaConfig};
+use minicpm::{MiniCpm, MiniCpmConfig};
+use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
-/// A batch as the encoder layers consume it: packed tokens (no padding, see
-/// [`Packing`]), their ids on the host (the embedding tables may be chunked).
-pub struct EncoderInput {
-    /// Token ids, packed.
-    pub ids: Vec<i64>,
-    /// Segment ids, packed.
-    pub token_types: Vec<i64>,
-    /// Position ids, packed.
-    pub positions: Vec<i64>,
-    pub packing: Packing,
+/// The architectures crossrank runs, picked from `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `XLMRobertaForSequenceClassification`: bge-reranker-base / large / v2-m3.
+    XlmRobertaForSequenceClassification,
+    /// `BertForSequenceClassification`: ms-marco MiniLM cross-encoders.
+    BertForSequenceClassification,
+    /// `BertModel`: a bare BERT encoder (all-MiniLM-L6-v2), for embeddings.
+    BertModel,
+    /// `XLMRobertaModel`: a bare XLM-R encoder (bge-m3 style), for embeddings.
+    XlmRobertaModel,
+    /// `GemmaForCausalLM`: bge-reranker-v2-gemma (FlagLLMReranker).
+    GemmaForCausalLM,
+    /// `LayerWiseMiniCPMForCausalLM`: bge-reranker-v2-minicpm-layerwise.
+    LayerWiseMiniCpmForCausalLM,
 }
 
-impl EncoderInput {
-    /// From a host batch with the given position ids (`rows * cols`).
-    pub fn new(batch: &Batch, positions: Vec<i64>) -> Self {
-        let packing = Packing::new(&batch.attention_mask, batch.rows, batch.cols);
-        let widen = |v: &[u32]| packing.pack(v).into_iter().map(i64::from).collect();
-        Self {
-            ids: widen(&batch.ids),
-            token_types: widen(&batch.type_ids),
-            positions: packing.pack(&positions),
-            packing,
+impl Architecture {
+    /// True for the two encoder families that score (query, passage) pairs.
+    pub fn is_cross_encoder(self) -> bool {
+        matches!(self, Self::XlmRobertaForSequenceClassification | Self::BertForSequenceClassification)
+    }
+
+    /// True for the decoder-only (LLM) rerankers.
+    pub fn is_llm(self) -> bool {
+        matches!(self, Self::GemmaForCausalLM | Self::LayerWiseMiniCpmForCausalLM)
+    }
+
+    /// The architecture a `config.json` names: `architectures[0]` first,
+    /// `model_type` when the list is absent.
+    pub(crate) fn from_config_json(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Names {
+            #[serde(default)]
+            architectures: Vec<String>,
+            #[serde(default)]
+            model_type: String,
         }
+        let n: Names = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
+        Self::from_names(n.architectures.first().map(String::as_str), &n.model_type)
+    }
+
+    fn from_names(architecture: Option<&str>, model_type: &str) -> Result<Self> {
+        Ok(match (architecture, model_type) {
+            (Some("XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification"), _) => {
+                Self::XlmRobertaForSequenceClassification
+            }
+            (Some("BertForSequenceClassification"), _) => Self::BertForSequenceClassification,
+            (Some("BertModel"), _) => Self::BertModel,
+            (Some("XLMRobertaModel" | "RobertaModel"), _) => Self::XlmRobertaModel,
+            (Some("GemmaForCausalLM"), _) => Self::GemmaForCausalLM,
+            (Some("LayerWiseMiniCPMForCausalLM"), _) => Self::LayerWiseMiniCpmForCausalLM,
+            (Some(other), _) => return Err(Error::UnsupportedArchitecture(other.to_string())),
+            (None, "bert") => Self::BertModel,
+            (None, "xlm-roberta" | "roberta") => Self::XlmRobertaModel,
+            (None, "gemma") => Self::GemmaForCausalLM,
+            (None, other) => return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}"))),
+        })
+    }
+
+    /// True when position ids follow RoBERTa's padding-aware scheme.
+    fn is_roberta(self) -> bool {
+        matches!(self, Self::XlmRobertaForSequenceClassification | Self::XlmRobertaModel)
+    }
+}
+
+/// A model that scores pairs.
+pub(crate) enum Reranking {
+    Bert(BertForSequenceClassification),
+    XlmRoberta(XlmRobertaForSequenceClassification),
+    Gemma(Gemma),
+    MiniCpm(MiniCpm),
+}
+
+impl Reranking {
+    /// The checkpoint's reranking model (`architecture`, as its `config`
+    /// names it), weights stored as `dtype`; and for an LLM reranker the
+    /// token whose logit scores.
+    pub(crate) fn load(
+        ck: &Checkpoint,
+        config: &[u8],
+        architecture: Architecture,
+        tokenizer: &PairTokenizer,
+        dtype: WeightDtype,
+        device: &Device,
+    ) -> Result<(Self, Option<u32>)> {
+        let weights = || Weights::open(ck).map(|w| w.with_dtype(dtype));
+        let (model, score_token) = match architecture {
+            Architecture::GemmaForCausalLM => {
+                let cfg = GemmaConfig::from_json(config)?;
+                // FlagLLMReranker: yes_loc = tokenizer('Yes', add_special_tokens=False)['input_ids'][0]
+                let yes = tokenizer.first_token("Yes")?;
+                (Self::Gemma(Gemma::load(&weights()?, cfg, yes, device)?), Some(yes))
+            }
+            Architecture::LayerWiseMiniCpmForCausalLM => {
+                let cfg = MiniCpmConfig::from_json(config)?;
+                (Self::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None)
+            }
+            Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => {
+                let cfg = EncoderConfig::from_json(config)?;
+                if cfg.num_labels() != 1 {
+                    return Err(Error::config(
+                        "config.json",
+                        format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels()),
+                    ));
+                }
+                let w = weights()?;
+                let m = if architecture.is_roberta() {
+                    Self::XlmRoberta(XlmRobertaForSequenceClassification::load(&w, &cfg, device)?)
+                } else {
+                    Self::Bert(BertForSequenceClassification::load(&w, &cfg, device)?)
+                };
+                (m, None)
+            }
+            a @ (Architecture::BertModel | Architecture::XlmRobertaModel) => {
+                return Err(Error::InvalidInput(format!(
+                    "{a:?} is an encoder without a classification head: it embeds, it does not score pairs"
+                )));
+            }
+        };
+        Ok((model, score_token))
+    }
+
+    /// The layers a layer-wise model scores with for `requested` (its last
+    /// by default); empty for every other model, which rejects a request.
+    pub(crate) fn cutoff_layers(&self, requested: Option<&[usize]>, architecture: Architecture) -> Result<Vec<usize>> {
+        match self {
+            Self::MiniCpm(m) => m.config().resolve_cutoffs(requested),
+            _ if requested.is_some() => Err(Error::InvalidInput(format!(
+                "cutoff_layers applies to layer-wise rerankers, not {architecture:?}"
+            ))),
+            _ => Ok(vec![]),
+        }
+    }
+
+    /// Scores of one batch of unpadded sequences, one `[batch]` tensor per
+    /// scoring layer.
+    pub(crate) fn forward(&self, items: &[&Encoded], tokenizer: &PairTokenizer, cutoffs: &[usize], device: &Device) -> Result<Vec<Tensor<1>>> {
+        let logits = |t: Tensor<2>| {
+            let b = t.dims()[0];
+            vec![t.reshape([b])]
+        };
+        match self {
+            Self::Bert(m) => m.forward(items, device).map(logits),
+            Self::XlmRoberta(m) => m.forward(items, device).map(logits),
+            // FlagLLMReranker's collator pads to a multiple of 8.
+            Self::Gemma(m) => Ok(vec![m.forward(&tokenizer.pad_to_multiple(items, 8), device)?]),
+            Self::MiniCpm(m) => m.forward(&tokenizer.pad_to_multiple(items, 8), cutoffs, device),
+        }
+    }
+}
+
+/// A bare encoder that embeds (a cross-encoder checkpoint's encoder too).
+pub(crate) enum Encoder {
+    Bert(BertModel),
+    XlmRoberta(XlmRobertaModel),
+}
+
+impl Encoder {
+    /// The checkpoint's encoder, weights stored as `dtype`, and its
+    /// `max_position_embeddings`.
+    pub(crate) fn load(ck: &Checkpoint, dtype: WeightDtype, device: &Device) -> Result<(Self, usize)> {
+        let config = ck.read("config.json")?;
+        let cfg = EncoderConfig::from_json(&config)?;
+        let architecture = Architecture::from_config_json(&config)?;
+        let w = Weights::open(ck)?.with_dtype(dtype);
+        let model = if architecture.is_roberta() {
+            Self::XlmRoberta(XlmRobertaModel::load(&w, &cfg, device)?)
+        } else {
+            Self::Bert(BertModel::load(&w, &cfg, device)?)
+        };
+        Ok((model, cfg.max_position_embeddings))
+    }
+
+    /// Last hidden states of unpadded sequences, packed (`[packed rows,
+    /// hidden]`), and their packing.
+    pub(crate) fn forward(&self, items: &[&Encoded], device: &Device) -> Result<(Tensor<2>, Packing)> {
+        match self {
+            Self::Bert(m) => m.forward(items, device),
+            Self::XlmRoberta(m) => m.forward(items, device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_architecture_from_its_names() {
+        let arch = |j: &str| Architecture::from_config_json(j.as_bytes());
+        assert_eq!(arch(r#"{"architectures":["XLMRobertaForSequenceClassification"]}"#).unwrap(), Architecture::XlmRobertaForSequenceClassification);
+        assert_eq!(arch(r#"{"model_type":"bert"}"#).unwrap(), Architecture::BertModel);
+        assert_eq!(arch(r#"{"architectures":["LayerWiseMiniCPMForCausalLM"],"model_type":"minicpm"}"#).unwrap(), Architecture::LayerWiseMiniCpmForCausalLM);
+        let e = arch(r#"{"architectures":["GPT2LMHeadModel"]}"#).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedArchitecture(ref a) if a == "GPT2LMHeadModel"), "{e}");
+        assert!(matches!(arch(r#"{"model_type":"t5"}"#), Err(Error::UnsupportedArchitecture(_))));
+        assert!(matches!(arch("{not json"), Err(Error::Config { .. })));
     }
 }

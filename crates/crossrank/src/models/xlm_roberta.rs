@@ -1,46 +1,43 @@
 //! XLM-RoBERTa (`XLMRobertaForSequenceClassification`): bge-reranker-base,
-//! -large and -v2-m3. BERT's encoder with RoBERTa's padding-aware position
-//! ids, a single token type, and a two-layer classification head on `<s>`.
+//! -large and -v2-m3. BERT's encoder and config with RoBERTa's
+//! padding-aware position ids, a single token type, and a two-layer
+//! classification head on `<s>`.
 
 use burn::tensor::{Device, Tensor, activation};
 
-use super::EncoderInput;
-use super::bert::BertEncoder;
-use crate::config::EncoderConfig;
+use super::bert::{BertEncoder, EncoderConfig, EncoderInput};
 use crate::error::Result;
-use crate::load::Weights;
-use crate::nn::Linear;
-use crate::tokenize::Batch;
+use crate::nn::{Linear, Packing};
+use crate::tokenize::Encoded;
+use crate::weights::Weights;
 
-/// HF's `create_position_ids_from_input_ids`: positions count non-padding
-/// tokens from `padding_idx + 1`; padding tokens get `padding_idx`.
-pub fn positions(batch: &Batch, padding_idx: u32) -> Vec<i64> {
-    let mut out = Vec::with_capacity(batch.ids.len());
-    for row in batch.ids.chunks(batch.cols) {
-        let mut count = 0i64;
-        for &id in row {
+/// HF's `create_position_ids_from_input_ids` for one sequence: positions
+/// count non-padding tokens from `padding_idx + 1`; a padding token gets
+/// `padding_idx` (only a literal pad token in the text lands here: the
+/// sequence itself is unpadded).
+fn positions(ids: &[u32], padding_idx: u32) -> Vec<i64> {
+    let mut count = 0i64;
+    ids.iter()
+        .map(|&id| {
             if id != padding_idx {
                 count += 1;
-                out.push(count + padding_idx as i64);
+                count + i64::from(padding_idx)
             } else {
-                out.push(padding_idx as i64);
+                i64::from(padding_idx)
             }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
-fn encoder_input(encoder: &BertEncoder, batch: &Batch, padding_idx: u32) -> Result<EncoderInput> {
-    let pos = positions(batch, padding_idx);
-    encoder.check_positions(&pos)?;
-    let mut input = EncoderInput::new(batch, pos);
-    // XLM-R tokenizers do not return token_type_ids; the model uses zeros.
-    input.token_types = vec![0; input.ids.len()];
+/// XLM-R tokenizers return no token_type_ids; the model uses zeros.
+fn encoder_input(encoder: &BertEncoder, items: &[&Encoded], padding_idx: u32) -> Result<EncoderInput> {
+    let input = EncoderInput::new(items, |ids| positions(ids, padding_idx), false);
+    encoder.check_positions(&input.positions)?;
     Ok(input)
 }
 
 /// `XLMRobertaForSequenceClassification`.
-pub struct XlmRobertaForSequenceClassification {
+pub(crate) struct XlmRobertaForSequenceClassification {
     encoder: BertEncoder,
     dense: Linear,
     out_proj: Linear,
@@ -48,7 +45,7 @@ pub struct XlmRobertaForSequenceClassification {
 }
 
 impl XlmRobertaForSequenceClassification {
-    pub fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
         let h = c.hidden_size;
         Ok(Self {
             encoder: BertEncoder::load(w, "roberta.", c, dev)?,
@@ -59,21 +56,21 @@ impl XlmRobertaForSequenceClassification {
     }
 
     /// `[batch, num_labels]` logits.
-    pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<2>> {
-        let input = encoder_input(&self.encoder, batch, self.padding_idx)?;
+    pub(crate) fn forward(&self, items: &[&Encoded], dev: &Device) -> Result<Tensor<2>> {
+        let input = encoder_input(&self.encoder, items, self.padding_idx)?;
         let cls = self.encoder.forward(&input, dev).select(0, input.packing.first_tokens(dev));
         Ok(self.out_proj.forward(activation::tanh(self.dense.forward(cls))))
     }
 }
 
 /// A bare XLM-R encoder (`XLMRobertaModel`, e.g. bge-m3) for embeddings.
-pub struct XlmRobertaModel {
+pub(crate) struct XlmRobertaModel {
     encoder: BertEncoder,
     padding_idx: u32,
 }
 
 impl XlmRobertaModel {
-    pub fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
         let prefix = if w.contains("roberta.embeddings.word_embeddings.weight") { "roberta." } else { "" };
         Ok(Self {
             encoder: BertEncoder::load(w, prefix, c, dev)?,
@@ -81,10 +78,10 @@ impl XlmRobertaModel {
         })
     }
 
-    /// `[batch, seq, hidden]` last hidden states.
-    pub fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<3>> {
-        let input = encoder_input(&self.encoder, batch, self.padding_idx)?;
-        Ok(input.packing.unpack(self.encoder.forward(&input, dev)))
+    /// Last hidden states, packed (`[packed rows, hidden]`), and their packing.
+    pub(crate) fn forward(&self, items: &[&Encoded], dev: &Device) -> Result<(Tensor<2>, Packing)> {
+        let input = encoder_input(&self.encoder, items, self.padding_idx)?;
+        Ok((self.encoder.forward(&input, dev), input.packing))
     }
 }
 
@@ -94,14 +91,8 @@ mod tests {
 
     #[test]
     fn position_ids_match_hf() {
-        // Two rows, pad id 1: [<s> a b </s>] and [<s> a <pad> <pad>].
-        let b = Batch {
-            ids: vec![0, 5, 6, 2, 0, 5, 1, 1],
-            type_ids: vec![0; 8],
-            attention_mask: vec![1, 1, 1, 1, 1, 1, 0, 0],
-            rows: 2,
-            cols: 4,
-        };
-        assert_eq!(positions(&b, 1), vec![2, 3, 4, 5, 2, 3, 1, 1]);
+        // Pad id 1: [<s> a b </s>], and a literal <pad> inside a sequence.
+        assert_eq!(positions(&[0, 5, 6, 2], 1), vec![2, 3, 4, 5]);
+        assert_eq!(positions(&[0, 5, 1, 6], 1), vec![2, 3, 1, 4]);
     }
 }

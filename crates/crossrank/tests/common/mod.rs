@@ -36,34 +36,10 @@ pub struct Expected {
 #[derive(Deserialize)]
 pub struct Case {
     pub name: String,
-    pub options: CaseOptions,
+    /// The fixture's options, read as the library reads every options object.
+    pub options: ScoreOptions,
     pub input_ids: Vec<Vec<u32>>,
     pub scores: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-pub struct CaseOptions {
-    pub max_length: Option<usize>,
-    pub query_max_length: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub normalize: Option<bool>,
-    pub prompt: Option<String>,
-    pub cutoff_layers: Option<Vec<usize>>,
-}
-
-impl CaseOptions {
-    pub fn score_options(&self) -> ScoreOptions {
-        let d = ScoreOptions::default();
-        ScoreOptions {
-            max_length: self.max_length.unwrap_or(d.max_length),
-            query_max_length: self.query_max_length,
-            batch_size: self.batch_size.unwrap_or(d.batch_size),
-            max_batch_tokens: None,
-            normalize: self.normalize.unwrap_or(d.normalize),
-            prompt: self.prompt.clone(),
-            cutoff_layers: self.cutoff_layers.clone(),
-        }
-    }
 }
 
 pub fn expected(model: &str) -> Expected {
@@ -87,10 +63,10 @@ pub fn all_cases(model: &str) -> (Vec<(String, String)>, Vec<(ScoreOptions, Vec<
         .unwrap()
         .iter()
         .map(|case| {
-            let opts: CaseOptions = serde_json::from_value(case["options"].clone()).unwrap();
+            let opts: ScoreOptions = serde_json::from_value(case["options"].clone()).unwrap();
             let scores = &case["scores"];
             let scores = if scores[0].is_array() { &scores[0] } else { scores };
-            (opts.score_options(), serde_json::from_value(scores.clone()).unwrap())
+            (opts, serde_json::from_value(scores.clone()).unwrap())
         })
         .collect();
     (pairs, cases)

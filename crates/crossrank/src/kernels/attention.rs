@@ -1,58 +1,95 @@
-//! CPU fast paths that work on the CPU backend's host buffers directly,
-//! where Burn's generic CPU kernels measured slow. Layers pick them with
-//! `device::is_cpu`; every other device runs the plain tensor code.
+//! Multi-head self-attention on packed tokens: per sequence on the CPU's
+//! host buffers, through gathers into the padded layout elsewhere.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData, module};
 use gemm::{Parallelism, gemm};
 
-/// `f((index, chunk))` over `v` cut into chunks of `size`, in parallel
-/// where there are threads.
-fn for_each_chunk(v: &mut [f32], size: usize, f: impl Fn((usize, &mut [f32])) + Send + Sync) {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        v.par_chunks_mut(size).enumerate().for_each(f);
-    }
-    #[cfg(not(feature = "rayon"))]
-    v.chunks_mut(size).enumerate().for_each(f);
+use super::on_host;
+
+/// How [`packed_attention`] runs for one batch, built once for all layers.
+pub(crate) enum AttentionPlan {
+    /// The CPU: each sequence over its own tokens, on the host.
+    Host { seqs: Vec<(usize, usize)>, heads: usize },
+    /// Index tensors into and out of the padded, head-split layout.
+    Gathered {
+        qkv: Tensor<1, Int>,
+        merge: Tensor<1, Int>,
+        mask: Tensor<4, Bool>,
+        dims: [usize; 3],
+    },
 }
 
-/// `erf` to within a few f32 ulps (max abs error 4.2e-7 vs libm, unit-tested)
-/// without a branch or a call, so the loop below vectorizes: the rational
-/// approximation of Eigen's / TensorFlow's `generic_fast_erf_float`; outside
-/// ±4 erf is ±1 in f32.
-#[inline(always)]
-fn erf_fast(x: f32) -> f32 {
-    // Plain multiply-adds, not `mul_add`: without FMA enabled at compile
-    // time (the x86-64 baseline) `mul_add` is a libm call per element.
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p - 2.101_024e-6;
-    p = x2 * p - 5.692_506_4e-5;
-    p = x2 * p - 7.349_906e-4;
-    p = x2 * p - 2.954_600_1e-3;
-    p = x2 * p - 1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
-    q = x2 * q - 1.682_827e-3;
-    q = x2 * q - 7.373_329e-3;
-    q = x2 * q - 1.426_474e-2;
-    x * p / q
-}
-
-/// Exact-erf GELU on the CPU backend, in place on the activation's own
-/// buffer: Burn's CPU GELU calls scalar libm `erff` per element, which the
-/// profile put at 13% of bge-reranker-base's CPU time.
-pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    let mut data = x.into_data();
-    let v = data.as_mut_slice::<f32>().expect("f32 activations");
-    for_each_chunk(v, 1 << 14, |(_, c)| {
-        for y in c {
-            *y = 0.5 * *y * (1.0 + erf_fast(*y * std::f32::consts::FRAC_1_SQRT_2));
+impl AttentionPlan {
+    /// The plan for packed rows holding `seqs` — `(first packed row,
+    /// length)` of every sequence, in order — then filler rows up to `rows`.
+    pub(crate) fn new(seqs: &[(usize, usize)], rows: usize, heads: usize, device: &Device) -> Self {
+        if on_host(device) {
+            return Self::Host { seqs: seqs.to_vec(), heads };
         }
-    });
-    Tensor::<D>::from_data(data, &device)
+        Self::gathered(seqs, rows, heads, device)
+    }
+
+    /// The padded-layout gathers (any device): `[batch, heads, longest,
+    /// head_dim]`, padding positions reading packed row 0 and masked as keys.
+    pub(crate) fn gathered(seqs: &[(usize, usize)], rows: usize, heads: usize, device: &Device) -> Self {
+        let b = seqs.len();
+        let t = seqs.iter().map(|s| s.1).max().unwrap_or(0).max(1);
+        // The packed row of each padded position; padding reads row 0.
+        let at = |r: usize, c: usize| if c < seqs[r].1 { seqs[r].0 + c } else { 0 };
+        // q, k and v rows of `head_dim` values, `[3, b, heads, t]` order,
+        // from a fused projection viewed as `[rows * 3 * heads, head_dim]`.
+        let mut qkv = Vec::with_capacity(3 * b * heads * t);
+        for s in 0..3 {
+            for r in 0..b {
+                for h in 0..heads {
+                    for c in 0..t {
+                        qkv.push((at(r, c) * 3 * heads + s * heads + h) as i64);
+                    }
+                }
+            }
+        }
+        // And back: each packed row's heads from `[b, heads, t, head_dim]`
+        // (filler rows read position (0, 0)).
+        let mut merge = vec![0i64; rows * heads];
+        for (r, &(start, len)) in seqs.iter().enumerate() {
+            for c in 0..len {
+                for h in 0..heads {
+                    merge[(start + c) * heads + h] = ((r * heads + h) * t + c) as i64;
+                }
+            }
+        }
+        let int = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        let pad: Vec<bool> = seqs.iter().flat_map(|&(_, len)| (0..t).map(move |c| c >= len)).collect();
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device);
+        Self::Gathered {
+            qkv: int(qkv),
+            merge: int(merge),
+            mask: mask.expand([b, heads, t, t]),
+            dims: [b, heads, t],
+        }
+    }
+}
+
+/// Multi-head self-attention on packed tokens: `qkv` is `[rows, 3 *
+/// hidden]` (a fused q|k|v projection), the result `[rows, hidden]`. On the
+/// CPU see [`host_attention`]. Elsewhere one gather puts q, k and v
+/// straight into the padded, head-split `[batch, heads, seq, head_dim]`
+/// layout and one gather takes the context back out, the same copies a
+/// head split and merge would make; padded keys are masked.
+pub(crate) fn packed_attention(qkv: Tensor<2>, plan: &AttentionPlan) -> Tensor<2> {
+    let (qkv_index, merge, mask, [b, heads, t]) = match plan {
+        AttentionPlan::Host { seqs, heads } => return host_attention(qkv, seqs, *heads),
+        AttentionPlan::Gathered { qkv, merge, mask, dims } => (qkv, merge, mask, *dims),
+    };
+    let [n, width] = qkv.dims();
+    let d = width / 3 / heads;
+    let split = qkv.reshape([n * 3 * heads, d]).select(0, qkv_index.clone()).reshape([3, b, heads, t, d]);
+    let part = |s: usize| split.clone().slice(s..s + 1).reshape([b, heads, t, d]);
+    let ctx = module::attention(part(0), part(1), part(2), Some(mask.clone()), None, Default::default());
+    ctx.reshape([b * heads * t, d]).select(0, merge.clone()).reshape([n, heads * d])
 }
 
 /// `exp` within 2 f32 ulps for x ≤ 88 (unit-tested against libm), branch-
@@ -94,38 +131,6 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|x| *x *= inv);
 }
 
-/// Unpack a quantized `[rows, cols]` matrix to f32 in one pass: `bits`-wide
-/// fields of 32-bit words (low field first), recentred by 2^(bits-1), times
-/// one scale per `block` values — the same arithmetic as `quant::unpack`'s
-/// tensor ops, so the values are identical. Those ops (shifts, masks, a
-/// concatenation, a cast, a broadcast multiply: each a pass over the
-/// matrix) made q8 16% slower than f32 on the CPU.
-pub(crate) fn dequantize(packed: Tensor<2, Int>, scales: Tensor<2>, bits: u32, block: usize, cols: usize) -> Tensor<2> {
-    let device = packed.device();
-    let [rows, words] = packed.dims();
-    let groups = cols / block;
-    let packed = packed.into_data().convert::<i32>();
-    let scales = scales.into_data().convert::<f32>();
-    let (packed, scales) = (packed.as_slice::<i32>().expect("i32 words"), scales.as_slice::<f32>().expect("f32 scales"));
-    let per_word = (32 / bits) as usize;
-    let mask = (1u32 << bits) - 1;
-    let offset = 1i32 << (bits - 1);
-    let mut out = vec![0f32; rows * cols];
-    let row = |(r, dst): (usize, &mut [f32])| {
-        let (w, sc) = (&packed[r * words..(r + 1) * words], &scales[r * groups..(r + 1) * groups]);
-        for (g, (chunk, &scale)) in dst.chunks_exact_mut(block).zip(sc).enumerate() {
-            let base = g * block / per_word;
-            for (i, x) in chunk.iter_mut().enumerate() {
-                let word = w[base + i / per_word] as u32;
-                let field = (word >> ((i % per_word) as u32 * bits)) & mask;
-                *x = (field as i32 - offset) as f32 * scale;
-            }
-        }
-    };
-    for_each_chunk(&mut out, cols, row);
-    Tensor::from_data(TensorData::new(out, [rows, cols]), &device)
-}
-
 /// A pointer the attention tasks write disjoint blocks through.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -151,7 +156,7 @@ impl SharedOut {
 /// no head split or merge copies. Replaced Burn's CPU attention on the
 /// gathered padded layout, which the profile put at 12.5% plus 3% of
 /// gathers.
-pub(crate) fn attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -> Tensor<2> {
+fn host_attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -> Tensor<2> {
     let device = qkv.device();
     let [n, width] = qkv.dims();
     let hidden = width / 3;
@@ -208,7 +213,6 @@ pub(crate) fn attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, activation};
 
     /// Per-sequence host attention equals Burn's attention on the padded,
     /// masked layout (the reference semantics), for short and long
@@ -236,7 +240,7 @@ mod tests {
                 seqs.push((start, l));
                 start += l;
             }
-            let got = attention(Tensor::<2>::from_data(TensorData::new(vals.clone(), [n, 3 * hidden]), &dev), &seqs, heads)
+            let got = host_attention(Tensor::<2>::from_data(TensorData::new(vals.clone(), [n, 3 * hidden]), &dev), &seqs, heads)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
@@ -291,25 +295,6 @@ mod tests {
         softmax(&mut row);
         for (g, w) in row.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-7, "{g} vs {w}");
-        }
-    }
-
-    #[test]
-    fn fast_erf_and_host_gelu_match_libm() {
-        let mut worst = 0f32;
-        for i in -600_000..=600_000 {
-            let x = i as f32 * 1e-5;
-            worst = worst.max((erf_fast(x) - libm::erff(x)).abs());
-        }
-        assert!(worst <= 5e-7, "erf max abs error {worst}");
-        assert!((erf_fast(1e30) - 1.0).abs() <= 2e-7 && (erf_fast(-7.0) + 1.0).abs() <= 2e-7);
-        let dev = Device::flex();
-        let xs: Vec<f32> = (0..3000).map(|i| (i as f32 - 1500.0) * 0.01).collect();
-        let t = Tensor::<2>::from_data(TensorData::new(xs.clone(), [30, 100]), &dev);
-        let got = gelu(t.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let want = activation::gelu(t).into_data().try_to_vec::<f32>().unwrap();
-        for ((g, w), x) in got.iter().zip(&want).zip(&xs) {
-            assert!((g - w).abs() <= 1e-6 * (1.0 + x.abs()), "gelu({x}): {g} vs {w}");
         }
     }
 }

@@ -1,179 +1,17 @@
-//! Reading a Hugging Face checkpoint: the files of a directory or an
-//! in-memory map of them (the browser has no file system), and the
-//! safetensors weights in it (single file or sharded, F32 / F16 / BF16).
+//! A checkpoint's tensors: indexed from its safetensors files (F32, F16,
+//! BF16, and the packed q8/q4 tensors `crossrank quantize` writes), checked
+//! against the shapes the model expects, and turned into what the device
+//! stores — f32, f16 or quantized, as the load dtype and [`crate::quant`]'s
+//! plan say.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 
+use crate::checkpoint::{Checkpoint, ShardBytes};
 use crate::error::{Error, Result};
 use crate::quant::{HalfMatrix, HostQuant, QuantMatrix, Role, WeightDtype, half_plan, plan};
-
-/// Where the files of a checkpoint come from.
-#[derive(Debug, Clone)]
-pub enum Checkpoint {
-    /// A local directory laid out as on the Hub.
-    Dir(PathBuf),
-    /// File name → contents, e.g. fetched by JavaScript.
-    Memory(HashMap<String, Vec<u8>>),
-}
-
-impl Checkpoint {
-    /// A checkpoint directory on disk.
-    pub fn dir(path: impl Into<PathBuf>) -> Self {
-        Checkpoint::Dir(path.into())
-    }
-
-    /// A checkpoint held in memory: file name → bytes.
-    pub fn memory(files: HashMap<String, Vec<u8>>) -> Self {
-        Checkpoint::Memory(files)
-    }
-
-    fn location(&self) -> String {
-        match self {
-            Checkpoint::Dir(p) => p.display().to_string(),
-            Checkpoint::Memory(_) => "<memory>".into(),
-        }
-    }
-
-    /// Contents of `name`, or `None` when the checkpoint has no such file.
-    pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match self {
-            Checkpoint::Dir(dir) => {
-                let path = dir.join(name);
-                match std::fs::read(&path) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(path, e)),
-                }
-            }
-            Checkpoint::Memory(files) => Ok(files.get(name).cloned()),
-        }
-    }
-
-    /// Names of the checkpoint's files (top level; sorted).
-    pub fn files(&self) -> Result<Vec<String>> {
-        let mut out: Vec<String> = match self {
-            Checkpoint::Dir(dir) => std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir.clone(), e))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect(),
-            Checkpoint::Memory(files) => files.keys().cloned().collect(),
-        };
-        out.sort();
-        Ok(out)
-    }
-
-    /// Size in bytes of the file `name`, without reading it.
-    pub fn file_len(&self, name: &str) -> Result<u64> {
-        match self {
-            Checkpoint::Dir(dir) => {
-                let path = dir.join(name);
-                std::fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io(path, e))
-            }
-            Checkpoint::Memory(files) => files.get(name).map(|b| b.len() as u64).ok_or_else(|| Error::MissingFile {
-                file: name.to_string(),
-                location: self.location(),
-            }),
-        }
-    }
-
-    /// Contents of `name`; a typed error when it is absent.
-    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
-        self.read_optional(name)?.ok_or_else(|| Error::MissingFile {
-            file: name.to_string(),
-            location: self.location(),
-        })
-    }
-
-    /// Parse a JSON file of the checkpoint, if present.
-    pub fn read_json(&self, name: &str) -> Result<Option<serde_json::Value>> {
-        match self.read_optional(name)? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::config(name, e)),
-        }
-    }
-
-    /// A weights file: memory-mapped from a directory (feature `mmap`),
-    /// else read into memory.
-    fn read_weights_file(&self, name: &str) -> Result<Option<ShardBytes>> {
-        #[cfg(feature = "mmap")]
-        if let Checkpoint::Dir(dir) = self {
-            let path = dir.join(name);
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::io(path, e)),
-            };
-            // SAFETY: the map is read-only and private to this process; a
-            // checkpoint file truncated by another process while we load is
-            // outside what any loader can defend against.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            return Ok(Some(ShardBytes::Mapped(map)));
-        }
-        Ok(self.read_optional(name)?.map(ShardBytes::Owned))
-    }
-
-    /// Load the model weights: `model.safetensors`, or the shards listed in
-    /// `model.safetensors.index.json`.
-    pub fn weights(&self) -> Result<Weights> {
-        if let Some(bytes) = self.read_weights_file("model.safetensors")? {
-            return Weights::from_shard_bytes(vec![("model.safetensors".into(), bytes)]);
-        }
-        let Some(index) = self.read_json("model.safetensors.index.json")? else {
-            return Err(Error::MissingFile {
-                file: "model.safetensors (or model.safetensors.index.json)".into(),
-                location: self.location(),
-            });
-        };
-        let map = index
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::config("model.safetensors.index.json", "no \"weight_map\" object"))?;
-        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
-        files.sort();
-        files.dedup();
-        if files.is_empty() {
-            return Err(Error::config("model.safetensors.index.json", "\"weight_map\" lists no shard"));
-        }
-        let shards = files
-            .into_iter()
-            .map(|f| {
-                if f.contains("..") || f.starts_with('/') {
-                    return Err(Error::config("model.safetensors.index.json", format!("bad shard name {f:?}")));
-                }
-                let bytes = self.read_weights_file(&f)?.ok_or_else(|| Error::MissingFile {
-                    file: f.clone(),
-                    location: self.location(),
-                })?;
-                Ok((f, bytes))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Weights::from_shard_bytes(shards)
-    }
-}
-
-/// The bytes of one safetensors file.
-pub enum ShardBytes {
-    Owned(Vec<u8>),
-    #[cfg(feature = "mmap")]
-    Mapped(memmap2::Mmap),
-}
-
-impl std::ops::Deref for ShardBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            ShardBytes::Owned(v) => v,
-            #[cfg(feature = "mmap")]
-            ShardBytes::Mapped(m) => m,
-        }
-    }
-}
 
 struct Shard {
     bytes: ShardBytes,
@@ -200,7 +38,7 @@ struct QuantEntry {
 /// Quantized tensors of a `crossrank quantize` checkpoint answer to their
 /// plain names: [`Weights::f32`] dequantizes them, [`Weights::matrix`] keeps
 /// them packed.
-pub struct Weights {
+pub(crate) struct Weights {
     shards: Vec<Shard>,
     index: HashMap<String, Entry>,
     quant: HashMap<String, QuantEntry>,
@@ -209,14 +47,14 @@ pub struct Weights {
 
 /// A rank-2 weight on the device: f32, or quantized (packed).
 #[derive(Debug, Clone)]
-pub enum Matrix {
+pub(crate) enum Matrix {
     Dense(Tensor<2>),
     Quant(QuantMatrix),
     Half(HalfMatrix),
 }
 
 impl Matrix {
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         match self {
             Self::Dense(t) => t.dims()[0],
             Self::Quant(q) => q.rows(),
@@ -226,13 +64,19 @@ impl Matrix {
 }
 
 impl Weights {
+    /// Index the weights of a checkpoint (nothing is decoded yet).
+    pub(crate) fn open(ck: &Checkpoint) -> Result<Self> {
+        Self::from_shard_bytes(ck.weight_files()?)
+    }
+
     /// Index one or more safetensors buffers (file name, bytes).
-    pub fn from_shards(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn from_shards(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
         Self::from_shard_bytes(shards.into_iter().map(|(f, b)| (f, ShardBytes::Owned(b))).collect())
     }
 
     /// Index one or more safetensors files, owned or memory-mapped.
-    pub fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
+    pub(crate) fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
         let mut out = Weights {
             shards: Vec::new(),
             index: HashMap::new(),
@@ -310,39 +154,34 @@ impl Weights {
 
     /// Store weights as `dtype` on the device: q8/q4 quantize float matrices
     /// at load (already quantized ones stay as they are).
-    pub fn with_dtype(mut self, dtype: WeightDtype) -> Self {
+    pub(crate) fn with_dtype(mut self, dtype: WeightDtype) -> Self {
         self.dtype = dtype;
         self
     }
 
-    /// The dtype weights are stored as on the device.
-    pub fn dtype(&self) -> WeightDtype {
-        self.dtype
-    }
-
     /// True when a tensor of this name exists (plain or quantized).
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name) || self.quant.contains_key(name)
     }
 
     /// Names of all stored tensors (unordered; quantized ones as their
     /// `.q8`/`.q4` and `.qscale` parts).
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
 
     /// Shape of a tensor, if present (the logical shape for quantized ones).
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+    pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
         self.quant.get(name).map(|q| q.shape.as_slice()).or_else(|| self.index.get(name).map(|e| e.shape.as_slice()))
     }
 
     /// The raw stored bytes and dtype of a tensor as in the file.
-    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+    pub(crate) fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
         self.index.get(name).map(|e| (e.dtype, e.shape.as_slice(), &self.shards[e.shard].bytes[e.start..e.end]))
     }
 
     /// Whether `name` is stored quantized in the checkpoint.
-    pub fn is_quantized(&self, name: &str) -> bool {
+    pub(crate) fn is_quantized(&self, name: &str) -> bool {
         self.quant.contains_key(name)
     }
 
@@ -382,7 +221,7 @@ impl Weights {
     /// Rows of a rank-2 weight quantized with `bits` in blocks of `block`:
     /// read as stored when the checkpoint is quantized, else decoded and
     /// quantized here.
-    pub fn host_quant(
+    pub(crate) fn host_quant(
         &self,
         name: &str,
         expected: &[usize],
@@ -401,7 +240,7 @@ impl Weights {
 
     /// Whether the rank-2 weight `name` goes to the device quantized: its
     /// bits and block, as stored or as [`plan`] decides for the load dtype.
-    pub fn quant_plan(&self, name: &str) -> Option<(u32, usize)> {
+    pub(crate) fn quant_plan(&self, name: &str) -> Option<(u32, usize)> {
         if let Some(q) = self.quant.get(name) {
             return Some((q.bits, q.block));
         }
@@ -410,14 +249,14 @@ impl Weights {
 
     /// Whether the rank-2 weight `name` goes to the device in f16 (load
     /// dtype `f16`, see [`half_plan`]).
-    pub fn is_half(&self, name: &str) -> bool {
+    pub(crate) fn is_half(&self, name: &str) -> bool {
         !self.quant.contains_key(name) && self.shape(name).is_some_and(|s| half_plan(self.dtype, s))
     }
 
     /// Rows `start..start + count` of a rank-2 float tensor as f16: the
     /// stored bits for an f16 checkpoint, rounded otherwise; `None` when a
     /// value does not fit f16 (the caller keeps that matrix in f32).
-    pub fn rows_f16(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Option<Vec<half::f16>>> {
+    pub(crate) fn rows_f16(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Option<Vec<half::f16>>> {
         let h: Vec<half::f16> = match self.stored_rows(name, expected, start, count)? {
             (Dtype::F16, raw) => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect(),
             (dtype, raw) => decode(name, dtype, raw)?.into_iter().map(half::f16::from_f32).collect(),
@@ -428,7 +267,7 @@ impl Weights {
     /// Rows `start..start + count` of a rank-2 weight on the device as
     /// [`Weights::quant_plan`] / [`Weights::is_half`] say: quantized, f16
     /// or f32 (PyTorch layout).
-    pub fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
+    pub(crate) fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
         self.check_shape(name, expected)?;
         if let Some((bits, block)) = self.quant_plan(name) {
             return Ok(Matrix::Quant(self.host_quant(name, expected, start, count, bits, block)?.to_device(device)));
@@ -445,12 +284,12 @@ impl Weights {
 
     /// A rank-2 weight `[rows, cols]` as stored (PyTorch layout), on the
     /// device quantized, in f16 or in f32.
-    pub fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
+    pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
         self.matrix_rows(name, &[rows, cols], 0, rows, device)
     }
 
     /// A tensor as f32 values, checked against the expected shape.
-    pub fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    pub(crate) fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         if self.quant.contains_key(name) {
             self.check_shape(name, expected)?;
             return Ok(self.stored_quant(name, 0, expected[0]).dequantize());
@@ -467,13 +306,13 @@ impl Weights {
     }
 
     /// Row `row` of a rank-2 tensor as f32, reading only that row's bytes.
-    pub fn row(&self, name: &str, expected: &[usize], row: usize) -> Result<Vec<f32>> {
+    pub(crate) fn row(&self, name: &str, expected: &[usize], row: usize) -> Result<Vec<f32>> {
         self.rows(name, expected, row, 1)
     }
 
     /// Rows `start..start + count` of a rank-2 tensor as f32, decoding only
     /// those bytes (big embedding tables are converted chunk by chunk).
-    pub fn rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Vec<f32>> {
+    pub(crate) fn rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Vec<f32>> {
         if self.quant.contains_key(name) {
             self.check_shape(name, expected)?;
             if start + count > expected[0] {
@@ -502,20 +341,14 @@ impl Weights {
     }
 
     /// A rank-1 tensor on `device`.
-    pub fn tensor1(&self, name: &str, dim: usize, device: &Device) -> Result<Tensor<1>> {
+    pub(crate) fn tensor1(&self, name: &str, dim: usize, device: &Device) -> Result<Tensor<1>> {
         let v = self.f32(name, &[dim])?;
         Ok(Tensor::from_data(TensorData::new(v, [dim]), device))
     }
 
-    /// A rank-2 tensor on `device`, as stored (`[rows, cols]`).
-    pub fn tensor2(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Tensor<2>> {
-        let v = self.f32(name, &[rows, cols])?;
-        Ok(Tensor::from_data(TensorData::new(v, [rows, cols]), device))
-    }
-
     /// A PyTorch `nn.Linear` weight (`[out, in]`) transposed to Burn's
     /// `[in, out]` layout on the host, so the device holds it contiguous.
-    pub fn linear_weight(&self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Tensor<2>> {
+    pub(crate) fn linear_weight(&self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Tensor<2>> {
         let v = self.f32(name, &[d_out, d_in])?;
         let mut t = vec![0f32; v.len()];
         for o in 0..d_out {

@@ -1,0 +1,291 @@
+//! Choosing the compute device: Burn's `flex` CPU backend, or a GPU through
+//! wgpu (Vulkan / Metal / DX12 natively, WebGPU in the browser). The one
+//! home of the `auto` policy, which the CLI, the server, the wasm bindings
+//! and the npm package all use: a hardware adapter that passes the
+//! self-check, else the CPU, with one reason string.
+//!
+//! Probing is quiet: adapters are enumerated with wgpu first — natively on
+//! Vulkan, Metal and DX12 only (the OpenGL probe is what made Mesa print
+//! EGL errors), in the browser only where `navigator.gpu` exists — and
+//! Burn's runtime is asked only for an adapter that exists, so a machine
+//! without a GPU never reaches a panic inside its device thread.
+
+mod self_check;
+
+use std::str::FromStr;
+
+pub use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// Burn's pure-Rust `flex` CPU backend.
+    Cpu,
+    /// A GPU through wgpu (software adapters included); an error when there
+    /// is none.
+    Wgpu,
+    /// A hardware GPU that passes the self-check, the CPU otherwise.
+    #[default]
+    Auto,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(Self::Cpu),
+            "wgpu" | "gpu" | "webgpu" => Ok(Self::Wgpu),
+            "auto" => Ok(Self::Auto),
+            other => Err(Error::InvalidInput(format!("unknown device {other:?} (expected cpu, wgpu, webgpu or auto)"))),
+        }
+    }
+}
+
+/// What a GPU adapter offers: shown to users, and used to choose precision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuInfo {
+    /// The adapter's name ("NVIDIA H100", "llvmpipe (LLVM 19.1.7, 256 bits)", ...).
+    pub name: String,
+    /// wgpu's backend ("Vulkan", "Metal", "Dx12", "BrowserWebGpu").
+    pub backend: String,
+    /// A software rasterizer (lavapipe, SwiftShader, WARP): slower than the
+    /// CPU backend, so `auto` never takes one.
+    pub software: bool,
+    /// Whether the device has `shader-f16` (f16 compute).
+    pub shader_f16: bool,
+    /// The device's `maxStorageBufferBindingSize` (the largest tensor one
+    /// kernel can bind); Burn requests the adapter's own limits.
+    pub max_binding_bytes: u64,
+}
+
+/// A created device and what it is.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    /// `"cpu"`, `"wgpu"` (native) or `"webgpu"` (browser).
+    pub kind: &'static str,
+    /// Why this device: what was asked, what `auto` found.
+    pub reason: String,
+    /// The GPU adapter, when the device is one.
+    pub adapter: Option<GpuInfo>,
+}
+
+/// The largest difference from the CPU the self-check accepts (f32 compute).
+const SELF_CHECK_TOLERANCE: f32 = 1e-3;
+
+/// Create the device `choice` names (blocking; natively only — in a browser
+/// use [`select_async`]).
+pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
+    block(select_async(choice))
+}
+
+/// Create the device `choice` names: see [`DeviceChoice`].
+pub async fn select_async(choice: DeviceChoice) -> Result<SelectedDevice> {
+    let cpu = |reason: String| SelectedDevice { device: Device::flex(), kind: "cpu", reason, adapter: None };
+    match choice {
+        DeviceChoice::Cpu => Ok(cpu("asked for cpu".into())),
+        DeviceChoice::Wgpu => {
+            let (device, info) = gpu::open(false).await?;
+            let reason = format!("asked for a GPU ({}{})", info.name, if info.software { ", a software adapter" } else { "" });
+            Ok(SelectedDevice { device, kind: gpu_kind(&info), reason, adapter: Some(info) })
+        }
+        DeviceChoice::Auto => {
+            let (device, info) = match gpu::open(true).await {
+                Ok(g) => g,
+                Err(e) => return Ok(cpu(format!("auto: {e}; using the CPU"))),
+            };
+            match self_check::self_check(&device, SELF_CHECK_TOLERANCE).await {
+                Ok(diff) => Ok(SelectedDevice {
+                    reason: format!("auto: GPU {} passed the self-check (max abs diff {diff:.1e})", info.name),
+                    device,
+                    kind: gpu_kind(&info),
+                    adapter: Some(info),
+                }),
+                Err(e) => Ok(cpu(format!("auto: GPU {} failed the self-check ({e}); using the CPU", info.name))),
+            }
+        }
+    }
+}
+
+fn gpu_kind(info: &GpuInfo) -> &'static str {
+    if info.backend == "BrowserWebGpu" { "webgpu" } else { "wgpu" }
+}
+
+/// Read a finished tensor back to the host as f32 values. Asynchronous:
+/// WebGPU can only read back that way.
+pub(crate) async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))?;
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))
+}
+
+/// Run one of the async entry points to completion. Natively this blocks;
+/// in wasm it succeeds when nothing had to wait (the CPU backend) and is a
+/// typed error otherwise (WebGPU: use the `_async` API).
+pub(crate) fn block<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    burn::tensor::try_read_sync(f).unwrap_or_else(|| {
+        Err(Error::Device("this device only reads results asynchronously; use the *_async methods".into()))
+    })
+}
+
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+mod gpu {
+    use std::sync::Mutex;
+
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
+    use burn::tensor::{Device, DeviceKind};
+
+    use super::GpuInfo;
+    use crate::error::{Error, Result};
+
+    /// An adapter wgpu reports, and how Burn's runtime addresses it.
+    struct Candidate {
+        name: String,
+        device_type: wgpu::DeviceType,
+        kind: DeviceKind,
+        api: WgpuBackend,
+    }
+
+    impl Candidate {
+        fn software(&self) -> bool {
+            self.device_type == wgpu::DeviceType::Cpu
+        }
+    }
+
+    /// Devices opened so far: Burn's runtime initializes each (adapter,
+    /// API) once per process, so a second request reuses the first device.
+    static OPENED: Mutex<Vec<(String, Device, GpuInfo)>> = Mutex::new(Vec::new());
+
+    /// The best adapter (discrete, integrated, virtual, other, then — unless
+    /// `hardware_only` — software), opened on Burn's runtime.
+    pub(super) async fn open(hardware_only: bool) -> Result<(Device, GpuInfo)> {
+        let mut candidates = adapters().await?;
+        let rank = |c: &Candidate| match c.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        candidates.sort_by_key(rank);
+        let software: Vec<String> = candidates.iter().filter(|c| c.software()).map(|c| c.name.clone()).collect();
+        if hardware_only {
+            candidates.retain(|c| !c.software());
+        }
+        let Some(best) = candidates.first() else {
+            return Err(Error::Device(if software.is_empty() {
+                "no GPU adapter found".into()
+            } else {
+                format!(
+                    "no hardware GPU adapter; only software adapters ({}), slower than the CPU backend",
+                    software.join(", ")
+                )
+            }));
+        };
+        let key = format!("{:?}/{:?}", best.kind, best.api);
+        if let Some((_, device, info)) = OPENED.lock().map_err(|_| Error::Device("GPU registry poisoned".into()))?.iter().find(|(k, ..)| *k == key) {
+            return Ok((device.clone(), info.clone()));
+        }
+        let (device, setup) = Device::wgpu_options()
+            .device_kind(best.kind.clone())
+            .graphics_api(best.api)
+            .init_with_setup_async()
+            .await
+            .map_err(|e| Error::Device(format!("cannot open GPU adapter {}: {e}", best.name)))?;
+        let info = setup.adapter.get_info();
+        let info = GpuInfo {
+            name: if info.name.is_empty() { best.name.clone() } else { info.name.clone() },
+            backend: format!("{:?}", info.backend),
+            software: best.software(),
+            shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
+            max_binding_bytes: setup.device.limits().max_storage_buffer_binding_size as u64,
+        };
+        let mut opened = OPENED.lock().map_err(|_| Error::Device("GPU registry poisoned".into()))?;
+        // A concurrent caller may have opened it meanwhile: keep one.
+        if let Some((_, device, info)) = opened.iter().find(|(k, ..)| *k == key) {
+            return Ok((device.clone(), info.clone()));
+        }
+        opened.push((key, device.clone(), info.clone()));
+        Ok((device, info))
+    }
+
+    /// Native: every adapter on Vulkan, Metal and DX12, addressed as Burn's
+    /// runtime counts them (per API, per device type, in wgpu's order).
+    #[cfg(not(target_family = "wasm"))]
+    async fn adapters() -> Result<Vec<Candidate>> {
+        let mut out = Vec::new();
+        for (backend, api) in [
+            (wgpu::Backends::VULKAN, WgpuBackend::Vulkan),
+            (wgpu::Backends::METAL, WgpuBackend::Metal),
+            (wgpu::Backends::DX12, WgpuBackend::Dx12),
+        ] {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends: backend,
+                ..wgpu::InstanceDescriptor::new_without_display_handle()
+            });
+            let mut seen = [0usize; 5];
+            for adapter in instance.enumerate_adapters(backend).await {
+                let info = adapter.get_info();
+                let slot = match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu => 0,
+                    wgpu::DeviceType::IntegratedGpu => 1,
+                    wgpu::DeviceType::VirtualGpu => 2,
+                    wgpu::DeviceType::Other => 3,
+                    wgpu::DeviceType::Cpu => 4,
+                };
+                let n = seen[slot];
+                seen[slot] += 1;
+                let kind = match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(n),
+                    wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(n),
+                    wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(n),
+                    // Burn's runtime addresses one CPU adapter, and none
+                    // of the "other" kind, by index.
+                    wgpu::DeviceType::Cpu if n == 0 => DeviceKind::Cpu,
+                    _ => continue,
+                };
+                out.push(Candidate { name: info.name, device_type: info.device_type, kind, api });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Browser: the adapter WebGPU offers, where the environment has
+    /// WebGPU at all (wgpu panics outside a window or dedicated worker).
+    #[cfg(target_family = "wasm")]
+    async fn adapters() -> Result<Vec<Candidate>> {
+        let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or_default();
+        let gpu = if navigator.is_object() { js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap_or_default() } else { navigator };
+        if !gpu.is_object() {
+            return Err(Error::Device("this environment has no WebGPU (navigator.gpu is missing)".into()));
+        }
+        let window = js_sys::Reflect::has(&js_sys::global(), &"document".into()).unwrap_or(false);
+        let worker = js_sys::Reflect::has(&js_sys::global(), &"importScripts".into()).unwrap_or(false);
+        if !window && !worker {
+            return Err(Error::Device("WebGPU is reachable from a page or a dedicated worker only".into()));
+        }
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let options = wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+        let Ok(adapter) = instance.request_adapter(&options).await else {
+            return Err(Error::Device("navigator.gpu.requestAdapter() returned no adapter".into()));
+        };
+        let info = adapter.get_info();
+        // wgpu reports a WebGPU fallback adapter (isFallbackAdapter) as a CPU.
+        let name = if info.name.is_empty() { "WebGPU adapter".to_string() } else { info.name.clone() };
+        Ok(vec![Candidate { name, device_type: info.device_type, kind: DeviceKind::DefaultDevice, api: WgpuBackend::Auto }])
+    }
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "webgpu")))]
+mod gpu {
+    use super::GpuInfo;
+    use crate::error::{Error, Result};
+
+    pub(super) async fn open(_hardware_only: bool) -> Result<(super::Device, GpuInfo)> {
+        Err(Error::Device("this build of crossrank has no GPU support (features \"wgpu\" / \"webgpu\")".into()))
+    }
+}

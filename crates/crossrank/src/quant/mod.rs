@@ -1,0 +1,265 @@
+//! Weight-only quantization: q8 and q4 with one f16 scale per block of
+//! `QUANT_BLOCK` weights along a row, symmetric (no zero point).
+//!
+//! Values are packed little-end-first into 32-bit words (four q8 or eight q4
+//! per word) and kept packed on the device as an `i32` tensor, so a q8
+//! matrix takes one byte per weight there and a q4 matrix half a byte. A
+//! forward pass unpacks with shifts and masks and multiplies by the scales —
+//! plain tensor ops that run the same on the CPU backend, native wgpu and
+//! WebGPU. Burn 0.22's own `QuantScheme` was not used: its `native` store
+//! panics for Q8S, Q4 matmul panics on wgpu for M > 1 (tracel-ai/burn#4492),
+//! and it has no quantized gather for the embedding table.
+//!
+//! Checkpoint format (written by [`crate::quantize`], read by
+//! `crate::weights::Weights`): a quantized tensor `NAME` is stored as `NAME.q8` or
+//! `NAME.q4` (U32, `[rows, cols * bits / 32]`, the packed values) and
+//! `NAME.qscale` (F16, `[rows, cols / block]`); the block follows from the
+//! shapes. Every other tensor keeps its original bytes.
+
+mod storage;
+
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+pub(crate) use storage::{HalfMatrix, QuantMatrix};
+
+/// Weights per scale in linear layers.
+pub(crate) const QUANT_BLOCK: usize = 32;
+
+/// Weights per scale in embedding tables: a q8 bge-reranker-base then fits
+/// 290 MB (block 32 would make it 295 MB), at a cosine cost measured as nil
+/// (all-MiniLM-L6-v2 q8: 0.99945 with 64 vs 0.99952 with 32).
+pub(crate) const EMBEDDING_BLOCK: usize = 64;
+
+/// Matrices with fewer rows stay in float: single-row classifier heads and
+/// token-type tables save nothing and are where errors would show most.
+pub(crate) const MIN_QUANT_ROWS: usize = 16;
+
+/// How weights are stored on the device. Compute is f32, except that `f16`
+/// runs the linear layers' matrix products in f16 on a GPU that has
+/// shader-f16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    /// As f32 (every checkpoint dtype is widened).
+    #[default]
+    F32,
+    /// Weight matrices and embedding tables in f16 (half of f32's bytes,
+    /// exact for f16 checkpoints); LayerNorm, biases and small heads f32.
+    /// On a GPU with shader-f16 the linear layers multiply in f16 (inputs
+    /// cast to f16, outputs back to f32); attention, softmax, masks,
+    /// normalization and the final logits stay f32 everywhere. Elsewhere
+    /// (CPU, WebGPU without shader-f16) weights are widened per forward
+    /// pass and compute is f32.
+    F16,
+    /// 8-bit everywhere.
+    Q8,
+    /// 4 bits where they cost least per byte saved, 8 elsewhere (see
+    /// [`plan`]): encoders get 4-bit embedding tables (192M of
+    /// bge-reranker-base's 278M weights) and 8-bit linear layers
+    /// (all-MiniLM-L6-v2: cosine 0.993 vs f32, where all-4-bit gives 0.86);
+    /// LLM rerankers get 4-bit linear layers and an 8-bit token table (it is
+    /// also the scoring head).
+    Q4,
+    /// 4-bit everywhere: the smallest, for models that take it (LLM
+    /// rerankers; check the ranking on your data). Round-to-nearest 4-bit
+    /// linear layers cost small encoders their accuracy.
+    Q4All,
+}
+
+impl WeightDtype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Q8 => "q8",
+            Self::Q4 => "q4",
+            Self::Q4All => "q4-all",
+        }
+    }
+}
+
+impl FromStr for WeightDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Self::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
+            "q8" | "int8" => Ok(Self::Q8),
+            "q4" | "int4" => Ok(Self::Q4),
+            "q4-all" | "q4all" => Ok(Self::Q4All),
+            other => Err(Error::InvalidInput(format!("unknown dtype {other:?} (expected f32, f16, q8, q4 or q4-all)"))),
+        }
+    }
+}
+
+/// What a weight matrix is, which decides its bits (for `q4`) and block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// An encoder's lookup table (word / position embeddings): only
+    /// looked-up rows are dequantized, its error enters as input noise, and
+    /// it holds most of an XLM-R reranker's bytes.
+    Embedding,
+    /// An encoder's projection: its error compounds through every layer.
+    Linear,
+    /// A decoder's token table (`embed_tokens`), tied to the LM head whose
+    /// "Yes" row is the score: its error lands on the score directly.
+    TiedEmbedding,
+    /// A decoder's projection: 80% of an LLM reranker's bytes.
+    DecoderLinear,
+}
+
+impl Role {
+    /// The role of a Hugging Face tensor name: decoders (Gemma, MiniCPM,
+    /// Llama-style) name theirs `model.embed_tokens` / `model.layers.N`.
+    pub(crate) fn of(name: &str) -> Self {
+        let decoder = name.starts_with("model.layers.") || name.contains("embed_tokens") || name.starts_with("lm_head");
+        match (name.contains("embed") || name.starts_with("lm_head"), decoder) {
+            (true, true) => Self::TiedEmbedding,
+            (true, false) => Self::Embedding,
+            (false, true) => Self::DecoderLinear,
+            (false, false) => Self::Linear,
+        }
+    }
+}
+
+/// Bits and block for a rank-2 weight of `shape` stored as `dtype`, or
+/// `None` when it stays float. `q4` puts 4 bits where they cost least per
+/// byte saved (measured): an encoder's embedding table, a decoder's linear
+/// layers; the rest gets 8. The block is the role's preferred size, or the
+/// largest of 32 / 16 dividing the row (tiny test models).
+pub(crate) fn plan(dtype: WeightDtype, role: Role, shape: &[usize]) -> Option<(u32, usize)> {
+    if shape.len() != 2 || shape[0] < MIN_QUANT_ROWS {
+        return None;
+    }
+    let bits = match (dtype, role) {
+        (WeightDtype::F32 | WeightDtype::F16, _) => return None,
+        (WeightDtype::Q8, _) => 8,
+        (WeightDtype::Q4All, _) => 4,
+        (WeightDtype::Q4, Role::Embedding | Role::DecoderLinear) => 4,
+        (WeightDtype::Q4, Role::Linear | Role::TiedEmbedding) => 8,
+    };
+    let preferred = match role {
+        Role::Embedding | Role::TiedEmbedding => EMBEDDING_BLOCK,
+        Role::Linear | Role::DecoderLinear => QUANT_BLOCK,
+    };
+    let block = [preferred, QUANT_BLOCK, 16].into_iter().find(|b| shape[1] % b == 0)?;
+    Some((bits, block))
+}
+
+/// A quantized matrix on the host: packed words and f16 scales.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HostQuant {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) bits: u32,
+    pub(crate) block: usize,
+    /// `[rows, cols * bits / 32]`.
+    pub(crate) packed: Vec<u32>,
+    /// `[rows, cols / block]`.
+    pub(crate) scales: Vec<half::f16>,
+}
+
+impl HostQuant {
+    /// Quantize row-major `[rows, cols]` values.
+    pub(crate) fn quantize(values: &[f32], rows: usize, cols: usize, bits: u32, block: usize) -> Self {
+        assert!(bits == 8 || bits == 4, "bits must be 4 or 8");
+        assert!(cols % block == 0 && block % (32 / bits as usize) == 0 && values.len() == rows * cols);
+        let qmax = ((1u32 << (bits - 1)) - 1) as f32; // 127 or 7
+        let offset = 1u32 << (bits - 1); // stored unsigned: q + 128 or q + 8
+        let per_word = 32 / bits as usize;
+        let mut packed = vec![0u32; rows * cols / per_word];
+        let mut scales = Vec::with_capacity(rows * cols / block);
+        for (b, chunk) in values.chunks_exact(block).enumerate() {
+            let absmax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // The scale is stored in f16: quantize against the rounded value
+            // so dequantization reproduces exactly what was encoded.
+            let scale = half::f16::from_f32(absmax / qmax);
+            scales.push(scale);
+            let s = scale.to_f32();
+            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+            for (i, v) in chunk.iter().enumerate() {
+                let q = (v * inv).round().clamp(-qmax, qmax) as i32;
+                let u = (q + offset as i32) as u32;
+                let idx = b * block + i;
+                packed[idx / per_word] |= u << ((idx % per_word) as u32 * bits);
+            }
+        }
+        Self { rows, cols, bits, block, packed, scales }
+    }
+
+    /// Back to f32, row-major.
+    pub(crate) fn dequantize(&self) -> Vec<f32> {
+        let per_word = 32 / self.bits as usize;
+        let mask = (1u32 << self.bits) - 1;
+        let offset = (1i32 << (self.bits - 1)) as f32;
+        (0..self.rows * self.cols)
+            .map(|idx| {
+                let u = (self.packed[idx / per_word] >> ((idx % per_word) as u32 * self.bits)) & mask;
+                (u as f32 - offset) * self.scales[idx / self.block].to_f32()
+            })
+            .collect()
+    }
+}
+
+/// Whether a weight of `shape` is stored in f16 under `dtype`: the same
+/// matrices q8 would quantize (rank 2, at least [`MIN_QUANT_ROWS`] rows),
+/// with an even row length so two values share a 32-bit word where the
+/// device has no f16 type.
+pub(crate) fn half_plan(dtype: WeightDtype, shape: &[usize]) -> bool {
+    dtype == WeightDtype::F16 && shape.len() == 2 && shape[0] >= MIN_QUANT_ROWS && shape[1] % 2 == 0
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sample(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * if i % 97 == 0 { 4.0 } else { 1.0 }).collect()
+    }
+
+    #[test]
+    fn host_roundtrip_error_is_bounded_by_half_a_step() {
+        let (rows, cols) = (6, 64);
+        let v = sample(rows * cols);
+        for bits in [8, 4] {
+            let q = HostQuant::quantize(&v, rows, cols, bits, QUANT_BLOCK);
+            let back = q.dequantize();
+            for (b, chunk) in v.chunks(QUANT_BLOCK).enumerate() {
+                let step = q.scales[b].to_f32();
+                for (i, x) in chunk.iter().enumerate() {
+                    let err = (x - back[b * QUANT_BLOCK + i]).abs();
+                    assert!(err <= step * 0.5 + 1e-6, "bits {bits}: err {err} > step/2 {}", step / 2.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dtype_parses() {
+        assert_eq!("Q8".parse::<WeightDtype>().unwrap(), WeightDtype::Q8);
+        assert!("q3".parse::<WeightDtype>().is_err());
+        let (q8, q4m) = (WeightDtype::Q8, WeightDtype::Q4);
+        assert_eq!(plan(q8, Role::Linear, &[768, 768]), Some((8, 32)));
+        assert_eq!(plan(q8, Role::Embedding, &[250002, 768]), Some((8, 64)));
+        assert_eq!(plan(q4m, Role::Embedding, &[250002, 768]), Some((4, 64)));
+        assert_eq!(plan(q4m, Role::Linear, &[768, 3072]), Some((8, 32)));
+        assert_eq!(plan(q8, Role::Linear, &[16, 16]), Some((8, 16)));
+        assert_eq!(plan(q8, Role::Linear, &[1, 768]), None);
+        assert_eq!(plan(q8, Role::Linear, &[1000, 100]), None);
+        assert_eq!(plan(WeightDtype::F32, Role::Linear, &[768, 768]), None);
+        assert_eq!("fp16".parse::<WeightDtype>().unwrap(), WeightDtype::F16);
+        assert_eq!(plan(WeightDtype::F16, Role::Linear, &[768, 768]), None);
+        assert!(half_plan(WeightDtype::F16, &[250002, 768]));
+        assert!(!half_plan(WeightDtype::F16, &[1, 768]) && !half_plan(WeightDtype::F16, &[768]));
+        assert!(!half_plan(WeightDtype::Q8, &[768, 768]));
+        assert_eq!(Role::of("roberta.embeddings.word_embeddings.weight"), Role::Embedding);
+        assert_eq!(Role::of("model.embed_tokens.weight"), Role::TiedEmbedding);
+        assert_eq!(Role::of("model.layers.0.mlp.up_proj.weight"), Role::DecoderLinear);
+        assert_eq!(Role::of("roberta.encoder.layer.0.output.dense.weight"), Role::Linear);
+        assert_eq!(plan(q4m, Role::DecoderLinear, &[2048, 16384]), Some((4, 32)));
+        assert_eq!(plan(q4m, Role::TiedEmbedding, &[256000, 2048]), Some((8, 64)));
+    }
+}
