@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"
 MODEL="${1:-tests/fixtures/xlmr-tiny}"
 DEVICE="${DEVICE:-auto}"
+# Mesa's Vulkan driver prints an error when XDG_RUNTIME_DIR is unset (as in
+# containers); the adapter probe of `--device auto` loads it.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # --workspace: the same feature set as the tests, so the build is shared.
 cargo build -q --workspace --bins --tests
 BIN="$CARGO_TARGET_DIR/debug/crossrank"

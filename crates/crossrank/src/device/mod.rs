@@ -94,7 +94,10 @@ pub async fn select_async(choice: DeviceChoice) -> Result<SelectedDevice> {
         DeviceChoice::Auto => {
             let (device, info) = match gpu::open(true).await {
                 Ok(g) => g,
-                Err(e) => return Ok(cpu(format!("auto: {e}; using the CPU"))),
+                Err(e) => {
+                    let why = if let Error::Device(m) = e { m } else { e.to_string() };
+                    return Ok(cpu(format!("auto: {why}; using the CPU")));
+                }
             };
             match self_check::self_check(&device, SELF_CHECK_TOLERANCE).await {
                 Ok(diff) => Ok(SelectedDevice {
