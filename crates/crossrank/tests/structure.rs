@@ -105,6 +105,8 @@ fn module_imports_form_no_circle() {
         }
     }
     assert!(!graph["checkpoint"].contains("weights"), "checkpoint must not use weights");
+    // Models are built from layers; what runs on which device is below nn.
+    assert!(!graph["models"].contains("kernels") && !graph["models"].contains("device"), "models use {:?}", graph["models"]);
 }
 
 #[test]

@@ -263,10 +263,11 @@ mod gpu {
         if !gpu.is_object() {
             return Err(Error::Device("this environment has no WebGPU (navigator.gpu is missing)".into()));
         }
-        let window = js_sys::Reflect::has(&js_sys::global(), &"document".into()).unwrap_or(false);
-        let worker = js_sys::Reflect::has(&js_sys::global(), &"importScripts".into()).unwrap_or(false);
-        if !window && !worker {
-            return Err(Error::Device("WebGPU is reachable from a page or a dedicated worker only".into()));
+        // wgpu looks navigator.gpu up through `Window` or `WorkerGlobalScope`
+        // and panics where neither exists (Deno, workerd).
+        let has = |name: &str| js_sys::Reflect::get(&js_sys::global(), &name.into()).is_ok_and(|v| !v.is_undefined());
+        if !has("Window") && !has("WorkerGlobalScope") {
+            return Err(Error::Device("WebGPU is reachable from a page or a worker only (no Window or WorkerGlobalScope here)".into()));
         }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends: wgpu::Backends::BROWSER_WEBGPU,

@@ -6,8 +6,7 @@ use burn::tensor::{Device, Tensor, activation};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::kernels::AttentionPlan;
-use crate::nn::{Activation, Embedding, LayerNorm, Linear, Packing};
+use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing};
 use crate::tokenize::Encoded;
 use crate::weights::Weights;
 

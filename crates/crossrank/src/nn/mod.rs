@@ -16,6 +16,8 @@ pub(crate) use embedding::Embedding;
 pub(crate) use linear::Linear;
 pub(crate) use norm::{LayerNorm, RmsNorm};
 pub(crate) use packing::Packing;
+/// How attention runs for one packed batch (built by [`Packing::attention`]).
+pub(crate) use crate::kernels::AttentionPlan;
 
 /// Activation of a feed-forward block (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
