@@ -279,7 +279,7 @@ mod gpu {
         };
         let info = adapter.get_info();
         // wgpu reports a WebGPU fallback adapter (isFallbackAdapter) as a CPU.
-        let name = if info.name.is_empty() { "WebGPU adapter".to_string() } else { info.name.clone() };
+        let name = if info.name.is_empty() { "the browser's WebGPU adapter".to_string() } else { info.name.clone() };
         Ok(vec![Candidate { name, device_type: info.device_type, kind: DeviceKind::DefaultDevice, api: WgpuBackend::Auto }])
     }
 }
