@@ -40,11 +40,11 @@ impl Checkpoint {
         match self {
             Checkpoint::Dir(dir) => {
                 let path = dir.join(name);
-                match std::fs::read(&path) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(path, e)),
+                let limit = name.ends_with(".json").then_some(MAX_JSON_BYTES);
+                if regular_file(&path, limit)?.is_none() {
+                    return Ok(None);
                 }
+                std::fs::read(&path).map(Some).map_err(|e| Error::io(path, e))
             }
             Checkpoint::Memory(files) => Ok(files.get(name).cloned()),
         }
@@ -56,7 +56,8 @@ impl Checkpoint {
             Checkpoint::Dir(dir) => std::fs::read_dir(dir)
                 .map_err(|e| Error::io(dir.clone(), e))?
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                // Following links: a Hub snapshot is a directory of them.
+                .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect(),
             Checkpoint::Memory(files) => files.keys().cloned().collect(),
@@ -101,11 +102,10 @@ impl Checkpoint {
         #[cfg(feature = "mmap")]
         if let Checkpoint::Dir(dir) = self {
             let path = dir.join(name);
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::io(path, e)),
-            };
+            if regular_file(&path, None)?.is_none() {
+                return Ok(None);
+            }
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
             // SAFETY: the map is read-only and private to this process; a
             // checkpoint file truncated by another process while we load is
             // outside what any loader can defend against.
@@ -180,6 +180,28 @@ impl Checkpoint {
             let _ = (revision, progress);
             Err(Error::Hub(format!("{spec}: this build of crossrank cannot download from the Hub (feature \"hub\")")))
         }
+    }
+}
+
+/// JSON files (config, tokenizer, shard index) larger than this are
+/// refused before they are read: the largest real tokenizer.json files are
+/// ~35 MB (Gemma's 256k vocabulary).
+const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// The metadata of `path` (links followed) when it is a regular file of at
+/// most `limit` bytes; `None` when there is nothing there. Anything else —
+/// a FIFO (reading one blocks forever), a device (`/dev/zero` never ends),
+/// a directory, an oversized JSON file — is a typed error before a read.
+fn regular_file(path: &Path, limit: Option<u64>) -> Result<Option<std::fs::Metadata>> {
+    let refuse = |why: String| Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(m) if !m.is_file() => refuse("not a regular file (a FIFO, a device or a directory)".into()),
+        Ok(m) if limit.is_some_and(|l| m.len() > l) => {
+            refuse(format!("{} MB is over the {} MB limit for a JSON file", m.len() >> 20, limit.unwrap_or(0) >> 20))
+        }
+        Ok(m) => Ok(Some(m)),
     }
 }
 

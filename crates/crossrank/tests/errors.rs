@@ -97,3 +97,46 @@ fn bad_requests() {
     // Nothing to score is not an error.
     assert_eq!(r.compute_score::<&str, &str>(&[], &Default::default()).unwrap(), Vec::<f32>::new());
 }
+
+/// Run `f` on another thread; a hang (what a FIFO did to the loader) fails
+/// the test instead of stalling the suite.
+fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).ok());
+    rx.recv_timeout(std::time::Duration::from_secs(10)).expect("loading hung")
+}
+
+#[cfg(unix)]
+#[test]
+fn special_and_oversized_files_are_refused_before_reading() {
+    let fifo = |path: &Path| {
+        std::fs::remove_file(path).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+    };
+    // A FIFO as config.json and as a shard: opening one for reading blocks.
+    for victim in ["config.json", "model-00001-of-00002.safetensors"] {
+        let d = broken(|d| fifo(&d.join(victim)));
+        let path = d.path().to_path_buf();
+        let e = within_10s(move || load(&path).err().unwrap());
+        assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("not a regular file"), "{victim}: {e}");
+    }
+    // A tokenizer.json that is a link to a device that never ends.
+    let d = broken(|d| {
+        std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("tokenizer.json")).unwrap();
+    });
+    let path = d.path().to_path_buf();
+    let e = within_10s(move || load(&path).err().unwrap());
+    assert!(e.to_string().contains("not a regular file") && e.to_string().contains("tokenizer.json"), "{e}");
+    // A JSON file past the size cap (sparse: nothing is written or read).
+    let d = broken(|d| std::fs::File::create(d.join("tokenizer.json")).unwrap().set_len(65 << 20).unwrap());
+    let e = load(d.path()).err().unwrap();
+    assert!(e.to_string().contains("limit for a JSON file"), "{e}");
+    // Links to regular files (a Hub snapshot) still load.
+    let d = broken(|d| {
+        let real = d.join("real-config.json");
+        std::fs::rename(d.join("config.json"), &real).unwrap();
+        std::os::unix::fs::symlink(&real, d.join("config.json")).unwrap();
+    });
+    load(d.path()).unwrap();
+}
