@@ -160,51 +160,65 @@ mod gpu {
     /// API) once per process, so a second request reuses the first device.
     static OPENED: Mutex<Vec<(String, Device, GpuInfo)>> = Mutex::new(Vec::new());
 
-    /// The best adapter (discrete, integrated, virtual, other, then — unless
-    /// `hardware_only` — software), opened on Burn's runtime.
-    pub(super) async fn open(hardware_only: bool) -> Result<(Device, GpuInfo)> {
-        let mut candidates = adapters().await?;
-        let rank = |c: &Candidate| match c.device_type {
+    /// Preference among adapter types (also the per-type counter slot):
+    /// discrete, integrated, virtual, other, then software.
+    fn type_rank(t: wgpu::DeviceType) -> usize {
+        match t {
             wgpu::DeviceType::DiscreteGpu => 0,
             wgpu::DeviceType::IntegratedGpu => 1,
             wgpu::DeviceType::VirtualGpu => 2,
             wgpu::DeviceType::Other => 3,
             wgpu::DeviceType::Cpu => 4,
-        };
-        candidates.sort_by_key(rank);
+        }
+    }
+
+    /// The best adapter that opens (by [`type_rank`]; software ones only
+    /// unless `hardware_only`), on Burn's runtime.
+    pub(super) async fn open(hardware_only: bool) -> Result<(Device, GpuInfo)> {
+        let mut candidates = adapters().await?;
+        candidates.sort_by_key(|c| type_rank(c.device_type));
         let software: Vec<String> = candidates.iter().filter(|c| c.software()).map(|c| c.name.clone()).collect();
         if hardware_only {
             candidates.retain(|c| !c.software());
         }
-        let Some(best) = candidates.first() else {
-            return Err(Error::Device(if software.is_empty() {
-                "no GPU adapter found".into()
-            } else {
-                format!(
-                    "no hardware GPU adapter; only software adapters ({}), slower than the CPU backend",
-                    software.join(", ")
-                )
-            }));
-        };
-        let key = format!("{:?}/{:?}", best.kind, best.api);
-        if let Some((_, device, info)) = OPENED.lock().map_err(|_| Error::Device("GPU registry poisoned".into()))?.iter().find(|(k, ..)| *k == key) {
+        let mut failures = Vec::new();
+        for c in &candidates {
+            match open_one(c).await {
+                Ok(opened) => return Ok(opened),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::Device(if !failures.is_empty() {
+            failures.join("; ")
+        } else if software.is_empty() {
+            "no GPU adapter found".into()
+        } else {
+            format!("no hardware GPU adapter; only software adapters ({}), slower than the CPU backend", software.join(", "))
+        }))
+    }
+
+    /// Open `c` on Burn's runtime, or the device an earlier call opened.
+    async fn open_one(c: &Candidate) -> Result<(Device, GpuInfo)> {
+        let registry = || OPENED.lock().map_err(|_| Error::Device("GPU registry poisoned".into()));
+        let key = format!("{:?}/{:?}", c.kind, c.api);
+        if let Some((_, device, info)) = registry()?.iter().find(|(k, ..)| *k == key) {
             return Ok((device.clone(), info.clone()));
         }
         let (device, setup) = Device::wgpu_options()
-            .device_kind(best.kind.clone())
-            .graphics_api(best.api)
+            .device_kind(c.kind.clone())
+            .graphics_api(c.api)
             .init_with_setup_async()
             .await
-            .map_err(|e| Error::Device(format!("cannot open GPU adapter {}: {e}", best.name)))?;
+            .map_err(|e| Error::Device(format!("cannot open GPU adapter {}: {e}", c.name)))?;
         let info = setup.adapter.get_info();
         let info = GpuInfo {
-            name: if info.name.is_empty() { best.name.clone() } else { info.name.clone() },
+            name: if info.name.is_empty() { c.name.clone() } else { info.name.clone() },
             backend: format!("{:?}", info.backend),
-            software: best.software(),
+            software: c.software(),
             shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
             max_binding_bytes: setup.device.limits().max_storage_buffer_binding_size as u64,
         };
-        let mut opened = OPENED.lock().map_err(|_| Error::Device("GPU registry poisoned".into()))?;
+        let mut opened = registry()?;
         // A concurrent caller may have opened it meanwhile: keep one.
         if let Some((_, device, info)) = opened.iter().find(|(k, ..)| *k == key) {
             return Ok((device.clone(), info.clone()));
@@ -230,15 +244,8 @@ mod gpu {
             let mut seen = [0usize; 5];
             for adapter in instance.enumerate_adapters(backend).await {
                 let info = adapter.get_info();
-                let slot = match info.device_type {
-                    wgpu::DeviceType::DiscreteGpu => 0,
-                    wgpu::DeviceType::IntegratedGpu => 1,
-                    wgpu::DeviceType::VirtualGpu => 2,
-                    wgpu::DeviceType::Other => 3,
-                    wgpu::DeviceType::Cpu => 4,
-                };
-                let n = seen[slot];
-                seen[slot] += 1;
+                let n = seen[type_rank(info.device_type)];
+                seen[type_rank(info.device_type)] += 1;
                 let kind = match info.device_type {
                     wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(n),
                     wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(n),
