@@ -146,14 +146,7 @@ impl WasmReranker {
             serde_wasm_bindgen::from_value(docs).map_err(|e| js_err(format!("docs must be an array of strings: {e}")))?;
         let opts = options(opts)?;
         let ranked = self.reranker()?.rerank_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
-        let out = js_sys::Array::new();
-        for r in ranked {
-            let o = js_sys::Object::new();
-            js_sys::Reflect::set(&o, &"index".into(), &(r.index as f64).into()).ok();
-            js_sys::Reflect::set(&o, &"score".into(), &r.score.into()).ok();
-            out.push(&o);
-        }
-        Ok(out.into())
+        serde_wasm_bindgen::to_value(&ranked).map_err(js_err)
     }
 }
 

@@ -41,7 +41,7 @@ impl Checkpoint {
             Checkpoint::Dir(dir) => {
                 let path = dir.join(name);
                 let limit = name.ends_with(".json").then_some(MAX_JSON_BYTES);
-                if regular_file(&path, limit)?.is_none() {
+                if !regular_file(&path, limit)? {
                     return Ok(None);
                 }
                 std::fs::read(&path).map(Some).map_err(|e| Error::io(path, e))
@@ -102,7 +102,7 @@ impl Checkpoint {
         #[cfg(feature = "mmap")]
         if let Checkpoint::Dir(dir) = self {
             let path = dir.join(name);
-            if regular_file(&path, None)?.is_none() {
+            if !regular_file(&path, None)? {
                 return Ok(None);
             }
             let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -188,20 +188,20 @@ impl Checkpoint {
 /// ~35 MB (Gemma's 256k vocabulary).
 const MAX_JSON_BYTES: u64 = 64 << 20;
 
-/// The metadata of `path` (links followed) when it is a regular file of at
-/// most `limit` bytes; `None` when there is nothing there. Anything else —
+/// Whether `path` (links followed) is a regular file of at most `limit`
+/// bytes; `false` when there is nothing there. Anything else —
 /// a FIFO (reading one blocks forever), a device (`/dev/zero` never ends),
 /// a directory, an oversized JSON file — is a typed error before a read.
-fn regular_file(path: &Path, limit: Option<u64>) -> Result<Option<std::fs::Metadata>> {
+fn regular_file(path: &Path, limit: Option<u64>) -> Result<bool> {
     let refuse = |why: String| Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
     match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(path, e)),
         Ok(m) if !m.is_file() => refuse("not a regular file (a FIFO, a device or a directory)".into()),
         Ok(m) if limit.is_some_and(|l| m.len() > l) => {
             refuse(format!("{} MB is over the {} MB limit for a JSON file", m.len() >> 20, limit.unwrap_or(0) >> 20))
         }
-        Ok(m) => Ok(Some(m)),
+        Ok(_) => Ok(true),
     }
 }
 

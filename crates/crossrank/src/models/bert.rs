@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor, activation};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing};
+use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing, packed_attention};
 use crate::tokenize::Encoded;
 use crate::weights::Weights;
 
@@ -192,7 +192,7 @@ impl BertLayer {
 
     /// `[packed tokens, hidden]` in and out.
     pub(crate) fn forward(&self, x: Tensor<2>, attention: &AttentionPlan) -> Tensor<2> {
-        let ctx = Packing::attend(self.qkv.forward(x.clone()), attention);
+        let ctx = packed_attention(self.qkv.forward(x.clone()), attention);
         let x = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
         let ff = self.output.forward(self.act.forward(self.intermediate.forward(x.clone())));
         self.out_norm.forward(ff + x)

@@ -16,8 +16,9 @@ pub(crate) use embedding::Embedding;
 pub(crate) use linear::Linear;
 pub(crate) use norm::{LayerNorm, RmsNorm};
 pub(crate) use packing::Packing;
-/// How attention runs for one packed batch (built by [`Packing::attention`]).
-pub(crate) use crate::kernels::AttentionPlan;
+/// Multi-head self-attention over each packed sequence's own tokens, as
+/// the plan [`Packing::attention`] built for the device says.
+pub(crate) use crate::kernels::{AttentionPlan, packed_attention};
 
 /// Activation of a feed-forward block (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -8,7 +8,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::kernels::{AttentionPlan, packed_attention};
+use crate::kernels::AttentionPlan;
 
 /// Packed rows are padded to a multiple of this with filler rows, so the
 /// CPU's linear layers can always cut them into equal slabs (see
@@ -62,14 +62,8 @@ impl Packing {
         Tensor::from_data(TensorData::new(v, [self.seqs.len()]), device)
     }
 
-    /// Multi-head self-attention over each sequence's own tokens: `qkv` is
-    /// `[rows, 3 * hidden]` (a fused q|k|v projection), the result `[rows,
-    /// hidden]`. Build the plan once per batch with [`Packing::attention`].
-    pub(crate) fn attend(qkv: Tensor<2>, plan: &AttentionPlan) -> Tensor<2> {
-        packed_attention(qkv, plan)
-    }
-
-    /// How attention runs for this batch with `heads` heads.
+    /// How attention runs for this batch with `heads` heads (once per
+    /// batch, for every layer's `packed_attention`).
     pub(crate) fn attention(&self, heads: usize, device: &Device) -> AttentionPlan {
         AttentionPlan::new(&self.seqs, self.rows, heads, device)
     }
@@ -94,6 +88,7 @@ impl Packing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::packed_attention;
 
     /// Packing lays sequences out by their lengths, picks first tokens and
     /// means, and attention on packed tokens is the same on the host path
@@ -126,8 +121,8 @@ mod tests {
             let n = p.len();
             let vals: Vec<f32> = (0..n * 3 * heads * d).map(|i| ((i * 7919) % 113) as f32 / 40.0 - 1.4).collect();
             let qkv = Tensor::<2>::from_data(TensorData::new(vals, [n, 3 * heads * d]), &dev);
-            let host = Packing::attend(qkv.clone(), &p.attention(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
-            let gathered = Packing::attend(qkv, &AttentionPlan::gathered(&p.seqs, p.rows, heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
+            let host = packed_attention(qkv.clone(), &p.attention(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
+            let gathered = packed_attention(qkv, &AttentionPlan::gathered(&p.seqs, p.rows, heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
             let err = host[..tokens * heads * d]
                 .iter()
                 .zip(&gathered[..tokens * heads * d])
