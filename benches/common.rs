@@ -8,11 +8,56 @@ use anyhow::Result;
 use safetensors::tensor::{Dtype, TensorView};
 
 const WORDS: &[&str] = &[
-    "search", "latency", "reranker", "passage", "query", "model", "index", "vector", "bear", "china",
-    "panda", "mountain", "river", "history", "science", "network", "protocol", "database", "engine",
-    "browser", "memory", "kernel", "matrix", "attention", "layer", "token", "language", "question",
-    "answer", "document", "retrieval", "ranking", "quality", "speed", "hardware", "graphics", "compute",
-    "the", "of", "and", "to", "in", "is", "for", "with", "on", "that", "by", "this", "from",
+    "search",
+    "latency",
+    "reranker",
+    "passage",
+    "query",
+    "model",
+    "index",
+    "vector",
+    "bear",
+    "china",
+    "panda",
+    "mountain",
+    "river",
+    "history",
+    "science",
+    "network",
+    "protocol",
+    "database",
+    "engine",
+    "browser",
+    "memory",
+    "kernel",
+    "matrix",
+    "attention",
+    "layer",
+    "token",
+    "language",
+    "question",
+    "answer",
+    "document",
+    "retrieval",
+    "ranking",
+    "quality",
+    "speed",
+    "hardware",
+    "graphics",
+    "compute",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "for",
+    "with",
+    "on",
+    "that",
+    "by",
+    "this",
+    "from",
 ];
 
 /// xorshift64*: deterministic, dependency-free.
@@ -72,10 +117,8 @@ pub fn write_random_f16(dir: &Path, shapes: &[(String, Vec<usize>)], norm_value:
             (name.clone(), shape.clone(), bytes)
         })
         .collect();
-    let views: Vec<(String, TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F16, s.clone(), b)?)))
-        .collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView)> =
+        data.iter().map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F16, s.clone(), b)?))).collect::<Result<_>>()?;
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
     Ok(())
 }

@@ -66,7 +66,9 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    common::help("usage: encoder-bench [--devices cpu,wgpu] [--dtypes f32,f16,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--dump-pairs FILE] [--json FILE]");
+    common::help(
+        "usage: encoder-bench [--devices cpu,wgpu] [--dtypes f32,f16,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--dump-pairs FILE] [--json FILE]",
+    );
     common::keep_freed_pages();
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
     let dtypes = arg("--dtypes").unwrap_or_else(|| "f32,q8,q4".into());
@@ -100,7 +102,9 @@ fn main() -> Result<()> {
     }
     let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
     let mut rows = Vec::new();
-    println!("| device | dtype | model.safetensors MB | load s | RSS after load GB | first call s | pairs/s (mean of {iters}) | tokens/pair |");
+    println!(
+        "| device | dtype | model.safetensors MB | load s | RSS after load GB | first call s | pairs/s (mean of {iters}) | tokens/pair |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for dt in dtypes.split(',') {
         let dtype: WeightDtype = dt.parse()?;

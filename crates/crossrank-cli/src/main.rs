@@ -142,8 +142,8 @@ fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let p: PairLine = serde_json::from_str(line)
-            .with_context(|| format!("line {}: expected {{\"query\": ..., \"passage\": ...}}", n + 1))?;
+        let p: PairLine =
+            serde_json::from_str(line).with_context(|| format!("line {}: expected {{\"query\": ..., \"passage\": ...}}", n + 1))?;
         pairs.push((p.query, p.passage));
     }
     Ok(pairs)
@@ -155,8 +155,7 @@ fn parse_texts(text: &str) -> Result<Vec<String>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
         match v {
             serde_json::Value::String(s) => out.push(s),
             serde_json::Value::Object(ref o) if o.get("text").is_some_and(|t| t.is_string()) => {
@@ -183,11 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             let (ck, dev, dtype) = model.open()?;
             let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
             let mut layers = r.compute_score_layers(&pairs, &score)?;
-            if layers.len() == 1 {
-                print_json(&layers.remove(0))
-            } else {
-                print_json(&layers)
-            }
+            if layers.len() == 1 { print_json(&layers.remove(0)) } else { print_json(&layers) }
         }
         Command::Rerank { model, score, query, docs, top_k } => {
             let text = read_input(&docs)?;
@@ -201,12 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             let pooling: Option<Pooling> = pooling.as_deref().map(str::parse).transpose()?;
             let (ck, dev, dtype) = model.open()?;
             let e = Embedder::load_with_dtype(&ck, &dev.device, dtype)?;
-            let opts = EmbedOptions {
-                max_length,
-                pooling,
-                normalize: normalize.then_some(true),
-                batch_size: Some(batch_size),
-            };
+            let opts = EmbedOptions { max_length, pooling, normalize: normalize.then_some(true), batch_size: Some(batch_size) };
             print_json(&e.embed(&texts, &opts)?)
         }
         Command::Quantize { model, dtype, out } => {
@@ -230,8 +220,7 @@ fn main() -> ExitCode {
         1 => "warn,crossrank=info,crossrank_cli=info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

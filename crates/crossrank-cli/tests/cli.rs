@@ -39,10 +39,7 @@ fn expected(model: &str) -> Expected {
 }
 
 fn jsonl(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(q, p)| serde_json::json!({"query": q, "passage": p}).to_string() + "\n")
-        .collect()
+    pairs.iter().map(|(q, p)| serde_json::json!({"query": q, "passage": p}).to_string() + "\n").collect()
 }
 
 fn case<'a>(e: &'a Expected, name: &str) -> &'a Case {
@@ -190,11 +187,7 @@ fn serve_hub(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>) -> (String, 
                 let _ = req.respond(tiny_http::Response::empty(404));
                 continue;
             };
-            let range = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Range"))
-                .map(|h| h.value.as_str().to_string());
+            let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.as_str().to_string());
             let etag = format!("\"{:x}\"", body.len() * 31 + url.len());
             let mut headers = vec![
                 tiny_http::Header::from_bytes("etag", etag).unwrap(),
@@ -205,9 +198,7 @@ fn serve_hub(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>) -> (String, 
                     let (a, b) = r.split_once('-').unwrap();
                     let a: usize = a.parse().unwrap();
                     let b: usize = if b.is_empty() { body.len() - 1 } else { b.parse::<usize>().unwrap().min(body.len() - 1) };
-                    headers.push(
-                        tiny_http::Header::from_bytes("Content-Range", format!("bytes {a}-{b}/{}", body.len())).unwrap(),
-                    );
+                    headers.push(tiny_http::Header::from_bytes("Content-Range", format!("bytes {a}-{b}/{}", body.len())).unwrap());
                     (206, body[a..=b].to_vec())
                 }
                 None => (200, body),
@@ -236,7 +227,13 @@ fn hub_repo_id_downloads_into_the_hf_cache() {
     assert_scores(&out, &case(&e, "default").scores, 1e-4);
     let snap = home.path().join("hub/models--crossrank-test--bert-tiny/snapshots");
     let snapshot = std::fs::read_dir(&snap).unwrap().next().unwrap().unwrap().path();
-    for f in ["config.json", "tokenizer.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
         assert!(snapshot.join(f).exists(), "{f} not in the cache; requests: {seen:?}");
     }
     assert!(seen.iter().any(|u| u.ends_with("/model.safetensors")), "asked for the single file first: {seen:?}");
@@ -263,11 +260,7 @@ fn layerwise_cutoff_layers_print_one_array_per_layer() {
     let dir = fixtures().join("minicpm-layerwise-tiny");
     let e = llm_expected("minicpm-layerwise-tiny");
     let want = &e.cases.iter().find(|c| c.name == "cutoff_2_4").unwrap().scores;
-    let out = crossrank(
-        &["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "2,4"],
-        &jsonl(&e.pairs),
-        &[],
-    );
+    let out = crossrank(&["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "2,4"], &jsonl(&e.pairs), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got.len(), 2);
@@ -276,11 +269,7 @@ fn layerwise_cutoff_layers_print_one_array_per_layer() {
     }
     // One layer: a flat array, like every other model.
     let want = &e.cases.iter().find(|c| c.name == "cutoff_3").unwrap().scores[0];
-    let out = crossrank(
-        &["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "3"],
-        &jsonl(&e.pairs),
-        &[],
-    );
+    let out = crossrank(&["score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--cutoff-layers", "3"], &jsonl(&e.pairs), &[]);
     assert_scores(&out, want, 1e-3);
 }
 
@@ -291,8 +280,15 @@ fn gemma_prompt_flag_changes_the_template() {
     let want = &e.cases.iter().find(|c| c.name == "custom_prompt_batch_4").unwrap().scores[0];
     let out = crossrank(
         &[
-            "score", "--model", dir.to_str().unwrap(), "--device", "cpu", "--batch-size", "4",
-            "--prompt", "Is B relevant to A? Answer Yes or No.",
+            "score",
+            "--model",
+            dir.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--prompt",
+            "Is B relevant to A? Answer Yes or No.",
         ],
         &jsonl(&e.pairs),
         &[],

@@ -73,19 +73,16 @@ impl Checkpoint {
                 let path = dir.join(name);
                 std::fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io(path, e))
             }
-            Checkpoint::Memory(files) => files.get(name).map(|b| b.len() as u64).ok_or_else(|| Error::MissingFile {
-                file: name.to_string(),
-                location: self.location(),
-            }),
+            Checkpoint::Memory(files) => files
+                .get(name)
+                .map(|b| b.len() as u64)
+                .ok_or_else(|| Error::MissingFile { file: name.to_string(), location: self.location() }),
         }
     }
 
     /// Contents of `name`; a typed error when it is absent.
     pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
-        self.read_optional(name)?.ok_or_else(|| Error::MissingFile {
-            file: name.to_string(),
-            location: self.location(),
-        })
+        self.read_optional(name)?.ok_or_else(|| Error::MissingFile { file: name.to_string(), location: self.location() })
     }
 
     /// Parse a JSON file of the checkpoint, if present.
@@ -144,10 +141,7 @@ impl Checkpoint {
                 if f.contains("..") || f.starts_with('/') {
                     return Err(Error::config("model.safetensors.index.json", format!("bad shard name {f:?}")));
                 }
-                let bytes = self.read_weights_file(&f)?.ok_or_else(|| Error::MissingFile {
-                    file: f.clone(),
-                    location: self.location(),
-                })?;
+                let bytes = self.read_weights_file(&f)?.ok_or_else(|| Error::MissingFile { file: f.clone(), location: self.location() })?;
                 Ok((f, bytes))
             })
             .collect()

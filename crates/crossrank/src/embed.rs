@@ -73,10 +73,7 @@ fn st_defaults(ck: &Checkpoint, max_positions: usize) -> Result<(usize, Pooling,
     let normalize = ck
         .read_json("modules.json")?
         .and_then(|v| v.as_array().cloned())
-        .is_some_and(|mods| {
-            mods.iter()
-                .any(|m| m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("models.Normalize")))
-        });
+        .is_some_and(|mods| mods.iter().any(|m| m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("models.Normalize"))));
     Ok((max_length, pooling, normalize))
 }
 
@@ -93,14 +90,7 @@ impl Embedder {
         let (model, max_positions) = Encoder::load(ck, dtype, device)?;
         let tokenizer = PairTokenizer::from_checkpoint(ck)?;
         let (max_length, pooling, normalize) = st_defaults(ck, max_positions)?;
-        Ok(Self {
-            model,
-            tokenizer,
-            device: device.clone(),
-            max_length,
-            pooling,
-            normalize,
-        })
+        Ok(Self { model, tokenizer, device: device.clone(), max_length, pooling, normalize })
     }
 
     /// One vector per text, in input order.
@@ -117,10 +107,7 @@ impl Embedder {
         }
         let pooling = opts.pooling.unwrap_or(self.pooling);
         let normalize = opts.normalize.unwrap_or(self.normalize);
-        let encoded = texts
-            .iter()
-            .map(|t| self.tokenizer.encode_single(t.as_ref(), max_length))
-            .collect::<Result<Vec<Encoded>>>()?;
+        let encoded = texts.iter().map(|t| self.tokenizer.encode_single(t.as_ref(), max_length)).collect::<Result<Vec<Encoded>>>()?;
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut out = vec![Vec::new(); encoded.len()];
         for chunk in batches(&lens, batch_size, None) {

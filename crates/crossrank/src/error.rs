@@ -43,11 +43,7 @@ pub enum Error {
 
     /// A tensor has a shape other than the one `config.json` implies.
     #[error("tensor {name} has shape {actual:?}, expected {expected:?} from config.json")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        actual: Vec<usize>,
-    },
+    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
 
     /// A tensor is stored in a dtype crossrank cannot read.
     #[error("tensor {name} has unsupported dtype {dtype} (expected F32, F16 or BF16)")]
@@ -72,16 +68,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn config(file: &str, message: impl std::fmt::Display) -> Self {
-        Error::Config {
-            file: file.to_string(),
-            message: message.to_string(),
-        }
+        Error::Config { file: file.to_string(), message: message.to_string() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -117,8 +117,14 @@ fn encode(w: &Weights, name: &str, step: Step) -> Result<(Vec<Encoded>, bool)> {
         Step::Quant { bits, block } => {
             let q = w.host_quant(name, shape, 0, shape[0], bits, block)?;
             let words = q.cols * bits as usize / 32;
-            let packed = (format!("{name}.q{bits}"), Dtype::U32, vec![q.rows, words], q.packed.iter().flat_map(|x| x.to_le_bytes()).collect());
-            let scales = (format!("{name}.qscale"), Dtype::F16, vec![q.rows, q.cols / q.block], q.scales.iter().flat_map(|s| s.to_le_bytes()).collect());
+            let packed =
+                (format!("{name}.q{bits}"), Dtype::U32, vec![q.rows, words], q.packed.iter().flat_map(|x| x.to_le_bytes()).collect());
+            let scales = (
+                format!("{name}.qscale"),
+                Dtype::F16,
+                vec![q.rows, q.cols / q.block],
+                q.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            );
             (vec![packed, scales], true)
         }
     })
@@ -147,10 +153,8 @@ fn shards(tensors: &[Encoded]) -> Vec<Vec<usize>> {
 fn write(out: &Path, tensors: &[Encoded], dtype: WeightDtype) -> Result<(Vec<String>, u64)> {
     let shards = shards(tensors);
     let n = shards.len();
-    let metadata = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("crossrank.quantization".to_string(), dtype.as_str().to_string()),
-    ]);
+    let metadata =
+        HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())]);
     let mut files = Vec::new();
     let mut weight_map = serde_json::Map::new();
     let mut bytes_out = 0u64;

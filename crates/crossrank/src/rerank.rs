@@ -160,11 +160,7 @@ impl Reranker {
     }
 
     fn llm_template(&self, opts: &ScoreOptions) -> Result<Option<LlmTemplate>> {
-        if self.architecture.is_llm() {
-            Ok(Some(self.tokenizer.llm_template(opts.prompt.as_deref())?))
-        } else {
-            Ok(None)
-        }
+        if self.architecture.is_llm() { Ok(Some(self.tokenizer.llm_template(opts.prompt.as_deref())?)) } else { Ok(None) }
     }
 
     /// Tokenize pairs exactly as FlagEmbedding does (before padding):
@@ -250,7 +246,13 @@ impl Reranker {
     }
 
     /// `rerank`, reading results back asynchronously.
-    pub async fn rerank_async<D: AsRef<str>>(&self, query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<Ranked>> {
+    pub async fn rerank_async<D: AsRef<str>>(
+        &self,
+        query: &str,
+        docs: &[D],
+        top_k: Option<usize>,
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Ranked>> {
         let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, d.as_ref())).collect();
         let scores = self.compute_score_async(&pairs, opts).await?;
         Ok(rank(&scores, top_k))

@@ -14,8 +14,8 @@
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
-use crate::error::{Error, Result};
 use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
 
 /// One tokenized input, before padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,10 +127,7 @@ impl PairTokenizer {
 
     fn finish(&self, a: Encoding, b: Option<Encoding>) -> Result<Encoded> {
         let e = self.tk.post_process(a, b, true).map_err(tok_err)?;
-        Ok(Encoded {
-            ids: e.get_ids().to_vec(),
-            type_ids: e.get_type_ids().to_vec(),
-        })
+        Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() })
     }
 
     /// A (query, passage) pair as FlagReranker builds it.
@@ -171,11 +168,7 @@ impl PairTokenizer {
 
     /// The id of the first token of `text` (the LLM rerankers score "Yes").
     pub(crate) fn first_token(&self, text: &str) -> Result<u32> {
-        self.encode_plain(text, None)?
-            .get_ids()
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
+        self.encode_plain(text, None)?.get_ids().first().copied().ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
     }
 
     /// A pair as FlagLLMReranker (decoder_only/base.py) builds it:

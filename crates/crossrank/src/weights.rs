@@ -77,21 +77,15 @@ impl Weights {
 
     /// Index one or more safetensors files, owned or memory-mapped.
     pub(crate) fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
-        let mut out = Weights {
-            shards: Vec::new(),
-            index: HashMap::new(),
-            quant: HashMap::new(),
-            dtype: WeightDtype::F32,
-        };
+        let mut out = Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32 };
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
-            let (header_len, meta): (usize, Metadata) =
-                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match e {
-                    safetensors::SafeTensorError::MetadataIncompleteBuffer => {
-                        bad("truncated file: its header describes more data than the file holds".into())
-                    }
-                    e => bad(format!("not a safetensors file or a corrupt header ({e:?})")),
-                })?;
+            let (header_len, meta): (usize, Metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match e {
+                safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                    bad("truncated file: its header describes more data than the file holds".into())
+                }
+                e => bad(format!("not a safetensors file or a corrupt header ({e:?})")),
+            })?;
             let data_start = 8 + header_len;
             let data_len = bytes.len() - data_start;
             let shard = out.shards.len();
@@ -109,13 +103,7 @@ impl Weights {
                 }
                 out.index.insert(
                     name.clone(),
-                    Entry {
-                        shard,
-                        dtype: info.dtype,
-                        shape: info.shape.clone(),
-                        start: data_start + start,
-                        end: data_start + end,
-                    },
+                    Entry { shard, dtype: info.dtype, shape: info.shape.clone(), start: data_start + start, end: data_start + end },
                 );
             }
             out.shards.push(Shard { bytes });
@@ -127,9 +115,8 @@ impl Weights {
     /// Find `NAME.q8` / `NAME.q4` + `NAME.qscale` pairs and check their shapes.
     fn index_quantized(&mut self) -> Result<()> {
         for (qname, packed) in &self.index {
-            let Some((name, bits)) = [(".q8", 8u32), (".q4", 4)]
-                .into_iter()
-                .find_map(|(suffix, bits)| qname.strip_suffix(suffix).map(|n| (n, bits)))
+            let Some((name, bits)) =
+                [(".q8", 8u32), (".q4", 4)].into_iter().find_map(|(suffix, bits)| qname.strip_suffix(suffix).map(|n| (n, bits)))
             else {
                 continue;
             };
@@ -188,11 +175,9 @@ impl Weights {
     fn check_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
         match self.shape(name) {
             None => Err(Error::MissingTensor { name: name.to_string() }),
-            Some(s) if s != expected => Err(Error::ShapeMismatch {
-                name: name.to_string(),
-                expected: expected.to_vec(),
-                actual: s.to_vec(),
-            }),
+            Some(s) if s != expected => {
+                Err(Error::ShapeMismatch { name: name.to_string(), expected: expected.to_vec(), actual: s.to_vec() })
+            }
             Some(_) => Ok(()),
         }
     }
@@ -296,11 +281,7 @@ impl Weights {
         }
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
         if e.shape != expected {
-            return Err(Error::ShapeMismatch {
-                name: name.to_string(),
-                expected: expected.to_vec(),
-                actual: e.shape.clone(),
-            });
+            return Err(Error::ShapeMismatch { name: name.to_string(), expected: expected.to_vec(), actual: e.shape.clone() });
         }
         decode(name, e.dtype, &self.shards[e.shard].bytes[e.start..e.end])
     }
@@ -329,11 +310,7 @@ impl Weights {
     fn stored_rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<(Dtype, &[u8])> {
         let e = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
         if e.shape != expected || expected.len() != 2 || start + count > expected[0] {
-            return Err(Error::ShapeMismatch {
-                name: name.to_string(),
-                expected: expected.to_vec(),
-                actual: e.shape.clone(),
-            });
+            return Err(Error::ShapeMismatch { name: name.to_string(), expected: expected.to_vec(), actual: e.shape.clone() });
         }
         let row_bytes = expected[1] * e.dtype.bitsize() / 8;
         let from = e.start + start * row_bytes;
@@ -366,10 +343,8 @@ mod tests {
     use safetensors::tensor::TensorView;
 
     fn st(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
-        let views: Vec<(String, TensorView)> = tensors
-            .iter()
-            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
-            .collect();
+        let views: Vec<(String, TensorView)> =
+            tensors.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
         safetensors::serialize(views, None).unwrap()
     }
 
@@ -414,10 +389,7 @@ fn decode(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
         Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         other => {
-            return Err(Error::UnsupportedDtype {
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
-            });
+            return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") });
         }
     })
 }

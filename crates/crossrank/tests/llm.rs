@@ -28,8 +28,7 @@ struct Case {
 }
 
 fn check(model: &str, device: &Device, tol: f32, only: Option<&[&str]>) {
-    let exp: Expected =
-        serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap();
+    let exp: Expected = serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap();
     let r = Reranker::load(&Checkpoint::dir(fixtures().join(model)), device).unwrap();
     assert!(r.architecture().is_llm());
     if let Some(yes) = exp.yes_token {

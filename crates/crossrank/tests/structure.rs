@@ -98,7 +98,9 @@ fn module_imports_form_no_circle() {
         assert!(graph[from].contains(to), "{from} -> {to} not found: {graph:?}");
     }
     // The bottom floors stay at the bottom.
-    for (low, forbidden) in [("kernels", ["nn", "models", "quant", "weights", "device"]), ("quant", ["nn", "models", "weights", "device", "checkpoint"])] {
+    for (low, forbidden) in
+        [("kernels", ["nn", "models", "quant", "weights", "device"]), ("quant", ["nn", "models", "weights", "device", "checkpoint"])]
+    {
         let deps = &graph[low];
         for f in forbidden {
             assert!(!deps.contains(f), "{low} must not use {f} (it uses {deps:?})");

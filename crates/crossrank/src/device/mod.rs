@@ -127,9 +127,8 @@ pub(crate) async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Resu
 /// in wasm it succeeds when nothing had to wait (the CPU backend) and is a
 /// typed error otherwise (WebGPU: use the `_async` API).
 pub(crate) fn block<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    burn::tensor::try_read_sync(f).unwrap_or_else(|| {
-        Err(Error::Device("this device only reads results asynchronously; use the *_async methods".into()))
-    })
+    burn::tensor::try_read_sync(f)
+        .unwrap_or_else(|| Err(Error::Device("this device only reads results asynchronously; use the *_async methods".into())))
 }
 
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]

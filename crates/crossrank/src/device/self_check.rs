@@ -18,9 +18,7 @@ pub(crate) async fn self_check(device: &Device, tolerance: f32) -> Result<f32> {
     let (cpu, gpu) = (read_f32(cpu).await?, read_f32(gpu).await?);
     let diff = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
     if !(diff <= tolerance) || cpu.len() != gpu.len() {
-        return Err(Error::Device(format!(
-            "the GPU self-check disagrees with the CPU (max abs difference {diff:e} > {tolerance:e})"
-        )));
+        return Err(Error::Device(format!("the GPU self-check disagrees with the CPU (max abs difference {diff:e} > {tolerance:e})")));
     }
     Ok(diff)
 }

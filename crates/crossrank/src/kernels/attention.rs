@@ -11,12 +11,7 @@ pub(crate) enum AttentionPlan {
     /// The CPU: each sequence over its own tokens, on the host.
     Host { seqs: Vec<(usize, usize)>, heads: usize },
     /// Index tensors into and out of the padded, head-split layout.
-    Gathered {
-        qkv: Tensor<1, Int>,
-        merge: Tensor<1, Int>,
-        mask: Tensor<4, Bool>,
-        dims: [usize; 3],
-    },
+    Gathered { qkv: Tensor<1, Int>, merge: Tensor<1, Int>, mask: Tensor<4, Bool>, dims: [usize; 3] },
 }
 
 impl AttentionPlan {
@@ -64,12 +59,7 @@ impl AttentionPlan {
         };
         let pad: Vec<bool> = seqs.iter().flat_map(|&(_, len)| (0..t).map(move |c| c >= len)).collect();
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device);
-        Self::Gathered {
-            qkv: int(qkv),
-            merge: int(merge),
-            mask: mask.expand([b, heads, t, t]),
-            dims: [b, heads, t],
-        }
+        Self::Gathered { qkv: int(qkv), merge: int(merge), mask: mask.expand([b, heads, t, t]), dims: [b, heads, t] }
     }
 }
 
@@ -178,21 +168,49 @@ fn host_attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -> Tens
         unsafe {
             // scores[i][j] = scale * sum_c q[i][c] * k[j][c]
             gemm(
-                len, len, d,
-                scores.as_mut_ptr(), 1, len as isize, false,
-                q.as_ptr(), 1, width as isize,
-                k.as_ptr(), width as isize, 1,
-                0.0, scale, false, false, false, Parallelism::None,
+                len,
+                len,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                len as isize,
+                false,
+                q.as_ptr(),
+                1,
+                width as isize,
+                k.as_ptr(),
+                width as isize,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
         scores.chunks_exact_mut(len).for_each(softmax);
         unsafe {
             gemm(
-                len, d, len,
-                dst.at(start * hidden + h * d), 1, hidden as isize, false,
-                scores.as_ptr(), 1, len as isize,
-                v.as_ptr(), 1, width as isize,
-                0.0, 1.0, false, false, false, Parallelism::None,
+                len,
+                d,
+                len,
+                dst.at(start * hidden + h * d),
+                1,
+                hidden as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                len as isize,
+                v.as_ptr(),
+                1,
+                width as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
     };
@@ -251,7 +269,8 @@ mod tests {
                     for part in 0..3 {
                         for h in 0..heads {
                             for c in 0..d {
-                                padded[(((part * b + s) * heads + h) * t + i) * d + c] = vals[(st + i) * 3 * hidden + part * hidden + h * d + c];
+                                padded[(((part * b + s) * heads + h) * t + i) * d + c] =
+                                    vals[(st + i) * 3 * hidden + part * hidden + h * d + c];
                             }
                         }
                     }
@@ -261,7 +280,8 @@ mod tests {
             let part = |p: usize| all.clone().slice(p..p + 1).reshape([b, heads, t, d]);
             let mask: Vec<bool> = lens.iter().flat_map(|&l| (0..t).map(move |j| j >= l)).collect();
             let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, 1, t]), &dev).expand([b, heads, t, t]);
-            let want = module::attention(part(0), part(1), part(2), Some(mask), None, Default::default()).into_data().try_to_vec::<f32>().unwrap();
+            let want =
+                module::attention(part(0), part(1), part(2), Some(mask), None, Default::default()).into_data().try_to_vec::<f32>().unwrap();
             let mut worst = 0f32;
             for (s, &(st, l)) in seqs.iter().enumerate() {
                 for i in 0..l {

@@ -54,8 +54,7 @@ fn default_position_embedding_type() -> String {
 impl EncoderConfig {
     /// Parse and validate `config.json` bytes.
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Self> {
-        let cfg: EncoderConfig =
-            serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
+        let cfg: EncoderConfig = serde_json::from_slice(bytes).map_err(|e| Error::config("config.json", e))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -66,16 +65,10 @@ impl EncoderConfig {
             return bad("hidden_size and num_attention_heads must be positive".into());
         }
         if self.hidden_size % self.num_attention_heads != 0 {
-            return bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return bad(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
         if self.position_embedding_type != "absolute" {
-            return bad(format!(
-                "position_embedding_type {:?} is not supported (only \"absolute\")",
-                self.position_embedding_type
-            ));
+            return bad(format!("position_embedding_type {:?} is not supported (only \"absolute\")", self.position_embedding_type));
         }
         if self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
             return bad("vocab_size, max_position_embeddings and type_vocab_size must be positive".into());
@@ -86,9 +79,7 @@ impl EncoderConfig {
     /// `num_labels` as transformers derives it: explicit value, else the size
     /// of `id2label`, else 2.
     pub(crate) fn num_labels(&self) -> usize {
-        self.num_labels
-            .or_else(|| self.id2label.as_ref().map(|m| m.len()))
-            .unwrap_or(2)
+        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len())).unwrap_or(2)
     }
 }
 
@@ -134,20 +125,8 @@ impl BertEmbeddings {
         let h = c.hidden_size;
         Ok(Self {
             word: Embedding::load(w, &format!("{p}embeddings.word_embeddings.weight"), c.vocab_size, h, dev)?,
-            position: Embedding::load(
-                w,
-                &format!("{p}embeddings.position_embeddings.weight"),
-                c.max_position_embeddings,
-                h,
-                dev,
-            )?,
-            token_type: Embedding::load(
-                w,
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                c.type_vocab_size,
-                h,
-                dev,
-            )?,
+            position: Embedding::load(w, &format!("{p}embeddings.position_embeddings.weight"), c.max_position_embeddings, h, dev)?,
+            token_type: Embedding::load(w, &format!("{p}embeddings.token_type_embeddings.weight"), c.type_vocab_size, h, dev)?,
             norm: LayerNorm::load(w, &format!("{p}embeddings.LayerNorm"), h, c.layer_norm_eps, dev)?,
         })
     }
@@ -288,9 +267,7 @@ pub(crate) struct BertModel {
 
 impl BertModel {
     pub(crate) fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
-        Ok(Self {
-            encoder: BertEncoder::load(w, bert_prefix(w), c, dev)?,
-        })
+        Ok(Self { encoder: BertEncoder::load(w, bert_prefix(w), c, dev)? })
     }
 
     /// Last hidden states, packed (`[packed rows, hidden]`), and their packing.
@@ -315,7 +292,10 @@ mod tests {
 
     #[test]
     fn reads_labels_and_defaults_like_transformers() {
-        let c = EncoderConfig::from_json(base(r#","architectures":["XLMRobertaForSequenceClassification"],"id2label":{"0":"LABEL_0"}"#).as_bytes()).unwrap();
+        let c = EncoderConfig::from_json(
+            base(r#","architectures":["XLMRobertaForSequenceClassification"],"id2label":{"0":"LABEL_0"}"#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(c.num_labels(), 1);
         let c = EncoderConfig::from_json(base(r#","model_type":"bert""#).as_bytes()).unwrap();
         assert_eq!(c.num_labels(), 2);
@@ -324,7 +304,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        let e = EncoderConfig::from_json(base("").replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 3").as_bytes()).unwrap_err();
+        let e =
+            EncoderConfig::from_json(base("").replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 3").as_bytes()).unwrap_err();
         assert!(e.to_string().contains("not a multiple"), "{e}");
         let e = EncoderConfig::from_json(b"{not json").unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");

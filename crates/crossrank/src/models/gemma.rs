@@ -57,11 +57,8 @@ impl Gemma {
         let layers = (0..d.num_hidden_layers)
             .map(|l| DecoderLayer::load(w, &format!("model.layers.{l}"), d, 1.0, dev))
             .collect::<Result<Vec<_>>>()?;
-        let head_name = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
+        let head_name =
+            if cfg.tie_word_embeddings || !w.contains("lm_head.weight") { "model.embed_tokens.weight" } else { "lm_head.weight" };
         let row = score_row(w, head_name, d.vocab_size, h, score_token)?;
         Ok(Self {
             embed: Embedding::load(w, "model.embed_tokens.weight", d.vocab_size, h, dev)?,

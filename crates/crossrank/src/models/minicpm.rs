@@ -80,11 +80,7 @@ impl MiniCpmConfig {
     /// left is an error.
     pub(crate) fn resolve_cutoffs(&self, requested: Option<&[usize]>) -> Result<Vec<usize>> {
         let all = requested.map(<[usize]>::to_vec).unwrap_or_else(|| vec![self.decoder.num_hidden_layers]);
-        let kept: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&l| l >= self.start_layer && l <= self.decoder.num_hidden_layers)
-            .collect();
+        let kept: Vec<usize> = all.iter().copied().filter(|&l| l >= self.start_layer && l <= self.decoder.num_hidden_layers).collect();
         if kept.len() < all.len() {
             tracing::warn!(requested = ?all, kept = ?kept, "cutoff layers outside [start_layer, num_hidden_layers] dropped");
         }

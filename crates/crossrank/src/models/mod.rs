@@ -153,16 +153,22 @@ impl Reranking {
     pub(crate) fn cutoff_layers(&self, requested: Option<&[usize]>, architecture: Architecture) -> Result<Vec<usize>> {
         match self {
             Self::MiniCpm(m) => m.config().resolve_cutoffs(requested),
-            _ if requested.is_some() => Err(Error::InvalidInput(format!(
-                "cutoff_layers applies to layer-wise rerankers, not {architecture:?}"
-            ))),
+            _ if requested.is_some() => {
+                Err(Error::InvalidInput(format!("cutoff_layers applies to layer-wise rerankers, not {architecture:?}")))
+            }
             _ => Ok(vec![]),
         }
     }
 
     /// Scores of one batch of unpadded sequences, one `[batch]` tensor per
     /// scoring layer.
-    pub(crate) fn forward(&self, items: &[&Encoded], tokenizer: &PairTokenizer, cutoffs: &[usize], device: &Device) -> Result<Vec<Tensor<1>>> {
+    pub(crate) fn forward(
+        &self,
+        items: &[&Encoded],
+        tokenizer: &PairTokenizer,
+        cutoffs: &[usize],
+        device: &Device,
+    ) -> Result<Vec<Tensor<1>>> {
         let logits = |t: Tensor<2>| {
             let b = t.dims()[0];
             vec![t.reshape([b])]
@@ -216,9 +222,15 @@ mod tests {
     #[test]
     fn picks_the_architecture_from_its_names() {
         let arch = |j: &str| Architecture::from_config_json(j.as_bytes());
-        assert_eq!(arch(r#"{"architectures":["XLMRobertaForSequenceClassification"]}"#).unwrap(), Architecture::XlmRobertaForSequenceClassification);
+        assert_eq!(
+            arch(r#"{"architectures":["XLMRobertaForSequenceClassification"]}"#).unwrap(),
+            Architecture::XlmRobertaForSequenceClassification
+        );
         assert_eq!(arch(r#"{"model_type":"bert"}"#).unwrap(), Architecture::BertModel);
-        assert_eq!(arch(r#"{"architectures":["LayerWiseMiniCPMForCausalLM"],"model_type":"minicpm"}"#).unwrap(), Architecture::LayerWiseMiniCpmForCausalLM);
+        assert_eq!(
+            arch(r#"{"architectures":["LayerWiseMiniCPMForCausalLM"],"model_type":"minicpm"}"#).unwrap(),
+            Architecture::LayerWiseMiniCpmForCausalLM
+        );
         let e = arch(r#"{"architectures":["GPT2LMHeadModel"]}"#).unwrap_err();
         assert!(matches!(e, Error::UnsupportedArchitecture(ref a) if a == "GPT2LMHeadModel"), "{e}");
         assert!(matches!(arch(r#"{"model_type":"t5"}"#), Err(Error::UnsupportedArchitecture(_))));

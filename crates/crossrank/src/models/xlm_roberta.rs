@@ -72,10 +72,7 @@ pub(crate) struct XlmRobertaModel {
 impl XlmRobertaModel {
     pub(crate) fn load(w: &Weights, c: &EncoderConfig, dev: &Device) -> Result<Self> {
         let prefix = if w.contains("roberta.embeddings.word_embeddings.weight") { "roberta." } else { "" };
-        Ok(Self {
-            encoder: BertEncoder::load(w, prefix, c, dev)?,
-            padding_idx: c.pad_token_id.unwrap_or(1),
-        })
+        Ok(Self { encoder: BertEncoder::load(w, prefix, c, dev)?, padding_idx: c.pad_token_id.unwrap_or(1) })
     }
 
     /// Last hidden states, packed (`[packed rows, hidden]`), and their packing.

@@ -66,9 +66,7 @@ pub(crate) struct Rope {
 
 impl Rope {
     pub(crate) fn new(head_dim: usize, theta: f64) -> Self {
-        let inv_freq = (0..head_dim / 2)
-            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let inv_freq = (0..head_dim / 2).map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
         Self { inv_freq }
     }
 
@@ -121,16 +119,9 @@ pub(crate) fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: 
     let [b, heads, t, d] = q.dims();
     let kv = k.dims()[1];
     let repeat = |x: Tensor<4>| {
-        if kv == heads {
-            x
-        } else {
-            x.unsqueeze_dim::<5>(2).expand([b, kv, heads / kv, t, d]).reshape([b, heads, t, d])
-        }
+        if kv == heads { x } else { x.unsqueeze_dim::<5>(2).expand([b, kv, heads / kv, t, d]).reshape([b, heads, t, d]) }
     };
-    let options = burn::tensor::ops::AttentionModuleOptions {
-        scale: Some(scale),
-        ..Default::default()
-    };
+    let options = burn::tensor::ops::AttentionModuleOptions { scale: Some(scale), ..Default::default() };
     module::attention(q, repeat(k), repeat(v), Some(mask.clone().expand([b, heads, t, t])), None, options)
 }
 

@@ -32,14 +32,7 @@ impl Embedding {
 
     /// `load` with an explicit chunk size. Each chunk is decoded and
     /// uploaded on its own: the host never holds the whole table in f32.
-    pub(crate) fn load_chunked(
-        w: &Weights,
-        name: &str,
-        rows: usize,
-        dim: usize,
-        rows_per_chunk: usize,
-        device: &Device,
-    ) -> Result<Self> {
+    pub(crate) fn load_chunked(w: &Weights, name: &str, rows: usize, dim: usize, rows_per_chunk: usize, device: &Device) -> Result<Self> {
         let chunks = (0..rows)
             .step_by(rows_per_chunk)
             .map(|start| {

@@ -69,11 +69,7 @@ impl Linear {
         // say f16 products pay there (see `kernels::half_products`).
         let half_compute = matches!(&weight, LinearWeight::Half(h) if h.native().is_some()) && kernels::half_products(device);
         let bias_name = format!("{prefix}.bias");
-        let bias = if w.contains(&bias_name) {
-            Some(w.tensor1(&bias_name, d_out, device)?)
-        } else {
-            None
-        };
+        let bias = if w.contains(&bias_name) { Some(w.tensor1(&bias_name, d_out, device)?) } else { None };
         Ok(Self { weight, bias, half_compute })
     }
 
@@ -173,7 +169,8 @@ mod tests {
         use crate::quant::HostQuant;
         let dev = Device::flex();
         let (d_in, d_out, n) = (64, 16, 5);
-        let vals = |len: usize, seed: usize| -> Vec<f32> { (0..len).map(|i| (((i * 37 + seed * 101) % 97) as f32 - 48.0) / 64.0).collect() };
+        let vals =
+            |len: usize, seed: usize| -> Vec<f32> { (0..len).map(|i| (((i * 37 + seed * 101) % 97) as f32 - 48.0) / 64.0).collect() };
         // `[out, in]` row-major, as checkpoints store it.
         let make = |kind: usize, seed: usize| -> Linear {
             let w = vals(d_out * d_in, seed);

@@ -11,14 +11,14 @@ mod packing;
 use burn::tensor::{Tensor, activation};
 use serde::Deserialize;
 
+/// Multi-head self-attention over each packed sequence's own tokens, as
+/// the plan [`Packing::attention`] built for the device says.
+pub(crate) use crate::kernels::{AttentionPlan, packed_attention};
 pub(crate) use decoder::{DecoderConfig, DecoderLayer, Rope, causal_padding_mask, last_tokens};
 pub(crate) use embedding::Embedding;
 pub(crate) use linear::Linear;
 pub(crate) use norm::{LayerNorm, RmsNorm};
 pub(crate) use packing::Packing;
-/// Multi-head self-attention over each packed sequence's own tokens, as
-/// the plan [`Packing::attention`] built for the device says.
-pub(crate) use crate::kernels::{AttentionPlan, packed_attention};
 
 /// Activation of a feed-forward block (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -16,16 +16,8 @@ impl LayerNorm {
     /// Load `{prefix}.weight`/`.bias`, or the `gamma`/`beta` names of old
     /// TF-converted BERT checkpoints (transformers renames those too).
     pub(crate) fn load(w: &Weights, prefix: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
-        let (g, b) = if w.contains(&format!("{prefix}.gamma")) {
-            ("gamma", "beta")
-        } else {
-            ("weight", "bias")
-        };
-        Ok(Self {
-            gamma: w.tensor1(&format!("{prefix}.{g}"), dim, device)?,
-            beta: w.tensor1(&format!("{prefix}.{b}"), dim, device)?,
-            eps,
-        })
+        let (g, b) = if w.contains(&format!("{prefix}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
+        Ok(Self { gamma: w.tensor1(&format!("{prefix}.{g}"), dim, device)?, beta: w.tensor1(&format!("{prefix}.{b}"), dim, device)?, eps })
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -45,10 +37,7 @@ impl RmsNorm {
     pub(crate) fn load(w: &Weights, name: &str, dim: usize, eps: f64, offset: f32, device: &Device) -> Result<Self> {
         let mut v = w.f32(name, &[dim])?;
         v.iter_mut().for_each(|x| *x += offset);
-        Ok(Self {
-            weight: Tensor::from_data(TensorData::new(v, [dim]), device),
-            eps,
-        })
+        Ok(Self { weight: Tensor::from_data(TensorData::new(v, [dim]), device), eps })
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

@@ -105,11 +105,14 @@ mod tests {
             let ids = p.fill((10..10 + tokens as i64).collect());
             assert_eq!(ids.len(), p.len());
             assert!(ids[tokens..].iter().all(|&f| f == 10), "fillers copy the first token");
-            let starts: Vec<i64> = lens.iter().scan(0i64, |s, &l| {
-                let at = *s;
-                *s += l as i64;
-                Some(at)
-            }).collect();
+            let starts: Vec<i64> = lens
+                .iter()
+                .scan(0i64, |s, &l| {
+                    let at = *s;
+                    *s += l as i64;
+                    Some(at)
+                })
+                .collect();
             assert_eq!(p.first_tokens(&dev).into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), starts);
             // Mean pooling: each sequence's mean of its own rows.
             let x = Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [p.len()]), &dev).float().reshape([p.len(), 1]);
@@ -122,12 +125,10 @@ mod tests {
             let vals: Vec<f32> = (0..n * 3 * heads * d).map(|i| ((i * 7919) % 113) as f32 / 40.0 - 1.4).collect();
             let qkv = Tensor::<2>::from_data(TensorData::new(vals, [n, 3 * heads * d]), &dev);
             let host = packed_attention(qkv.clone(), &p.attention(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
-            let gathered = packed_attention(qkv, &AttentionPlan::gathered(&p.seqs, p.rows, heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
-            let err = host[..tokens * heads * d]
-                .iter()
-                .zip(&gathered[..tokens * heads * d])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let gathered =
+                packed_attention(qkv, &AttentionPlan::gathered(&p.seqs, p.rows, heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
+            let err =
+                host[..tokens * heads * d].iter().zip(&gathered[..tokens * heads * d]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 1e-5, "lens {lens:?}: host vs gathered attention differ by {err}");
         }
     }

@@ -211,7 +211,6 @@ pub(crate) fn half_plan(dtype: WeightDtype, shape: &[usize]) -> bool {
     dtype == WeightDtype::F16 && shape.len() == 2 && shape[0] >= MIN_QUANT_ROWS && shape[1] % 2 == 0
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,11 +48,7 @@ impl QuantMatrix {
             return None;
         }
         let (packed, scales) = parts.into_iter().map(|p| (p.packed, p.scales)).unzip();
-        Some(QuantMatrix {
-            packed: Tensor::cat(packed, 0),
-            scales: Tensor::cat(scales, 0),
-            ..first
-        })
+        Some(QuantMatrix { packed: Tensor::cat(packed, 0), scales: Tensor::cat(scales, 0), ..first })
     }
 
     /// The whole matrix in f32, `[rows, cols]`. On the CPU in one host pass
@@ -93,10 +89,7 @@ impl HalfMatrix {
     /// Upload as packed words whatever the device supports.
     pub(crate) fn packed(values: Vec<half::f16>, rows: usize, cols: usize, device: &Device) -> Self {
         let words: Vec<i32> = values.chunks_exact(2).map(|p| (p[0].to_bits() as u32 | (p[1].to_bits() as u32) << 16) as i32).collect();
-        Self::Packed {
-            words: Tensor::from_data(TensorData::new(words, [rows, cols / 2]), (device, DType::I32)),
-            cols,
-        }
+        Self::Packed { words: Tensor::from_data(TensorData::new(words, [rows, cols / 2]), (device, DType::I32)), cols }
     }
 
     pub(crate) fn rows(&self) -> usize {
