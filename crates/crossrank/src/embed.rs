@@ -10,7 +10,7 @@ use crate::batching::batches;
 use crate::checkpoint::Checkpoint;
 use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
-use crate::models::Encoder;
+use crate::models::{Encoder, InputLimits};
 use crate::quant::WeightDtype;
 use crate::tokenize::{Encoded, PairTokenizer};
 
@@ -53,6 +53,7 @@ pub struct EmbedOptions {
 pub struct Embedder {
     model: Encoder,
     tokenizer: PairTokenizer,
+    limits: InputLimits,
     device: Device,
     max_length: usize,
     pooling: Pooling,
@@ -87,10 +88,11 @@ impl Embedder {
     /// Load with weights stored as `dtype` on the device (q8/q4 quantize at
     /// load unless the checkpoint already is quantized).
     pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
-        let (model, max_positions) = Encoder::load(ck, dtype, device)?;
-        let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let (max_length, pooling, normalize) = st_defaults(ck, max_positions)?;
-        Ok(Self { model, tokenizer, device: device.clone(), max_length, pooling, normalize })
+        let (model, limits) = Encoder::load(ck, dtype, device)?;
+        let mut tokenizer = PairTokenizer::from_checkpoint(ck)?;
+        tokenizer.set_token_cap(limits.max_tokens);
+        let (max_length, pooling, normalize) = st_defaults(ck, limits.max_tokens)?;
+        Ok(Self { model, tokenizer, limits, device: device.clone(), max_length, pooling, normalize })
     }
 
     /// One vector per text, in input order.
@@ -108,6 +110,7 @@ impl Embedder {
         let pooling = opts.pooling.unwrap_or(self.pooling);
         let normalize = opts.normalize.unwrap_or(self.normalize);
         let encoded = texts.iter().map(|t| self.tokenizer.encode_single(t.as_ref(), max_length)).collect::<Result<Vec<Encoded>>>()?;
+        self.limits.check(&encoded, &self.tokenizer)?;
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut out = vec![Vec::new(); encoded.len()];
         for chunk in batches(&lens, batch_size, None) {
@@ -126,6 +129,9 @@ impl Embedder {
             };
             let flat = read_f32(pooled).await?;
             for (&i, v) in chunk.iter().zip(flat.chunks(h)) {
+                if let Some(&bad) = v.iter().find(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite { index: i, value: bad });
+                }
                 out[i] = v.to_vec();
             }
         }

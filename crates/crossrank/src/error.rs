@@ -21,6 +21,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Writing a file (or creating, renaming, removing one) failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// `config.json` (or another JSON file) is not what we expect.
     #[error("invalid {file}: {message}")]
     Config { file: String, message: String },
@@ -64,6 +72,13 @@ pub enum Error {
     /// Downloading from the Hugging Face Hub failed.
     #[error("hub: {0}")]
     Hub(String),
+
+    /// The model produced a NaN or infinite score or embedding: the weights
+    /// (or a quantization of them) are broken for this input. Nothing is
+    /// returned for the other inputs either, so no caller ranks by a
+    /// silently wrong list. TEI answers this with 424.
+    #[error("the model gave a non-finite result ({value}) for input {index}: broken or overflowing weights")]
+    NonFinite { index: usize, value: f32 },
 }
 
 impl Error {
@@ -74,4 +89,43 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Write { path: path.into(), source }
+    }
+}
+
+/// `config.json`'s `field` must lie in `lo..=hi`: checked before anything
+/// is sized from it, so a hostile or corrupt config is a typed error, not a
+/// multi-gigabyte allocation or an arithmetic overflow.
+pub(crate) fn check_config_range(field: &str, value: usize, lo: usize, hi: usize) -> Result<()> {
+    if value < lo || value > hi {
+        return Err(Error::config("config.json", format!("{field} is {value}; it must be in {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+/// `config.json`'s float `field` must be finite and positive (as the f32
+/// the model computes with), and below `hi`.
+pub(crate) fn check_config_positive(field: &str, value: f64, hi: f64) -> Result<()> {
+    let f = value as f32;
+    if !(f.is_finite() && f > 0.0 && value < hi) {
+        return Err(Error::config("config.json", format!("{field} is {value}; it must be positive, finite and below {hi}")));
+    }
+    Ok(())
+}
+
+/// Upper bounds on model sizes read from `config.json`: far above every
+/// real reranker (Gemma-2B: hidden 2048, 18 layers, 256k vocab, 8k
+/// positions) and low enough that products of two of them fit in memory
+/// arithmetic without overflow.
+pub(crate) mod bounds {
+    pub(crate) const HIDDEN: usize = 1 << 16;
+    pub(crate) const INTERMEDIATE: usize = 1 << 18;
+    pub(crate) const LAYERS: usize = 1024;
+    pub(crate) const HEADS: usize = 1024;
+    pub(crate) const HEAD_DIM: usize = 1024;
+    pub(crate) const VOCAB: usize = 1 << 24;
+    pub(crate) const TYPE_VOCAB: usize = 1 << 16;
+    pub(crate) const POSITIONS: usize = 1 << 20;
 }

@@ -1,12 +1,12 @@
 //! `crossrank quantize`: write a checkpoint with its weights stored as f16,
 //! q8, q4 or q4-all, in three steps — plan what each tensor becomes,
-//! encode it, write the files (sharded, each through a temporary file and a
-//! rename, so an interrupted run never leaves a half-written weights file
-//! under its final name). The result loads like any checkpoint, natively
+//! encode it, write the files (sharded, into a temporary directory beside
+//! the target that is renamed into place at the end, so an interrupted run
+//! never leaves a half-written checkpoint under the target's name). The result loads like any checkpoint, natively
 //! and in the browser; the format is described in `crate::quant`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -36,13 +36,28 @@ pub const MAX_SHARD_BYTES: usize = 1 << 30;
 /// Write `ck` quantized as `dtype` (f16, q8, q4 or q4-all) into the directory
 /// `out`: every matrix the quantization plan names as `NAME.q8`/`NAME.q4` +
 /// `NAME.qscale` (for f16: as a plain F16 tensor), every other tensor with
-/// its original bytes, and all non-weight files (config, tokenizer, ...)
-/// copied.
+/// its original bytes, and the checkpoint's other files (config, tokenizer,
+/// sentence-transformers files; not other weight formats such as
+/// `pytorch_model.bin`) copied, links followed.
+///
+/// Nothing the user had is lost: `out` may not be the source (links
+/// resolved) nor hold it; everything is written into a temporary directory
+/// beside `out` and moved into place at the end, replacing a previous
+/// checkpoint there as a whole (no stale file shadows a new one). An
+/// interrupted run leaves `out` as it was.
 pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> Result<QuantizeReport> {
     if dtype == WeightDtype::F32 {
         return Err(Error::InvalidInput("quantize writes f16, q8, q4 or q4-all, not f32".into()));
     }
+    check_target(ck, out)?;
     let weights = Weights::open(ck)?.with_dtype(dtype);
+    if let Some(name) = weights.names().find(|n| [".q8", ".q4"].iter().any(|s| n.strip_suffix(s).is_some_and(|b| weights.is_quantized(b))))
+    {
+        return Err(Error::InvalidInput(format!(
+            "the checkpoint is already quantized ({name}); quantizing it again would compound the rounding error \
+             (and change nothing for its quantized tensors): quantize the original f32/bf16/f16 checkpoint"
+        )));
+    }
     let mut names: Vec<String> = weights.names().map(str::to_string).collect();
     names.sort();
     let (mut tensors, mut quantized, mut kept) = (Vec::new(), 0, 0);
@@ -56,20 +71,150 @@ pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> R
         tensors.extend(encoded);
     }
     drop(weights);
+    let mut seen = std::collections::HashSet::new();
+    if let Some((dup, ..)) = tensors.iter().find(|t| !seen.insert(t.0.as_str())) {
+        return Err(Error::InvalidInput(format!(
+            "the quantized checkpoint would hold two tensors named {dup} (the source has a tensor with that name beside the one quantized into it)"
+        )));
+    }
 
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let is_weights_file = |f: &str| f.ends_with(".safetensors") || f == "model.safetensors.index.json";
+    let staging = Staging::new(out)?;
     let mut bytes_in = 0u64;
     for f in ck.files()? {
         if is_weights_file(&f) {
             // Counted, not read: the weights were memory-mapped.
             bytes_in += ck.file_len(&f)?;
-        } else {
-            write_atomically(&out.join(&f), |p| std::fs::write(p, ck.read(&f)?).map_err(|e| Error::io(p, e)))?;
+        } else if !is_other_weights_format(&f) {
+            staging.write(&f, &ck.read(&f)?)?;
         }
     }
-    let (files, bytes_out) = write(out, &tensors, dtype)?;
+    for f in SUBDIR_FILES {
+        if let Some(bytes) = ck.read_optional(f)? {
+            staging.write(f, &bytes)?;
+        }
+    }
+    let (files, bytes_out) = write(&staging.dir, &tensors, dtype)?;
+    staging.commit()?;
     Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
+}
+
+/// Files in subdirectories a checkpoint may have (sentence-transformers).
+const SUBDIR_FILES: &[&str] = &["1_Pooling/config.json"];
+
+fn is_weights_file(f: &str) -> bool {
+    f.ends_with(".safetensors") || f == "model.safetensors.index.json"
+}
+
+/// The same weights in other formats: copying them would put gigabytes of
+/// unquantized weights beside the quantized ones.
+fn is_other_weights_format(f: &str) -> bool {
+    [".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack", ".ot", ".gguf", ".ckpt"].iter().any(|ext| f.ends_with(ext))
+        || f.starts_with("pytorch_model.bin.index")
+        || f.starts_with("tf_model")
+        || f.starts_with("flax_model")
+}
+
+/// `out` must not be the source checkpoint's directory (links resolved),
+/// nor contain it (replacing `out` would delete it); an existing `out`
+/// must be a directory.
+fn check_target(ck: &Checkpoint, out: &Path) -> Result<()> {
+    let Checkpoint::Dir(src) = ck else {
+        return Ok(());
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).map_err(|e| Error::io(p, e));
+    let src = canon(src)?;
+    if out.exists() || std::fs::symlink_metadata(out).is_ok() {
+        let meta = std::fs::metadata(out).map_err(|e| Error::io(out, e))?;
+        if !meta.is_dir() {
+            return Err(Error::InvalidInput(format!("--out {} exists and is not a directory", out.display())));
+        }
+        let target = canon(out)?;
+        if src == target {
+            return Err(Error::InvalidInput(format!(
+                "--out {} is the checkpoint being quantized; write the quantized copy to another directory",
+                out.display()
+            )));
+        }
+        if src.starts_with(&target) {
+            return Err(Error::InvalidInput(format!(
+                "--out {} contains the checkpoint being quantized, which replacing it would delete; pick another directory",
+                out.display()
+            )));
+        }
+        // Only a checkpoint (or nothing) is replaced: never a directory of
+        // the user's other files.
+        let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+        if entries.next().is_some() && !out.join("config.json").exists() {
+            return Err(Error::InvalidInput(format!(
+                "--out {} holds files but no checkpoint (no config.json); pass a new or empty directory, or a previous output to replace",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A temporary directory beside the target, moved into place by
+/// [`Staging::commit`] and removed if dropped before.
+struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn new(target: &Path) -> Result<Self> {
+        let name = target.file_name().ok_or_else(|| Error::InvalidInput(format!("--out {} has no directory name", target.display())))?;
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        let mut tmp = name.to_owned();
+        tmp.push(format!(".crossrank-tmp-{}", std::process::id()));
+        let dir = parent.join(tmp);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| Error::write(&dir, e))?;
+        Ok(Self { dir, target: target.to_path_buf(), committed: false })
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Error::write(d, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::write(path, e))
+    }
+
+    /// Swap the finished directory in: the old `out` (if any) is renamed
+    /// aside, the new one renamed into place, then the old one removed.
+    fn commit(mut self) -> Result<()> {
+        let mut old = self.dir.as_os_str().to_owned();
+        old.push("-old");
+        let old = PathBuf::from(old);
+        let had_target = self.target.exists();
+        if had_target {
+            std::fs::rename(&self.target, &old).map_err(|e| Error::write(&self.target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
+            if had_target {
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(Error::write(&self.target, e));
+        }
+        self.committed = true;
+        if had_target {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::write(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 /// What one stored tensor becomes.
@@ -171,9 +316,9 @@ fn write(out: &Path, tensors: &[Encoded], dtype: WeightDtype) -> Result<(Vec<Str
             })
             .collect::<Result<Vec<_>>>()?;
         let path = out.join(&file);
-        write_atomically(&path, |p| {
-            safetensors::serialize_to_file(views, Some(metadata.clone()), p)
-                .map_err(|e| Error::InvalidInput(format!("writing {}: {e}", p.display())))
+        safetensors::serialize_to_file(views, Some(metadata.clone()), &path).map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => Error::write(&path, io),
+            e => Error::InvalidInput(format!("cannot write {}: {e}", path.display())),
         })?;
         bytes_out += std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
         files.push(file);
@@ -182,23 +327,7 @@ fn write(out: &Path, tensors: &[Encoded], dtype: WeightDtype) -> Result<(Vec<Str
         let index = serde_json::json!({ "metadata": { "total_size": bytes_out }, "weight_map": weight_map });
         let bytes = serde_json::to_vec_pretty(&index).map_err(|e| Error::InvalidInput(format!("index: {e}")))?;
         let path = out.join("model.safetensors.index.json");
-        write_atomically(&path, |p| std::fs::write(p, &bytes).map_err(|e| Error::io(p, e)))?;
+        std::fs::write(&path, &bytes).map_err(|e| Error::write(path, e))?;
     }
     Ok((files, bytes_out))
-}
-
-/// Write `path` through `write` into a temporary sibling, then rename it
-/// into place: a reader sees the old file or the whole new one.
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".crossrank-tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

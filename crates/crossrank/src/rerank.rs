@@ -9,7 +9,7 @@ use crate::batching::batches;
 use crate::checkpoint::Checkpoint;
 use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
-use crate::models::{Architecture, Reranking};
+use crate::models::{Architecture, InputLimits, Reranking};
 use crate::quant::WeightDtype;
 use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer};
 
@@ -79,7 +79,9 @@ impl Default for ScoreOptions {
 
 impl ScoreOptions {
     fn query_max_length(&self) -> usize {
-        self.query_max_length.unwrap_or(self.max_length * 3 / 4)
+        // max_length * 3 / 4 without overflowing for huge values.
+        let m = self.max_length;
+        self.query_max_length.unwrap_or(m / 4 * 3 + m % 4 * 3 / 4)
     }
 
     fn validate(&self) -> Result<()> {
@@ -128,6 +130,7 @@ pub struct Reranker {
     device: Device,
     architecture: Architecture,
     score_token: Option<u32>,
+    limits: InputLimits,
 }
 
 impl Reranker {
@@ -143,10 +146,11 @@ impl Reranker {
     pub fn load_with_dtype(ck: &Checkpoint, device: &Device, dtype: WeightDtype) -> Result<Self> {
         let config = ck.read("config.json")?;
         let architecture = Architecture::from_config_json(&config)?;
-        let tokenizer = PairTokenizer::from_checkpoint(ck)?;
-        let (model, score_token) = Reranking::load(ck, &config, architecture, &tokenizer, dtype, device)?;
+        let mut tokenizer = PairTokenizer::from_checkpoint(ck)?;
+        let (model, score_token, limits) = Reranking::load(ck, &config, architecture, &tokenizer, dtype, device)?;
+        tokenizer.set_token_cap(limits.max_tokens);
         tracing::info!(?architecture, "model loaded");
-        Ok(Self { model, tokenizer, device: device.clone(), architecture, score_token })
+        Ok(Self { model, tokenizer, device: device.clone(), architecture, score_token, limits })
     }
 
     /// Which architecture this reranker runs.
@@ -163,19 +167,28 @@ impl Reranker {
         if self.architecture.is_llm() { Ok(Some(self.tokenizer.llm_template(opts.prompt.as_deref())?)) } else { Ok(None) }
     }
 
+    /// The longest input the model takes, in tokens.
+    pub fn max_input_tokens(&self) -> usize {
+        self.limits.max_tokens
+    }
+
     /// Tokenize pairs exactly as FlagEmbedding does (before padding):
     /// FlagReranker for cross-encoders, FlagLLMReranker's template for LLMs.
+    /// Each pair is checked against the model (non-empty, ids within its
+    /// vocabularies, no longer than its positions).
     pub fn encode<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Encoded>> {
         opts.validate()?;
         let qmax = opts.query_max_length();
         let template = self.llm_template(opts)?;
-        pairs
+        let encoded = pairs
             .iter()
             .map(|(q, p)| match &template {
                 Some(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax, t),
                 None => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        self.limits.check(&encoded, &self.tokenizer)?;
+        Ok(encoded)
     }
 
     /// The layers a layer-wise model will score with these options (empty
@@ -209,12 +222,16 @@ impl Reranker {
             }
             for (layer, out) in layers.iter_mut().zip(outs) {
                 for (&i, s) in chunk.iter().zip(read_f32(out).await?) {
+                    if !s.is_finite() {
+                        return Err(Error::NonFinite { index: i, value: s });
+                    }
                     layer[i] = if opts.normalize { sigmoid(s) } else { s };
                 }
             }
         }
         if layers.is_empty() {
-            layers.push(Vec::new());
+            // No pairs: still one (empty) list per scoring layer.
+            layers = vec![Vec::new(); cutoffs.len().max(1)];
         }
         Ok(layers)
     }

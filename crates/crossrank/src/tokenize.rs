@@ -17,6 +17,38 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 
+/// Texts longer than this many bytes per token they may keep are tokenized
+/// from a prefix (see `PairTokenizer::encode_prefixed`); no real text needs
+/// 32 bytes per token, so every ordinary input is tokenized whole.
+const CUT_BYTES_PER_TOKEN: usize = 32;
+/// ... and never a prefix shorter than this.
+const CUT_MIN_BYTES: usize = 16 << 10;
+/// Tokens ending within this many bytes of a prefix's cut may differ from
+/// the full text's and are not trusted; the cut looks this far for
+/// whitespace too.
+const CUT_WINDOW: usize = 1024;
+
+/// Where to cut `text` near byte `at`: the first whitespace within
+/// [`CUT_WINDOW`] bytes after it, else the char boundary at or after it.
+fn cut_point(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    let look = &text.as_bytes()[at..text.len().min(at + CUT_WINDOW)];
+    match look.iter().position(|b| b.is_ascii_whitespace()) {
+        Some(i) => at + i,
+        None => at,
+    }
+}
+
+fn truncate(e: &mut Encoding, n: usize) {
+    if e.len() > n {
+        e.truncate(n, 0, TruncationDirection::Right);
+        e.take_overflowing();
+    }
+}
+
 /// One tokenized input, before padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -50,6 +82,8 @@ pub(crate) struct PairTokenizer {
     tk: Tokenizer,
     pad_id: u32,
     bos_id: Option<u32>,
+    /// See `set_token_cap`.
+    token_cap: usize,
 }
 
 /// The fixed pieces of an LLM reranker's input (FlagLLMReranker).
@@ -106,19 +140,59 @@ impl PairTokenizer {
             .or_else(|| tk.get_padding().map(|p| p.pad_id))
             .or_else(|| ["<pad>", "[PAD]", "<PAD>"].iter().find_map(|t| tk.token_to_id(t)))
             .ok_or_else(|| Error::Tokenizer("cannot determine the padding token (no pad_token in tokenizer_config.json)".into()))?;
-        Ok(Self { tk, pad_id, bos_id })
+        Ok(Self { tk, pad_id, bos_id, token_cap: usize::MAX })
     }
 
-    /// Token ids of `text` without special tokens, cut to `max_len` tokens.
+    /// Token ids of `text` without special tokens, cut to `max_len` tokens
+    /// (and never more than the model's token cap plus one).
     pub(crate) fn encode_plain(&self, text: &str, max_len: Option<usize>) -> Result<Encoding> {
-        let mut e = self.tk.encode_fast(text, false).map_err(tok_err)?;
-        if let Some(n) = max_len {
-            if e.len() > n {
-                e.truncate(n, 0, TruncationDirection::Right);
-                e.take_overflowing();
+        self.encode_prefixed("", text, max_len)
+    }
+
+    /// The model's longest input, in tokens: texts are never tokenized past
+    /// one more than this (a longer sequence is an error whatever its tail).
+    pub(crate) fn set_token_cap(&mut self, cap: usize) {
+        self.token_cap = cap;
+    }
+
+    /// The name of token `id`, for messages.
+    pub(crate) fn token_name(&self, id: u32) -> String {
+        self.tk.id_to_token(id).unwrap_or_else(|| "<not in the tokenizer>".into())
+    }
+
+    /// Tokens of `prefix + text`, cut to `max_len` tokens. A text far longer
+    /// than that many tokens can need is not tokenized whole (a 50 MB
+    /// passage took 7.8 GB that way): a prefix of it is, grown until enough
+    /// of its tokens end at least [`CUT_WINDOW`] bytes before the cut — the
+    /// cut lands on whitespace where there is some, so the word-splitting
+    /// pre-tokenizers (BERT, Metaspace) see the same words, and BPE merges
+    /// never reach that far — which are then the full text's first tokens.
+    fn encode_prefixed(&self, prefix: &str, text: &str, max_len: Option<usize>) -> Result<Encoding> {
+        let cap = max_len.unwrap_or(usize::MAX).min(self.token_cap.saturating_add(1));
+        let whole = |t: &str| -> Result<Encoding> {
+            let mut e = if prefix.is_empty() { self.tk.encode_fast(t, false) } else { self.tk.encode_fast(format!("{prefix}{t}"), false) }
+                .map_err(tok_err)?;
+            truncate(&mut e, cap);
+            Ok(e)
+        };
+        let mut budget = cap.saturating_mul(CUT_BYTES_PER_TOKEN).max(CUT_MIN_BYTES);
+        loop {
+            if budget >= text.len() {
+                return whole(text);
             }
+            let end = cut_point(text, budget);
+            if end >= text.len() {
+                return whole(text);
+            }
+            let mut e = self.tk.encode(format!("{prefix}{}", &text[..end]), false).map_err(tok_err)?;
+            let settled = (prefix.len() + end).saturating_sub(CUT_WINDOW);
+            let safe = e.get_offsets().iter().take_while(|o| o.1 <= settled).count();
+            if safe >= cap {
+                truncate(&mut e, cap);
+                return Ok(e);
+            }
+            budget = budget.saturating_mul(2);
         }
-        Ok(e)
     }
 
     fn specials(&self, pair: bool) -> usize {
@@ -183,13 +257,13 @@ impl PairTokenizer {
         query_max_length: usize,
         t: &LlmTemplate,
     ) -> Result<Encoded> {
-        let q = self.encode_plain(&format!("A: {query}"), Some(query_max_length))?;
-        let p = self.encode_plain(&format!("B: {passage}"), Some(max_length))?;
+        let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
+        let p = self.encode_prefixed("B: ", passage, Some(max_length))?;
         let mut first: Vec<u32> = t.bos.into_iter().collect();
         first.extend_from_slice(q.get_ids());
         let mut second = t.sep.clone();
         second.extend_from_slice(p.get_ids());
-        let limit = max_length + t.sep.len() + t.prompt.len();
+        let limit = max_length.saturating_add(t.sep.len() + t.prompt.len());
         let total = first.len() + second.len();
         if total > limit && second.len() > total - limit {
             second.truncate(second.len() - (total - limit));

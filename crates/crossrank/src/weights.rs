@@ -78,6 +78,7 @@ impl Weights {
     /// Index one or more safetensors files, owned or memory-mapped.
     pub(crate) fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
         let mut out = Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32 };
+        let mut names: Vec<String> = Vec::new();
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
             let (header_len, meta): (usize, Metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match e {
@@ -96,10 +97,16 @@ impl Weights {
                         "tensor {name} needs bytes {start}..{end} but the data section has {data_len} (truncated file?)"
                     )));
                 }
-                let elems: usize = info.shape.iter().product();
-                let width = info.dtype.bitsize() / 8;
-                if elems * width != end - start {
+                let bytes_needed = info.shape.iter().try_fold(info.dtype.bitsize() / 8, |acc, &d| acc.checked_mul(d));
+                if bytes_needed != Some(end - start) {
                     return Err(bad(format!("tensor {name}: shape {:?} does not match its byte length", info.shape)));
+                }
+                // A tensor in two shards: which copy is meant is ambiguous
+                // (the index's weight_map and the file order could disagree),
+                // so refuse rather than let the later file win silently.
+                if let Some(prev) = out.index.get(&name) {
+                    let other = names.get(prev.shard).map(String::as_str).unwrap_or("another shard");
+                    return Err(bad(format!("tensor {name} is also in {other}; a tensor must be stored once")));
                 }
                 out.index.insert(
                     name.clone(),
@@ -107,6 +114,7 @@ impl Weights {
                 );
             }
             out.shards.push(Shard { bytes });
+            names.push(file);
         }
         out.index_quantized()?;
         Ok(out)
@@ -128,8 +136,12 @@ impl Weights {
             let (&[rows, words], &[srows, groups]) = (packed.shape.as_slice(), scale.shape.as_slice()) else {
                 return Err(bad("quantized tensors must be rank 2".into()));
             };
-            let cols = words * 32 / bits as usize;
             let per_word = 32 / bits as usize;
+            // Sizes from the file: no product may overflow, and no row is
+            // longer than any real weight's (2^32 columns).
+            let Some(cols) = words.checked_mul(per_word).filter(|&c| c <= 1 << 32 && rows.checked_mul(c).is_some()) else {
+                return Err(bad(format!("shape {:?} is too large", packed.shape)));
+            };
             let block = if groups > 0 { cols / groups } else { 0 };
             if srows != rows || block == 0 || groups * block != cols || block % per_word != 0 {
                 return Err(bad(format!("shapes {:?} / {:?} are not a q{bits} block layout", packed.shape, scale.shape)));

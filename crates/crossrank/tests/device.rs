@@ -34,7 +34,9 @@ fn auto_takes_a_checked_hardware_gpu_or_the_cpu_never_a_software_adapter() {
     }
     // Where the only adapter is a software one (CI: Mesa lavapipe), `wgpu`
     // takes it when asked and `auto` says why it did not.
-    let Some(_) = common::wgpu_device() else { return };
+    let Some(_) = common::wgpu_device() else {
+        return;
+    };
     let gpu = select(DeviceChoice::Wgpu).unwrap();
     let info = gpu.adapter.clone().expect("a GPU device has adapter info");
     eprintln!("wgpu: {} ({info:?})", gpu.reason);

@@ -58,7 +58,9 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn minilm() -> Option<PathBuf> {
     match model_dir() {
         Ok(d) => Some(d),
-        Err(e) if std::env::var("CROSSRANK_REQUIRE_MINILM").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) if std::env::var("CROSSRANK_REQUIRE_MINILM").is_ok_and(|v| v == "1") => {
+            panic!("{e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: all-MiniLM-L6-v2 unavailable: {e}");
             None

@@ -113,10 +113,11 @@ fn quantized_checkpoints_load_directly_and_are_smaller() {
                 let b = scores(&at_load, model);
                 assert!(max_abs_err(&a, &b) <= 1e-6, "{model} {}: file vs load {}", dtype.as_str(), max_abs_err(&a, &b));
             }
-            // Re-quantizing a quantized checkpoint changes nothing.
+            // Re-quantizing a quantized checkpoint is refused (it would
+            // compound rounding, or report a dtype it did not apply).
             let again = tempfile::tempdir().unwrap();
-            let r2 = quantize_checkpoint(&Checkpoint::dir(out.path()), dtype, again.path()).unwrap();
-            assert_eq!(r2.quantized, 0);
+            let e = quantize_checkpoint(&Checkpoint::dir(out.path()), WeightDtype::Q4, again.path()).unwrap_err();
+            assert!(e.to_string().contains("already quantized"), "{e}");
             assert_eq!(std::fs::read(out.path().join("model.safetensors")).unwrap().len() as u64, report.bytes_out);
         }
     }

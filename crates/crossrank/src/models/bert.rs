@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Tensor, activation};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, bounds, check_config_positive, check_config_range};
 use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing, packed_attention};
 use crate::tokenize::Encoded;
 use crate::weights::Weights;
@@ -61,17 +61,22 @@ impl EncoderConfig {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::config("config.json", m));
-        if self.hidden_size == 0 || self.num_attention_heads == 0 {
-            return bad("hidden_size and num_attention_heads must be positive".into());
-        }
+        check_config_range("hidden_size", self.hidden_size, 1, bounds::HIDDEN)?;
+        check_config_range("num_attention_heads", self.num_attention_heads, 1, bounds::HEADS)?;
+        check_config_range("num_hidden_layers", self.num_hidden_layers, 1, bounds::LAYERS)?;
+        check_config_range("intermediate_size", self.intermediate_size, 1, bounds::INTERMEDIATE)?;
+        check_config_range("vocab_size", self.vocab_size, 1, bounds::VOCAB)?;
+        check_config_range("max_position_embeddings", self.max_position_embeddings, 1, bounds::POSITIONS)?;
+        check_config_range("type_vocab_size", self.type_vocab_size, 1, bounds::TYPE_VOCAB)?;
+        check_config_positive("layer_norm_eps", self.layer_norm_eps, 1.0)?;
         if self.hidden_size % self.num_attention_heads != 0 {
             return bad(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
         if self.position_embedding_type != "absolute" {
             return bad(format!("position_embedding_type {:?} is not supported (only \"absolute\")", self.position_embedding_type));
         }
-        if self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
-            return bad("vocab_size, max_position_embeddings and type_vocab_size must be positive".into());
+        if let Some(n) = self.num_labels {
+            check_config_range("num_labels", n, 1, bounds::VOCAB)?;
         }
         Ok(())
     }
@@ -105,7 +110,9 @@ impl EncoderInput {
         let flat = |f: &dyn Fn(&Encoded) -> Vec<i64>| packing.fill(items.iter().flat_map(|e| f(e)).collect());
         Self {
             ids: flat(&|e| e.ids.iter().map(|&x| i64::from(x)).collect()),
-            token_types: flat(&|e| if token_types { e.type_ids.iter().map(|&x| i64::from(x)).collect() } else { vec![0; e.len()] }),
+            token_types: flat(&|e| {
+                if token_types { e.type_ids.iter().map(|&x| i64::from(x)).collect() } else { vec![0; e.len()] }
+            }),
             positions: flat(&|e| positions(&e.ids)),
             packing,
         }

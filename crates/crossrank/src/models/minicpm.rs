@@ -57,6 +57,9 @@ impl MiniCpmConfig {
         if c.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return bad("rope_scaling is not supported".into());
         }
+        // MiniCPM's attention takes hidden_size / num_attention_heads
+        // whatever else the config says.
+        c.decoder.head_dim = None;
         let d = &c.decoder;
         if d.num_attention_heads == 0 || d.hidden_size % d.num_attention_heads != 0 {
             return bad("inconsistent hidden_size / num_attention_heads / num_key_value_heads".into());
@@ -65,9 +68,11 @@ impl MiniCpmConfig {
         if c.start_layer > d.num_hidden_layers {
             return bad(format!("start_layer {} > num_hidden_layers {}", c.start_layer, d.num_hidden_layers));
         }
-        // MiniCPM's attention takes hidden_size / num_attention_heads
-        // whatever else the config says.
-        c.decoder.head_dim = None;
+        for (field, v) in [("scale_emb", c.scale_emb), ("scale_depth", c.scale_depth)] {
+            if !(v as f32).is_finite() {
+                return bad(format!("{field} is {v}; it must be a finite f32"));
+            }
+        }
         Ok(c)
     }
 

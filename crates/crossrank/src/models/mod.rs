@@ -81,13 +81,75 @@ impl Architecture {
             (None, "bert") => Self::BertModel,
             (None, "xlm-roberta" | "roberta") => Self::XlmRobertaModel,
             (None, "gemma") => Self::GemmaForCausalLM,
-            (None, other) => return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}"))),
+            (None, other) => {
+                return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}")));
+            }
         })
     }
 
     /// True when position ids follow RoBERTa's padding-aware scheme.
     fn is_roberta(self) -> bool {
         matches!(self, Self::XlmRobertaForSequenceClassification | Self::XlmRobertaModel)
+    }
+}
+
+/// What a model takes: token ids below `vocab`, segment ids below
+/// `type_vocab`, sequences of at most `max_tokens`. Checked on the host
+/// before a pass: an id past the table panicked on the CPU backend, and
+/// with a chunked table (every real XLM-R) silently read row 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InputLimits {
+    pub(crate) vocab: usize,
+    pub(crate) type_vocab: usize,
+    pub(crate) max_tokens: usize,
+}
+
+impl InputLimits {
+    fn encoder(cfg: &EncoderConfig, architecture: Architecture) -> Self {
+        if architecture.is_roberta() {
+            // Positions start at pad_token_id + 1; segment ids are all zero.
+            let first = cfg.pad_token_id.unwrap_or(1) as usize + 1;
+            Self { vocab: cfg.vocab_size, type_vocab: usize::MAX, max_tokens: cfg.max_position_embeddings.saturating_sub(first) }
+        } else {
+            Self { vocab: cfg.vocab_size, type_vocab: cfg.type_vocab_size, max_tokens: cfg.max_position_embeddings }
+        }
+    }
+
+    fn decoder(cfg: &crate::nn::DecoderConfig, default_positions: usize) -> Self {
+        Self { vocab: cfg.vocab_size, type_vocab: usize::MAX, max_tokens: cfg.max_positions(default_positions) }
+    }
+
+    /// Every input non-empty, within the vocabularies and the length; the
+    /// error names the input (its position in the request) and the token.
+    pub(crate) fn check(&self, items: &[Encoded], tokenizer: &PairTokenizer) -> Result<()> {
+        for (i, e) in items.iter().enumerate() {
+            if e.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "input {i} encodes to no tokens (empty text, and the tokenizer adds no special tokens)"
+                )));
+            }
+            if e.len() > self.max_tokens {
+                return Err(Error::InvalidInput(format!(
+                    "input {i} is {} tokens long; the model takes at most {} (lower max_length)",
+                    e.len(),
+                    self.max_tokens
+                )));
+            }
+            if let Some(&id) = e.ids.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(Error::InvalidInput(format!(
+                    "input {i} has token id {id} ({:?}) but the model's vocabulary has {} entries: the tokenizer does not belong to these weights",
+                    tokenizer.token_name(id),
+                    self.vocab
+                )));
+            }
+            if let Some(&t) = e.type_ids.iter().find(|&&t| t as usize >= self.type_vocab) {
+                return Err(Error::InvalidInput(format!(
+                    "input {i} has segment (token type) id {t} but the model has type_vocab_size {}",
+                    self.type_vocab
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -110,18 +172,22 @@ impl Reranking {
         tokenizer: &PairTokenizer,
         dtype: WeightDtype,
         device: &Device,
-    ) -> Result<(Self, Option<u32>)> {
+    ) -> Result<(Self, Option<u32>, InputLimits)> {
         let weights = || Weights::open(ck).map(|w| w.with_dtype(dtype));
-        let (model, score_token) = match architecture {
+        let (model, score_token, limits) = match architecture {
             Architecture::GemmaForCausalLM => {
                 let cfg = GemmaConfig::from_json(config)?;
+                // transformers' GemmaConfig default when the config is silent.
+                let limits = InputLimits::decoder(&cfg.decoder, 8192);
                 // FlagLLMReranker: yes_loc = tokenizer('Yes', add_special_tokens=False)['input_ids'][0]
                 let yes = tokenizer.first_token("Yes")?;
-                (Self::Gemma(Gemma::load(&weights()?, cfg, yes, device)?), Some(yes))
+                (Self::Gemma(Gemma::load(&weights()?, cfg, yes, device)?), Some(yes), limits)
             }
             Architecture::LayerWiseMiniCpmForCausalLM => {
                 let cfg = MiniCpmConfig::from_json(config)?;
-                (Self::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None)
+                // transformers' MiniCPMConfig default (the remote code's).
+                let limits = InputLimits::decoder(&cfg.decoder, 2048);
+                (Self::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None, limits)
             }
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => {
                 let cfg = EncoderConfig::from_json(config)?;
@@ -137,7 +203,7 @@ impl Reranking {
                 } else {
                     Self::Bert(BertForSequenceClassification::load(&w, &cfg, device)?)
                 };
-                (m, None)
+                (m, None, InputLimits::encoder(&cfg, architecture))
             }
             a @ (Architecture::BertModel | Architecture::XlmRobertaModel) => {
                 return Err(Error::InvalidInput(format!(
@@ -145,7 +211,7 @@ impl Reranking {
                 )));
             }
         };
-        Ok((model, score_token))
+        Ok((model, score_token, limits))
     }
 
     /// The layers a layer-wise model scores with for `requested` (its last
@@ -190,9 +256,9 @@ pub(crate) enum Encoder {
 }
 
 impl Encoder {
-    /// The checkpoint's encoder, weights stored as `dtype`, and its
-    /// `max_position_embeddings`.
-    pub(crate) fn load(ck: &Checkpoint, dtype: WeightDtype, device: &Device) -> Result<(Self, usize)> {
+    /// The checkpoint's encoder, weights stored as `dtype`, and what input
+    /// it takes.
+    pub(crate) fn load(ck: &Checkpoint, dtype: WeightDtype, device: &Device) -> Result<(Self, InputLimits)> {
         let config = ck.read("config.json")?;
         let cfg = EncoderConfig::from_json(&config)?;
         let architecture = Architecture::from_config_json(&config)?;
@@ -202,7 +268,7 @@ impl Encoder {
         } else {
             Self::Bert(BertModel::load(&w, &cfg, device)?)
         };
-        Ok((model, cfg.max_position_embeddings))
+        Ok((model, InputLimits::encoder(&cfg, architecture)))
     }
 
     /// Last hidden states of unpadded sequences, packed (`[packed rows,

@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData, module};
 use serde::Deserialize;
 
 use super::{Activation, Linear, RmsNorm};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, bounds, check_config_positive, check_config_range};
 use crate::tokenize::Batch;
 use crate::weights::Weights;
 
@@ -31,6 +31,9 @@ pub(crate) struct DecoderConfig {
     pub(crate) rms_norm_eps: f64,
     #[serde(default = "default_theta")]
     pub(crate) rope_theta: f64,
+    /// The longest sequence (absent in some configs: the model's default).
+    #[serde(default)]
+    pub(crate) max_position_embeddings: Option<usize>,
 }
 
 fn default_eps() -> f64 {
@@ -42,17 +45,40 @@ fn default_theta() -> f64 {
 
 impl DecoderConfig {
     pub(crate) fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
     pub(crate) fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
-    /// Sizes a forward pass can run with: heads that group evenly into kv heads.
+    /// The longest sequence the model takes: `max_position_embeddings`, or
+    /// `default` (the transformers config class's) when absent.
+    pub(crate) fn max_positions(&self, default: usize) -> usize {
+        self.max_position_embeddings.unwrap_or(default)
+    }
+
+    /// Every size within bounds before anything is allocated from it (a
+    /// head_dim of 1e8 asked RoPE for 22 GB), heads that group evenly
+    /// into kv heads, an even head size for RoPE, positive epsilons.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+        check_config_range("hidden_size", self.hidden_size, 1, bounds::HIDDEN)?;
+        check_config_range("intermediate_size", self.intermediate_size, 1, bounds::INTERMEDIATE)?;
+        check_config_range("num_hidden_layers", self.num_hidden_layers, 1, bounds::LAYERS)?;
+        check_config_range("num_attention_heads", self.num_attention_heads, 1, bounds::HEADS)?;
+        check_config_range("num_key_value_heads", self.kv_heads(), 1, self.num_attention_heads)?;
+        check_config_range("vocab_size", self.vocab_size, 1, bounds::VOCAB)?;
+        if let Some(p) = self.max_position_embeddings {
+            check_config_range("max_position_embeddings", p, 1, bounds::POSITIONS)?;
+        }
+        check_config_range("head_dim", self.head_dim(), 2, bounds::HEAD_DIM)?;
+        check_config_positive("rms_norm_eps", self.rms_norm_eps, 1.0)?;
+        check_config_positive("rope_theta", self.rope_theta, f64::MAX)?;
+        if self.num_attention_heads % self.kv_heads() != 0 {
             return Err(Error::config("config.json", "num_attention_heads must be a positive multiple of num_key_value_heads"));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(Error::config("config.json", format!("head_dim {} is odd; rotary embeddings need an even one", self.head_dim())));
         }
         Ok(())
     }
