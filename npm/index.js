@@ -14,14 +14,27 @@ globalThis.__crossrankPanic = (message) => {
   pending.clear();
 };
 
-/** Run `f` so that a wasm panic rejects its promise instead of losing it. */
+/**
+ * Run `f` so that a wasm panic rejects its promise instead of losing it.
+ * A trap that bypasses the panic hook — out of memory aborts without it —
+ * arrives here as a `WebAssembly.RuntimeError`: the instance is unusable
+ * after one, so it is treated as a crash too and every pending call is
+ * rejected with a message.
+ */
 function guarded(f) {
   if (crashed) return Promise.reject(new Error(`${crashed.message} (reload to use crossrank again)`));
   return new Promise((resolve, reject) => {
     pending.add(reject);
     Promise.resolve()
       .then(f)
-      .then(resolve, (e) => reject(e instanceof Error ? e : new Error(String(e))))
+      .then(resolve, (e) => {
+        if (globalThis.WebAssembly && e instanceof WebAssembly.RuntimeError) {
+          globalThis.__crossrankPanic(`${e.message} (a WebAssembly trap: most often out of memory — try a smaller dtype such as q8 or q4, or fewer pairs per call)`);
+          reject(crashed);
+        } else {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      })
       .finally(() => pending.delete(reject));
   });
 }
@@ -80,13 +93,62 @@ async function readBody(res, name, onProgress) {
   return out;
 }
 
+/** How long a cached "this optional file does not exist" answer is trusted. */
+const NEGATIVE_TTL_MS = 60 * 60 * 1000;
+
 /**
- * Fetch `name` under `base`, from the cache when it is there. Missing
- * optional files are cached as 404s too, so a reload makes no request.
+ * A file name from a checkpoint (a shard index's `weight_map` value): a
+ * relative path of `/`-separated segments, none empty, `.` or `..`; no
+ * `\`, `:` (a scheme such as https:), control characters or leading `/`
+ * — the same rule as the Rust loader's — so it can only name a file under
+ * the checkpoint's base URL.
+ */
+function checkFileName(name, what) {
+  const bad = (why) => {
+    throw new Error(`invalid ${what}: file name ${JSON.stringify(name)} ${why}`);
+  };
+  if (typeof name !== 'string' || !name || name.length > 512) bad('is empty, too long or not a string');
+  if (name.startsWith('/')) bad('is an absolute path');
+  if (/[\\:\u0000-\u001f\u007f]/.test(name)) bad("contains '\\', ':' or a control character");
+  if (name.split('/').some((s) => s === '' || s === '.' || s === '..')) bad("has an empty, '.' or '..' segment");
+  return name;
+}
+
+/** The shard files a `model.safetensors.index.json` names, each checked. */
+function shardNames(indexBytes) {
+  const what = 'model.safetensors.index.json';
+  let index;
+  try {
+    index = JSON.parse(new TextDecoder().decode(indexBytes));
+  } catch (e) {
+    throw new Error(`invalid ${what}: ${e.message}`);
+  }
+  const map = index?.weight_map;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new Error(`invalid ${what}: no "weight_map" object`);
+  // Own keys, `__proto__` included (JSON.parse makes it an own property).
+  const names = Reflect.ownKeys(map).map((k) => {
+    const f = checkFileName(map[k], what);
+    if (!f.endsWith('.safetensors')) throw new Error(`invalid ${what}: shard ${JSON.stringify(f)} is not a .safetensors file`);
+    return f;
+  });
+  if (!names.length) throw new Error(`invalid ${what}: "weight_map" lists no shard`);
+  return [...new Set(names)].sort();
+}
+
+/**
+ * Fetch `name` under `base`, from the cache when it is there. A missing
+ * optional file is cached as a 404 too, so a reload makes no request — but
+ * only for an hour, and a failed load drops those answers (`forgetMissing`),
+ * so a file added later is found. Required files are never cached as
+ * missing.
  */
 async function fetchFile(base, name, { onProgress, cache }, optional) {
   const url = new URL(name, base).href;
   let res = cache && (await cache.match(url));
+  if (res && res.status === 404 && !(Date.now() - Number(res.headers.get('x-crossrank-cached-at')) < NEGATIVE_TTL_MS)) {
+    await cache.delete(url);
+    res = undefined;
+  }
   const hit = !!res;
   if (!res) {
     try {
@@ -97,7 +159,7 @@ async function fetchFile(base, name, { onProgress, cache }, optional) {
   }
   if (!res.ok) {
     if (optional && res.status === 404) {
-      if (cache && !hit) await cache.put(url, new Response(null, { status: 404 }));
+      if (cache && !hit) await cache.put(url, new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(Date.now()) } }));
       return undefined;
     }
     throw new Error(`cannot fetch ${name} from ${base}: HTTP ${res.status}`);
@@ -109,26 +171,77 @@ async function fetchFile(base, name, { onProgress, cache }, optional) {
   return bytes;
 }
 
-/** `org/name` or `org/name@revision` → the Hub's resolve URL. */
-function hubBase(repo) {
-  const [id, rev = 'main'] = repo.split('@');
-  return `https://huggingface.co/${id}/resolve/${encodeURIComponent(rev)}/`;
+const HUB = 'https://huggingface.co';
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
+const REVISION = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/**
+ * `org/name` or `org/name@revision` → the Hub's resolve URL for one
+ * commit. A branch or tag is resolved to its commit first (the Hub API,
+ * the answer cached for offline use), so the Cache API never holds files
+ * of two revisions under one name: each file's cache key names the commit.
+ */
+async function hubBase(spec, cache) {
+  const [id, rev = 'main', ...rest] = spec.split('@');
+  if (rest.length || !REPO_ID.test(id) || id.includes('..')) throw new Error(`${JSON.stringify(spec)} is not a Hugging Face repo id (owner/name[@revision])`);
+  if (!REVISION.test(rev) || rev.split('/').some((s) => s === '.' || s === '..')) throw new Error(`${JSON.stringify(rev)} is not a revision`);
+  let commit = COMMIT.test(rev) ? rev : undefined;
+  if (!commit) {
+    const api = `${HUB}/api/models/${id}/revision/${encodeURIComponent(rev)}`;
+    let res;
+    try {
+      res = await fetch(api);
+      if (res.ok && cache) await cache.put(api, res.clone());
+    } catch {
+      res = cache && (await cache.match(api)); // offline: the commit seen last
+    }
+    if (!res?.ok) throw new Error(`cannot resolve ${id}@${rev} on ${HUB}: ${res ? `HTTP ${res.status}` : 'offline and not cached'}`);
+    const sha = (await res.json())?.sha;
+    if (!COMMIT.test(sha ?? '')) throw new Error(`cannot resolve ${id}@${rev}: the Hub sent no commit hash`);
+    commit = sha;
+  }
+  return `${HUB}/${id}/resolve/${commit}/`;
+}
+
+/** Drop cached "missing" answers under `base` (after a failed load). */
+async function forgetMissing(base, cache) {
+  if (!cache) return;
+  for (const req of await cache.keys()) {
+    if (!req.url.startsWith(base.href)) continue;
+    const res = await cache.match(req);
+    if (res?.status === 404) await cache.delete(req);
+  }
 }
 
 /** Resolve `source` (files object, base URL, or Hub repo id) to `{ name: Uint8Array }`. */
 async function resolveFiles(source, ctx) {
   if (source && typeof source === 'object' && !(source instanceof URL)) {
-    const files = {};
-    for (const [k, v] of Object.entries(source)) {
-      files[k] = v instanceof Uint8Array ? v : new Uint8Array(v);
+    const files = Object.create(null);
+    for (const k of Reflect.ownKeys(source)) {
+      if (typeof k !== 'string') continue;
+      const v = source[k];
+      if (!(v instanceof Uint8Array || v instanceof ArrayBuffer || ArrayBuffer.isView(v))) {
+        throw new Error(`files[${JSON.stringify(k)}] must be a Uint8Array or an ArrayBuffer`);
+      }
+      files[k] = v instanceof Uint8Array ? v : ArrayBuffer.isView(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(v);
     }
     return files;
   }
   let base = String(source);
-  if (!/^(https?|file):|^\.{0,2}\//.test(base)) base = hubBase(base);
+  if (!/^(https?|file):|^\.{0,2}\//.test(base)) base = await hubBase(base, ctx.cache);
   if (!base.endsWith('/')) base += '/';
   base = new URL(base, globalThis.location?.href);
-  const files = {};
+  try {
+    return await fetchAll(base, ctx);
+  } catch (e) {
+    await forgetMissing(base, ctx.cache);
+    throw e;
+  }
+}
+
+async function fetchAll(base, ctx) {
+  const files = Object.create(null);
   for (const f of REQUIRED) files[f] = await fetchFile(base, f, ctx, false);
   for (const f of OPTIONAL) {
     const b = await fetchFile(base, f, ctx, true);
@@ -140,8 +253,8 @@ async function resolveFiles(source, ctx) {
   } else {
     const index = await fetchFile(base, 'model.safetensors.index.json', ctx, false);
     files['model.safetensors.index.json'] = index;
-    const shards = [...new Set(Object.values(JSON.parse(new TextDecoder().decode(index)).weight_map))];
-    for (const s of shards) files[s] = await fetchFile(base, s, ctx, false);
+    // Every name checked before the first shard is requested.
+    for (const s of shardNames(index)) files[s] = await fetchFile(base, s, ctx, false);
   }
   return files;
 }

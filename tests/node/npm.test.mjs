@@ -78,3 +78,116 @@ test('bad input rejects with a message', async () => {
   await assert.rejects(r.computeScore([['q', 'p']], { batchSize: 0 }), /batch_size/);
   await assert.rejects(Reranker.load(files('bert-tiny'), { device: 'tpu' }), /unknown device/);
 });
+
+/**
+ * A fake network (and Cache API) for the package's downloader: `table` maps
+ * URL → bytes; everything else is a 404. Returns the URLs asked for.
+ */
+function fakeNetwork(table) {
+  const seen = [];
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = async (url) => {
+    const u = String(url);
+    seen.push(u);
+    const body = table[u];
+    return body === undefined ? new Response(null, { status: 404 }) : new Response(body);
+  };
+  return { seen, restore: () => (globalThis.fetch = realFetch) };
+}
+
+/** A Map-backed stand-in for `caches` (Node has no Cache API). */
+function fakeCaches() {
+  const store = new Map();
+  const cache = {
+    async match(req) {
+      const r = store.get(String(req?.url ?? req));
+      return r?.clone();
+    },
+    async put(req, res) {
+      store.set(String(req?.url ?? req), new Response(await res.arrayBuffer(), { status: res.status, headers: res.headers }));
+    },
+    async delete(req) {
+      return store.delete(String(req?.url ?? req));
+    },
+    async keys() {
+      return [...store.keys()].map((url) => ({ url }));
+    },
+  };
+  globalThis.caches = { open: async () => cache, delete: async () => store.clear() };
+  return { store, restore: () => delete globalThis.caches };
+}
+
+test('a shard index cannot point outside the checkpoint', async () => {
+  const base = 'https://models.example/org/bert/';
+  for (const bad of ['/etc/x.safetensors', '../other-org/x.safetensors', 'https://elsewhere.example/x.safetensors', 'a//x.safetensors', 'x.bin']) {
+    const table = {};
+    for (const [k, v] of Object.entries(files('bert-tiny'))) table[base + k] = v;
+    const index = JSON.parse(new TextDecoder().decode(table[base + 'model.safetensors.index.json']));
+    index.weight_map['classifier.bias'] = bad;
+    table[base + 'model.safetensors.index.json'] = new TextEncoder().encode(JSON.stringify(index));
+    const net = fakeNetwork(table);
+    try {
+      await assert.rejects(Reranker.load(base, { cache: false }), /model\.safetensors\.index\.json/, bad);
+    } finally {
+      net.restore();
+    }
+    assert.ok(!net.seen.some((u) => u.includes('x.safetensors') || u.includes('x.bin') || u.includes('elsewhere')), `${bad}: ${net.seen}`);
+  }
+  // `__proto__` is a key like any other: its shard is checked (and here refused), not dropped.
+  const table = {};
+  for (const [k, v] of Object.entries(files('bert-tiny'))) table[base + k] = v;
+  const text = new TextDecoder().decode(table[base + 'model.safetensors.index.json']).replace('"weight_map": {', '"weight_map": {"__proto__": "../x.safetensors", ');
+  assert.ok(text.includes('__proto__'));
+  table[base + 'model.safetensors.index.json'] = new TextEncoder().encode(text);
+  const net = fakeNetwork(table);
+  try {
+    await assert.rejects(Reranker.load(base, { cache: false }), /\.\.\/x\.safetensors/);
+  } finally {
+    net.restore();
+  }
+});
+
+test('Hub revisions load by commit; cached 404s expire and a failed load forgets them', async () => {
+  const sha = '0123456789abcdef0123456789abcdef01234567';
+  const base = `https://huggingface.co/org/bert/resolve/${sha}/`;
+  const table = { 'https://huggingface.co/api/models/org/bert/revision/main': new TextEncoder().encode(JSON.stringify({ sha })) };
+  for (const [k, v] of Object.entries(files('bert-tiny'))) table[base + k] = v;
+  const fake = fakeCaches();
+  let net = fakeNetwork(table);
+  try {
+    const r = await Reranker.load('org/bert');
+    assert.equal((await r.computeScore([['q', 'p']])).length, 1);
+    assert.ok(net.seen.every((u) => u.startsWith('https://huggingface.co/api/') || u.startsWith(base)), net.seen.join('\n'));
+    // model.safetensors is absent (sharded): cached as missing, with a time.
+    const miss = fake.store.get(base + 'model.safetensors');
+    assert.equal(miss?.status, 404);
+    // An hour later that answer is stale and the file is asked for again.
+    fake.store.set(base + 'model.safetensors', new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(Date.now() - 2 * 3600e3) } }));
+    net.restore();
+    net = fakeNetwork(table);
+    await Reranker.load('org/bert');
+    assert.ok(net.seen.includes(base + 'model.safetensors'), net.seen.join('\n'));
+    // A load that fails drops the cached 404s of that checkpoint.
+    net.restore();
+    delete table[base + 'model-00002-of-00002.safetensors'];
+    fake.store.delete(base + 'model-00002-of-00002.safetensors');
+    net = fakeNetwork(table);
+    await assert.rejects(Reranker.load('org/bert'), /model-00002-of-00002/);
+    assert.ok(![...fake.store.values()].some((r) => r.status === 404), '404s forgotten');
+    // Repo ids and revisions are checked before any request.
+    await assert.rejects(Reranker.load('org/../bert'), /not a Hugging Face repo id/);
+    await assert.rejects(Reranker.load('org/bert@../main'), /not a revision/);
+  } finally {
+    net.restore();
+    fake.restore();
+  }
+});
+
+test('topK must be a non-negative integer', async () => {
+  const r = await Reranker.load(files('bert-tiny'));
+  await assert.rejects(r.rerank('q', ['a', 'b', 'c'], { topK: -1 }), /topK/);
+  await assert.rejects(r.rerank('q', ['a', 'b', 'c'], { topK: 1.5 }), /topK/);
+  assert.equal((await r.rerank('q', ['a', 'b', 'c'], { topK: 2 })).length, 2);
+  assert.equal((await r.rerank('q', ['a', 'b', 'c'], { topK: 0 })).length, 0);
+  assert.equal((await r.rerank('q', ['a', 'b', 'c'])).length, 3);
+});

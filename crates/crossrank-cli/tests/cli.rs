@@ -165,9 +165,17 @@ fn hub_repo_id_fails_fast_offline() {
     assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
 }
 
+/// A response the mock Hub is about to send: status and headers, which a
+/// test may change to play a hostile server.
+type Tweak = Box<dyn Fn(&str, &mut u16, &mut Vec<(String, String)>) + Send>;
+
 /// Serve `dir` as `/{repo}/resolve/{revision}/{file}` with the headers
-/// hf-hub reads (etag, x-repo-commit, Content-Range for ranged GETs).
+/// the Hub sends (ETag, x-repo-commit, Content-Range for ranged GETs).
 fn serve_hub(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    serve_hub_with(dir, repo, stop, Box::new(|_, _, _| {}))
+}
+
+fn serve_hub_with(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>, tweak: Tweak) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", server.server_addr().to_ip().unwrap());
     let dir = dir.to_path_buf();
@@ -180,38 +188,106 @@ fn serve_hub(dir: &Path, repo: &'static str, stop: Arc<AtomicBool>) -> (String, 
                 continue;
             };
             let url = req.url().to_string();
-            seen.push(url.clone());
+            seen.push(format!("{} {url}", req.method()));
             let prefix = format!("/{repo}/resolve/main/");
-            let file = url.strip_prefix(&prefix).map(|f| dir.join(f));
-            let Some(Ok(body)) = file.map(std::fs::read) else {
+            let name = url.strip_prefix(&prefix).unwrap_or_default().to_string();
+            let Some(Ok(body)) = url.strip_prefix(&prefix).map(|f| std::fs::read(dir.join(f))) else {
                 let _ = req.respond(tiny_http::Response::empty(404));
                 continue;
             };
             let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.as_str().to_string());
-            let etag = format!("\"{:x}\"", body.len() * 31 + url.len());
             let mut headers = vec![
-                tiny_http::Header::from_bytes("etag", etag).unwrap(),
-                tiny_http::Header::from_bytes("x-repo-commit", "0123456789abcdef0123456789abcdef01234567").unwrap(),
+                ("etag".to_string(), format!("\"{:x}\"", body.len() * 31 + url.len())),
+                ("x-repo-commit".to_string(), "0123456789abcdef0123456789abcdef01234567".to_string()),
             ];
-            let (status, part) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+            let (mut status, part) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
                 Some(r) => {
                     let (a, b) = r.split_once('-').unwrap();
                     let a: usize = a.parse().unwrap();
                     let b: usize = if b.is_empty() { body.len() - 1 } else { b.parse::<usize>().unwrap().min(body.len() - 1) };
-                    headers.push(tiny_http::Header::from_bytes("Content-Range", format!("bytes {a}-{b}/{}", body.len())).unwrap());
+                    headers.push(("Content-Range".to_string(), format!("bytes {a}-{b}/{}", body.len())));
                     (206, body[a..=b].to_vec())
                 }
                 None => (200, body),
             };
+            tweak(&name, &mut status, &mut headers);
             let mut resp = tiny_http::Response::from_data(part).with_status_code(status);
-            for h in headers {
-                resp.add_header(h);
+            for (k, v) in headers {
+                resp.add_header(tiny_http::Header::from_bytes(k, v).unwrap());
             }
             let _ = req.respond(resp);
         }
         seen
     });
     (addr, handle)
+}
+
+/// A copy of the sharded BERT fixture whose index names `shard` for one
+/// tensor.
+fn hub_dir_with_shard(shard: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixtures().join("bert-tiny")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let path = d.path().join("model.safetensors.index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["weight_map"]["classifier.bias"] = shard.into();
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    d
+}
+
+/// Each way a Hub (or mirror) could make the download write outside the
+/// cache or panic: a typed one-line error, no request for a bad name,
+/// nothing written outside HF_HOME.
+#[test]
+fn hostile_hub_responses_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let abs_shard = format!("{}/x.safetensors", outside.path().display());
+    let cases: Vec<(&str, String, Tweak)> = vec![
+        ("absolute shard", abs_shard.clone(), Box::new(|_, _, _| {})),
+        ("relative shard", "../../x.safetensors".into(), Box::new(|_, _, _| {})),
+        ("URL shard", "https://elsewhere.example/x.safetensors".into(), Box::new(|_, _, _| {})),
+        ("backslash shard", "..\\x.safetensors".into(), Box::new(|_, _, _| {})),
+        ("not safetensors", "x.bin".into(), Box::new(|_, _, _| {})),
+        ("ETag path", "model-00001-of-00002.safetensors".into(), {
+            let v = victim.display().to_string();
+            Box::new(move |_, _, h: &mut Vec<(String, String)>| h[0].1 = v.clone())
+        }),
+        (
+            "commit path",
+            "model-00001-of-00002.safetensors".into(),
+            Box::new(|_, _, h: &mut Vec<(String, String)>| h[1].1 = "../../../../../tmp".into()),
+        ),
+        (
+            "redirect without Location",
+            "model-00001-of-00002.safetensors".into(),
+            Box::new(|name, status: &mut u16, _| {
+                if name == "config.json" {
+                    *status = 302;
+                }
+            }),
+        ),
+    ];
+    for (what, shard, tweak) in cases {
+        let d = hub_dir_with_shard(&shard);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (endpoint, server) = serve_hub_with(d.path(), "evil/model", stop.clone(), tweak);
+        let home = tempfile::tempdir().unwrap();
+        let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.path().to_str().unwrap())];
+        let out = crossrank(&["score", "--model", "evil/model", "--device", "cpu"], "", &env);
+        stop.store(true, Ordering::SeqCst);
+        let seen = server.join().unwrap();
+        let err = one_line_error(&out);
+        assert!(err.contains("model.safetensors.index.json") || err.contains("hub"), "{what}: {err}");
+        assert!(!seen.iter().any(|u| u.contains("x.safetensors") || u.contains("x.bin")), "{what}: asked for a bad name: {seen:?}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "{what}");
+        let mut left: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, vec![std::ffi::OsString::from("victim.txt")], "{what}: wrote outside the cache");
+    }
 }
 
 #[test]
@@ -237,6 +313,15 @@ fn hub_repo_id_downloads_into_the_hf_cache() {
         assert!(snapshot.join(f).exists(), "{f} not in the cache; requests: {seen:?}");
     }
     assert!(seen.iter().any(|u| u.ends_with("/model.safetensors")), "asked for the single file first: {seen:?}");
+    // A second run is served from the cache: not one request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (endpoint, server) = serve_hub(&fixtures().join("bert-tiny"), "crossrank-test/bert-tiny", stop.clone());
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.path().to_str().unwrap())];
+    let out = crossrank(&["score", "--model", "crossrank-test/bert-tiny", "--device", "cpu"], &jsonl(&e.pairs), &env);
+    stop.store(true, Ordering::SeqCst);
+    let seen = server.join().unwrap();
+    assert_scores(&out, &case(&e, "default").scores, 1e-4);
+    assert!(seen.is_empty(), "cached files (or known-absent ones) asked for again: {seen:?}");
 }
 
 /// The LLM fixtures' expected.json: one score list per layer.

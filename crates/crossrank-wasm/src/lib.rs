@@ -141,9 +141,13 @@ impl WasmReranker {
 
     /// `docs` ranked for `query` by the core's one ranking rule (best first,
     /// ties in input order, NaN last): `[{ index, score }]`, at most `topK`.
-    pub async fn rerank(&self, query: String, docs: JsValue, top_k: Option<usize>, opts: JsValue) -> Result<JsValue, JsError> {
+    pub async fn rerank(&self, query: String, docs: JsValue, top_k: JsValue, opts: JsValue) -> Result<JsValue, JsError> {
         let docs: Vec<String> =
             serde_wasm_bindgen::from_value(docs).map_err(|e| js_err(format!("docs must be an array of strings: {e}")))?;
+        // Read as serde reads it, not coerced by wasm-bindgen (-1 became
+        // 2^32 - 1 there): a negative or fractional topK is an error.
+        let top_k: Option<usize> = serde_wasm_bindgen::from_value(top_k)
+            .map_err(|e| js_err(format!("topK must be a non-negative integer (or absent): {e}")))?;
         let opts = options(opts)?;
         let ranked = self.reranker()?.rerank_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
         serde_wasm_bindgen::to_value(&ranked).map_err(js_err)

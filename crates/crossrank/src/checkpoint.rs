@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -13,8 +14,10 @@ use crate::error::{Error, Result};
 pub enum Checkpoint {
     /// A local directory laid out as on the Hub.
     Dir(PathBuf),
-    /// File name → contents, e.g. fetched by JavaScript.
-    Memory(HashMap<String, Vec<u8>>),
+    /// File name → contents, e.g. fetched by JavaScript; shared, so the
+    /// weights are never copied out of it (the browser's 4 GiB hold one
+    /// copy of the file, not two).
+    Memory(HashMap<String, Arc<Vec<u8>>>),
 }
 
 impl Checkpoint {
@@ -25,7 +28,7 @@ impl Checkpoint {
 
     /// A checkpoint held in memory: file name → bytes.
     pub fn memory(files: HashMap<String, Vec<u8>>) -> Self {
-        Checkpoint::Memory(files)
+        Checkpoint::Memory(files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 
     pub(crate) fn location(&self) -> String {
@@ -46,7 +49,7 @@ impl Checkpoint {
                 }
                 std::fs::read(&path).map(Some).map_err(|e| Error::io(path, e))
             }
-            Checkpoint::Memory(files) => Ok(files.get(name).cloned()),
+            Checkpoint::Memory(files) => Ok(files.get(name).map(|b| b.to_vec())),
         }
     }
 
@@ -109,6 +112,9 @@ impl Checkpoint {
             let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
             return Ok(Some(ShardBytes::Mapped(map)));
         }
+        if let Checkpoint::Memory(files) = self {
+            return Ok(files.get(name).map(|b| ShardBytes::Shared(b.clone())));
+        }
         Ok(self.read_optional(name)?.map(ShardBytes::Owned))
     }
 
@@ -119,28 +125,15 @@ impl Checkpoint {
         if let Some(bytes) = self.read_weights_file("model.safetensors")? {
             return Ok(vec![("model.safetensors".into(), bytes)]);
         }
-        let Some(index) = self.read_json("model.safetensors.index.json")? else {
+        let Some(index) = self.read_optional("model.safetensors.index.json")? else {
             return Err(Error::MissingFile {
                 file: "model.safetensors (or model.safetensors.index.json)".into(),
                 location: self.location(),
             });
         };
-        let map = index
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::config("model.safetensors.index.json", "no \"weight_map\" object"))?;
-        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
-        files.sort();
-        files.dedup();
-        if files.is_empty() {
-            return Err(Error::config("model.safetensors.index.json", "\"weight_map\" lists no shard"));
-        }
-        files
+        shard_names(&index)?
             .into_iter()
             .map(|f| {
-                if f.contains("..") || f.starts_with('/') {
-                    return Err(Error::config("model.safetensors.index.json", format!("bad shard name {f:?}")));
-                }
                 let bytes = self.read_weights_file(&f)?.ok_or_else(|| Error::MissingFile { file: f.clone(), location: self.location() })?;
                 Ok((f, bytes))
             })
@@ -180,7 +173,53 @@ impl Checkpoint {
 /// JSON files (config, tokenizer, shard index) larger than this are
 /// refused before they are read: the largest real tokenizer.json files are
 /// ~35 MB (Gemma's 256k vocabulary).
-const MAX_JSON_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// A file name inside a checkpoint, as an index or a caller names it: a
+/// relative path of `/`-separated segments, none empty, `.` or `..`; no
+/// `\`, no `:` (a scheme or a drive), no control characters, no leading
+/// `/`. Checked before it reaches a URL or a path.
+pub(crate) fn validate_file_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("file name {name:?} {why}"));
+    if name.is_empty() || name.len() > 512 {
+        return bad("is empty or too long");
+    }
+    if name.starts_with('/') {
+        return bad("is an absolute path");
+    }
+    if name.contains('\\') || name.contains(':') || name.chars().any(char::is_control) {
+        return bad("contains '\\', ':' or a control character");
+    }
+    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// The shard files a `model.safetensors.index.json` names (each once,
+/// sorted), every name checked first: a relative path inside the
+/// checkpoint ending in `.safetensors` (no `..`, no absolute path or URL,
+/// no `\`), since natively it becomes a path and in the browser a URL.
+pub(crate) fn shard_names(index: &[u8]) -> Result<Vec<String>> {
+    const FILE: &str = "model.safetensors.index.json";
+    let v: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::config(FILE, e))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::config(FILE, "no \"weight_map\" object"))?;
+    let mut files = Vec::with_capacity(map.len());
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| Error::config(FILE, format!("weight_map[{tensor:?}] is not a file name")))?;
+        validate_file_name(file).map_err(|m| Error::config(FILE, m))?;
+        if !file.ends_with(".safetensors") {
+            return Err(Error::config(FILE, format!("shard {file:?} is not a .safetensors file")));
+        }
+        files.push(file.to_string());
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::config(FILE, "\"weight_map\" lists no shard"));
+    }
+    Ok(files)
+}
 
 /// Whether `path` (links followed) is a regular file of at most `limit`
 /// bytes; `false` when there is nothing there. Anything else —
@@ -202,6 +241,7 @@ fn regular_file(path: &Path, limit: Option<u64>) -> Result<bool> {
 /// The bytes of one safetensors file.
 pub(crate) enum ShardBytes {
     Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
     #[cfg(feature = "mmap")]
     Mapped(memmap2::Mmap),
 }
@@ -211,6 +251,7 @@ impl std::ops::Deref for ShardBytes {
     fn deref(&self) -> &[u8] {
         match self {
             ShardBytes::Owned(v) => v,
+            ShardBytes::Shared(v) => v,
             #[cfg(feature = "mmap")]
             ShardBytes::Mapped(m) => m,
         }
