@@ -130,41 +130,12 @@ fn read_input(spec: &str) -> Result<String> {
     Ok(s)
 }
 
-#[derive(serde::Deserialize)]
-struct PairLine {
-    query: String,
-    passage: String,
-}
-
 fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
-    let mut pairs = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let p: PairLine =
-            serde_json::from_str(line).with_context(|| format!("line {}: expected {{\"query\": ..., \"passage\": ...}}", n + 1))?;
-        pairs.push((p.query, p.passage));
-    }
-    Ok(pairs)
+    Ok(crossrank::jsonl::pairs(text)?)
 }
 
 fn parse_texts(text: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
-        match v {
-            serde_json::Value::String(s) => out.push(s),
-            serde_json::Value::Object(ref o) if o.get("text").is_some_and(|t| t.is_string()) => {
-                out.push(o["text"].as_str().unwrap_or_default().to_string())
-            }
-            _ => bail!("line {}: expected a JSON string or {{\"text\": ...}}", n + 1),
-        }
-    }
-    Ok(out)
+    Ok(crossrank::jsonl::texts(text)?)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

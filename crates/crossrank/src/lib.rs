@@ -18,8 +18,11 @@ mod checkpoint;
 pub mod device;
 mod embed;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(feature = "hub")]
 mod hub;
+pub mod jsonl;
 mod kernels;
 mod models;
 mod nn;

@@ -100,6 +100,42 @@ pub(crate) struct LlmTemplate {
 /// FlagLLMReranker's default prompt.
 pub(crate) const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
 
+/// A `TemplateProcessing` post-processor (alone or in a `Sequence`) must
+/// define every special token its templates name, each with as many ids
+/// as tokens: tokenizers 0.22 checks this only when building one, and
+/// indexes its map unchecked when a loaded one runs (a panic; found by the
+/// fuzz_smoke tokenizer target).
+fn check_post_processor(p: &serde_json::Value) -> Result<()> {
+    let bad = |m: String| Err(Error::Tokenizer(format!("tokenizer.json post_processor: {m}")));
+    match p.get("type").and_then(|t| t.as_str()) {
+        Some("Sequence") => {
+            for q in p.get("processors").and_then(|v| v.as_array()).into_iter().flatten() {
+                check_post_processor(q)?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let specials = p.get("special_tokens").and_then(|v| v.as_object());
+            for (name, t) in specials.into_iter().flatten() {
+                let len = |k: &str| t.get(k).and_then(|v| v.as_array()).map(Vec::len);
+                if len("ids") != len("tokens") {
+                    return bad(format!("special token {name:?} has {:?} ids but {:?} tokens", len("ids"), len("tokens")));
+                }
+            }
+            for template in ["single", "pair"] {
+                for piece in p.get(template).and_then(|v| v.as_array()).into_iter().flatten() {
+                    if let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(|v| v.as_str())
+                        && !specials.is_some_and(|m| m.contains_key(id))
+                    {
+                        return bad(format!("the {template} template names special token {id:?}, which it does not define"));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
 }
@@ -129,6 +165,19 @@ impl PairTokenizer {
 
     /// From `tokenizer.json` bytes and the JSON files that may name the pad token.
     pub(crate) fn from_bytes(tokenizer_json: &[u8], hints: &[serde_json::Value]) -> Result<Self> {
+        // JSON syntax first: tokenizers 0.22 panics (`expect("Helper")` in
+        // its decoder deserializer) on a syntax error inside "decoder";
+        // found by the fuzz_smoke tokenizer target.
+        #[derive(serde::Deserialize)]
+        struct Outline {
+            #[serde(default)]
+            post_processor: Option<serde_json::Value>,
+        }
+        let outline: Outline =
+            serde_json::from_slice(tokenizer_json).map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid: {e}")))?;
+        if let Some(p) = &outline.post_processor {
+            check_post_processor(p)?;
+        }
         let mut tk = Tokenizer::from_bytes(tokenizer_json).map_err(tok_err)?;
         // Truncation and padding are ours to do, exactly as transformers does
         // them; a tokenizer.json that carries its own would interfere.

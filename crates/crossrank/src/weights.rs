@@ -139,7 +139,7 @@ impl Weights {
             let per_word = 32 / bits as usize;
             // Sizes from the file: no product may overflow, and no row is
             // longer than any real weight's (2^32 columns).
-            let Some(cols) = words.checked_mul(per_word).filter(|&c| c <= 1 << 32 && rows.checked_mul(c).is_some()) else {
+            let Some(cols) = words.checked_mul(per_word).filter(|&c| c as u64 <= 1 << 32 && rows.checked_mul(c).is_some()) else {
                 return Err(bad(format!("shape {:?} is too large", packed.shape)));
             };
             let block = if groups > 0 { cols / groups } else { 0 };
@@ -283,6 +283,25 @@ impl Weights {
     /// device quantized, in f16 or in f32.
     pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
         self.matrix_rows(name, &[rows, cols], 0, rows, device)
+    }
+
+    /// Read every tensor every way the models can (fuzzing: no file may
+    /// make one of these panic).
+    pub(crate) fn touch_all(&self) {
+        let names: Vec<&str> = self.quant.keys().chain(self.index.keys()).map(String::as_str).collect();
+        for name in names {
+            let Some(shape) = self.shape(name).map(<[usize]>::to_vec) else { continue };
+            let _ = self.f32(name, &shape);
+            if let &[rows, cols] = shape.as_slice()
+                && rows > 0
+            {
+                let _ = self.row(name, &shape, rows - 1);
+                let _ = self.rows_f16(name, &shape, 0, 1);
+                if cols % 32 == 0 && cols > 0 {
+                    let _ = self.host_quant(name, &shape, 0, 1, 4, 32);
+                }
+            }
+        }
     }
 
     /// A tensor as f32 values, checked against the expected shape.

@@ -153,6 +153,25 @@ impl InputLimits {
     }
 }
 
+/// Every model's config parser on the same bytes, and what is sized from
+/// a config that parses (fuzzing: none may panic or allocate without bound).
+pub(crate) fn parse_configs(bytes: &[u8]) {
+    if let Ok(c) = EncoderConfig::from_json(bytes) {
+        let _ = (InputLimits::encoder(&c, Architecture::BertModel), InputLimits::encoder(&c, Architecture::XlmRobertaModel), c.num_labels());
+    }
+    let rope = |d: &crate::nn::DecoderConfig| {
+        let _ = crate::nn::Rope::new(d.head_dim(), d.rope_theta).tables(2, &Device::flex());
+    };
+    if let Ok(c) = GemmaConfig::from_json(bytes) {
+        let _ = InputLimits::decoder(&c.decoder, 8192);
+        rope(&c.decoder);
+    }
+    if let Ok(c) = MiniCpmConfig::from_json(bytes) {
+        let _ = c.resolve_cutoffs(None);
+        rope(&c.decoder);
+    }
+}
+
 /// A model that scores pairs.
 pub(crate) enum Reranking {
     Bert(BertForSequenceClassification),
