@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use crossrank::device::{DeviceChoice, SelectedDevice};
 use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions, WeightDtype};

@@ -146,8 +146,8 @@ impl WasmReranker {
             serde_wasm_bindgen::from_value(docs).map_err(|e| js_err(format!("docs must be an array of strings: {e}")))?;
         // Read as serde reads it, not coerced by wasm-bindgen (-1 became
         // 2^32 - 1 there): a negative or fractional topK is an error.
-        let top_k: Option<usize> = serde_wasm_bindgen::from_value(top_k)
-            .map_err(|e| js_err(format!("topK must be a non-negative integer (or absent): {e}")))?;
+        let top_k: Option<usize> =
+            serde_wasm_bindgen::from_value(top_k).map_err(|e| js_err(format!("topK must be a non-negative integer (or absent): {e}")))?;
         let opts = options(opts)?;
         let ranked = self.reranker()?.rerank_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
         serde_wasm_bindgen::to_value(&ranked).map_err(js_err)

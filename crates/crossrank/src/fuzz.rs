@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use crate::checkpoint::{Checkpoint, shard_names};
+use crate::checkpoint::Checkpoint;
+use crate::files::shard_names;
 use crate::models::Architecture;
 use crate::tokenize::PairTokenizer;
 use crate::weights::Weights;
@@ -21,7 +22,7 @@ pub fn safetensors(data: &[u8]) {
 /// A `config.json`: the architecture, then every model's config parser.
 pub fn config(data: &[u8]) {
     let _ = Architecture::from_config_json(data);
-    crate::models::parse_configs(data);
+    crate::models::parse_configs(data, &burn::tensor::Device::flex());
 }
 
 /// A `model.safetensors.index.json`.

@@ -17,8 +17,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::checkpoint::{MAX_JSON_BYTES, validate_file_name};
 use crate::error::{Error, Result};
+use crate::files::{MAX_JSON_BYTES, shard_names, validate_file_name};
 
 /// Files a checkpoint may have besides the weights; fetched when present.
 const OPTIONAL: &[&str] =
@@ -127,9 +127,9 @@ impl Session {
         validate_revision(revision)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let hf_home = env("HF_HOME").map(PathBuf::from).or_else(|| {
-            env("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("huggingface")).or_else(|| {
-                env("HOME").or_else(|| env("USERPROFILE")).map(|h| PathBuf::from(h).join(".cache").join("huggingface"))
-            })
+            env("XDG_CACHE_HOME")
+                .map(|x| PathBuf::from(x).join("huggingface"))
+                .or_else(|| env("HOME").or_else(|| env("USERPROFILE")).map(|h| PathBuf::from(h).join(".cache").join("huggingface")))
         });
         let cache = env("HF_HUB_CACHE")
             .map(PathBuf::from)
@@ -386,11 +386,8 @@ fn link(blob: &Path, pointer: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         // snapshots/<commit>/<a/b/file> -> ../../(../)blobs/<etag>
-        let up = pointer
-            .parent()
-            .and_then(|p| p.strip_prefix(blob.parent()?.parent()?).ok())
-            .map(|rel| rel.components().count())
-            .unwrap_or(0);
+        let up =
+            pointer.parent().and_then(|p| p.strip_prefix(blob.parent()?.parent()?).ok()).map(|rel| rel.components().count()).unwrap_or(0);
         let mut target = PathBuf::new();
         for _ in 0..up {
             target.push("..");
@@ -443,7 +440,7 @@ fn fetch_all(s: &mut Session) -> Result<std::result::Result<PathBuf, Moved>> {
             .ok_or_else(|| hub_err(format!("{} has neither model.safetensors nor model.safetensors.index.json", s.repo)))?;
         let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
         // Every shard name is checked before the first request for one.
-        for shard in crate::checkpoint::shard_names(&bytes)? {
+        for shard in shard_names(&bytes)? {
             get!(&shard);
         }
     }
@@ -468,7 +465,9 @@ mod tests {
         }
         assert_eq!(etag_component("W/\"abc123\"").unwrap(), "abc123");
         assert!(commit_component("../../../../tmp").is_err());
-        assert!(validate_repo_id("../x").is_err() && validate_repo_id("a/b/c").is_err() && validate_repo_id("BAAI/bge-reranker-v2-m3").is_ok());
+        assert!(
+            validate_repo_id("../x").is_err() && validate_repo_id("a/b/c").is_err() && validate_repo_id("BAAI/bge-reranker-v2-m3").is_ok()
+        );
         assert!(validate_revision("refs/pr/1").is_ok() && validate_revision("../main").is_err() && validate_revision("a//b").is_err());
     }
 

@@ -18,6 +18,7 @@ mod checkpoint;
 pub mod device;
 mod embed;
 mod error;
+mod files;
 #[doc(hidden)]
 pub mod fuzz;
 #[cfg(feature = "hub")]

@@ -256,7 +256,8 @@ fn fuzz_regressions() {
     // A pair template naming a special token the post-processor lacks:
     // tokenizers indexed its map unchecked.
     let bert = String::from_utf8(tokenizer_seeds().remove(0)).unwrap();
-    let broken = bert.replacen("{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":1}}", "{\"SpecialToken\":{\"id\":\"[EP]\",\"type_id\":1}}", 1);
+    let broken =
+        bert.replacen("{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":1}}", "{\"SpecialToken\":{\"id\":\"[EP]\",\"type_id\":1}}", 1);
     assert_ne!(broken, bert, "seed layout changed");
     crossrank::fuzz::tokenizer(broken.as_bytes());
 }

@@ -130,7 +130,7 @@ impl InputLimits {
             }
             if e.len() > self.max_tokens {
                 return Err(Error::InvalidInput(format!(
-                    "input {i} is {} tokens long; the model takes at most {} (lower max_length)",
+                    "input {i} is {} tokens long; the model takes at most {} (its position embeddings): lower max_length",
                     e.len(),
                     self.max_tokens
                 )));
@@ -155,12 +155,13 @@ impl InputLimits {
 
 /// Every model's config parser on the same bytes, and what is sized from
 /// a config that parses (fuzzing: none may panic or allocate without bound).
-pub(crate) fn parse_configs(bytes: &[u8]) {
+pub(crate) fn parse_configs(bytes: &[u8], device: &Device) {
     if let Ok(c) = EncoderConfig::from_json(bytes) {
-        let _ = (InputLimits::encoder(&c, Architecture::BertModel), InputLimits::encoder(&c, Architecture::XlmRobertaModel), c.num_labels());
+        let _ =
+            (InputLimits::encoder(&c, Architecture::BertModel), InputLimits::encoder(&c, Architecture::XlmRobertaModel), c.num_labels());
     }
     let rope = |d: &crate::nn::DecoderConfig| {
-        let _ = crate::nn::Rope::new(d.head_dim(), d.rope_theta).tables(2, &Device::flex());
+        let _ = crate::nn::Rope::new(d.head_dim(), d.rope_theta).tables(2, device);
     };
     if let Ok(c) = GemmaConfig::from_json(bytes) {
         let _ = InputLimits::decoder(&c.decoder, 8192);

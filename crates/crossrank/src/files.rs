@@ -1,0 +1,57 @@
+//! The names and sizes a checkpoint's files may have — one rule for the
+//! loader, the Hub download and the quantizer (the npm package mirrors
+//! it): JSON size cap, file names that cannot leave the checkpoint, the
+//! shard index's list of files.
+
+use crate::error::{Error, Result};
+
+/// JSON files (config, tokenizer, shard index) larger than this are
+/// refused before they are read: the largest real tokenizer.json files are
+/// ~35 MB (Gemma's 256k vocabulary).
+pub(crate) const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// A file name inside a checkpoint, as an index or a caller names it: a
+/// relative path of `/`-separated segments, none empty, `.` or `..`; no
+/// `\`, no `:` (a scheme or a drive), no control characters, no leading
+/// `/`. Checked before it reaches a URL or a path.
+pub(crate) fn validate_file_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("file name {name:?} {why}"));
+    if name.is_empty() || name.len() > 512 {
+        return bad("is empty or too long");
+    }
+    if name.starts_with('/') {
+        return bad("is an absolute path");
+    }
+    if name.contains('\\') || name.contains(':') || name.chars().any(char::is_control) {
+        return bad("contains '\\', ':' or a control character");
+    }
+    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// The shard files a `model.safetensors.index.json` names (each once,
+/// sorted), every name checked first: a relative path inside the
+/// checkpoint ending in `.safetensors` (no `..`, no absolute path or URL,
+/// no `\`), since natively it becomes a path and in the browser a URL.
+pub(crate) fn shard_names(index: &[u8]) -> Result<Vec<String>> {
+    const FILE: &str = "model.safetensors.index.json";
+    let v: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::config(FILE, e))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::config(FILE, "no \"weight_map\" object"))?;
+    let mut files = Vec::with_capacity(map.len());
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| Error::config(FILE, format!("weight_map[{tensor:?}] is not a file name")))?;
+        validate_file_name(file).map_err(|m| Error::config(FILE, m))?;
+        if !file.ends_with(".safetensors") {
+            return Err(Error::config(FILE, format!("shard {file:?} is not a .safetensors file")));
+        }
+        files.push(file.to_string());
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::config(FILE, "\"weight_map\" lists no shard"));
+    }
+    Ok(files)
+}
