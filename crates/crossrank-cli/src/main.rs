@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use crossrank::device::{DeviceChoice, SelectedDevice};
 use crossrank::{Checkpoint, EmbedOptions, Embedder, Pooling, Reranker, ScoreOptions, WeightDtype};
@@ -125,7 +125,18 @@ fn read_input(spec: &str) -> Result<String> {
     if spec == "-" {
         std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
     } else {
-        s = std::fs::read_to_string(PathBuf::from(spec)).with_context(|| format!("reading {spec}"))?;
+        let path = PathBuf::from(spec);
+        // A device never ends (/dev/zero would be read until the OOM
+        // killer); a FIFO (process substitution) is fine.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = std::fs::metadata(&path).with_context(|| format!("reading {spec}"))?.file_type();
+            if t.is_char_device() || t.is_block_device() || t.is_dir() {
+                bail!("--input {spec} is a device or a directory; pass a file, or - for stdin");
+            }
+        }
+        s = std::fs::read_to_string(&path).with_context(|| format!("reading {spec}"))?;
     }
     Ok(s)
 }

@@ -141,6 +141,31 @@ fn bad_input_gives_a_one_line_error_and_nonzero_exit() {
     assert!(err.contains("tpu"), "{err}");
     let err = one_line_error(&crossrank(&["score", "--model", m, "--dtype", "q3"], "", &[]));
     assert!(err.contains("q3"), "{err}");
+    // A device as input would be read until memory runs out.
+    #[cfg(unix)]
+    {
+        let err = one_line_error(&crossrank(&["score", "--model", m, "--device", "cpu", "--input", "/dev/zero"], "", &[]));
+        assert!(err.contains("device"), "{err}");
+    }
+    // A NaN score: exit 1, nothing partial on stdout, the pair named.
+    let nan = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&model).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, nan.path().join(p.file_name().unwrap())).unwrap();
+    }
+    // classifier.bias := NaN, patched in place in its shard.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(nan.path().join("model.safetensors.index.json")).unwrap()).unwrap();
+    let shard = nan.path().join(index["weight_map"]["classifier.bias"].as_str().unwrap());
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let at = 8 + n + header["classifier.bias"]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&shard, bytes).unwrap();
+    let pairs = "{\"query\": \"q\", \"passage\": \"p\"}\n{\"query\": \"q\", \"passage\": \"r\"}\n";
+    let err = one_line_error(&crossrank(&["score", "--model", nan.path().to_str().unwrap(), "--device", "cpu"], pairs, &[]));
+    assert!(err.contains("non-finite") && err.contains("input 0"), "{err}");
     let tmp = tempfile::tempdir().unwrap();
     for f in ["config.json", "tokenizer.json", "model.safetensors.index.json"] {
         std::fs::copy(model.join(f), tmp.path().join(f)).unwrap();

@@ -312,6 +312,20 @@ fn quantize_replaces_a_previous_output_without_stale_files() {
     assert!(matches!(e, Error::Write { .. }) && e.to_string().contains("cannot write"), "{e}");
 }
 
+/// A source tensor named like a part of a quantized one (`W.qscale` beside
+/// a `W` that gets quantized) would collide in the output: a typed error.
+#[test]
+fn quantize_name_collisions_are_errors() {
+    let d = copy_of("bert-tiny", |d| {
+        let w = "bert.encoder.layer.0.intermediate.dense.weight";
+        let file = shard_of(d, w);
+        edit_tensors(d, &file, |t| drop(t.insert(format!("{w}.qscale"), (Dtype::F16, vec![2], vec![0; 4]))));
+    });
+    let out = tempfile::tempdir().unwrap();
+    let e = quantize_checkpoint(&Checkpoint::dir(d.path()), WeightDtype::Q8, out.path()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(ref m) if m.contains("two tensors named") && m.contains(".qscale")), "{e}");
+}
+
 /// A Hub snapshot is a directory of links into blobs/; quantizing one must
 /// copy what the links point to.
 #[cfg(unix)]
