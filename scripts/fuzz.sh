@@ -47,5 +47,5 @@ fi
 minutes="${1:-10}"
 for t in "${TARGETS[@]}"; do
   echo "== $t: $minutes min (stable mutation fuzzer)"
-  CROSSRANK_FUZZ_SECS=$((minutes * 60)) cargo test --workspace --test fuzz_smoke -- --exact "fuzz_$t" --nocapture 2>&1 | grep -E "^fuzz |panicked|test result"
+  CROSSRANK_FUZZ_SEED="${CROSSRANK_FUZZ_SEED:-random}" CROSSRANK_FUZZ_SECS=$((minutes * 60)) cargo test --workspace --test fuzz_smoke -- --exact "fuzz_$t" --nocapture 2>&1 | grep -E "^fuzz |panicked|test result"
 done

@@ -108,7 +108,7 @@ pub struct Ranked {
 
 /// Scores best first (ties and NaNs keep input order; NaNs last), at most
 /// `top_k`: the one ranking rule of the CLI, the server and the npm package.
-pub(crate) fn rank(scores: &[f32], top_k: Option<usize>) -> Vec<Ranked> {
+pub fn rank(scores: &[f32], top_k: Option<usize>) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = scores.iter().enumerate().map(|(index, &score)| Ranked { index, score }).collect();
     ranked.sort_by(|a, b| match (a.score.is_nan(), b.score.is_nan()) {
         (false, false) => b.score.total_cmp(&a.score),
@@ -118,7 +118,8 @@ pub(crate) fn rank(scores: &[f32], top_k: Option<usize>) -> Vec<Ranked> {
     ranked
 }
 
-fn sigmoid(x: f32) -> f32 {
+/// The logistic function `normalize` applies (FlagReranker's sigmoid).
+pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
@@ -216,12 +217,12 @@ impl Reranker {
         let mut layers: Vec<Vec<f32>> = Vec::new();
         for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let outs = self.model.forward(&items, &self.tokenizer, &cutoffs, &self.device)?;
+            let outs = self.score_encoded_async(&items, &cutoffs).await?;
             if layers.is_empty() {
                 layers = vec![vec![0f32; encoded.len()]; outs.len()];
             }
             for (layer, out) in layers.iter_mut().zip(outs) {
-                for (&i, s) in chunk.iter().zip(read_f32(out).await?) {
+                for (&i, s) in chunk.iter().zip(out) {
                     if !s.is_finite() {
                         return Err(Error::NonFinite { index: i, value: s });
                     }
@@ -234,6 +235,27 @@ impl Reranker {
             layers = vec![Vec::new(); cutoffs.len().max(1)];
         }
         Ok(layers)
+    }
+
+    /// One forward pass over pairs already encoded by [`Reranker::encode`]
+    /// (from any number of requests: the server batches across them): raw
+    /// logits, one list per scoring layer (`cutoffs` from
+    /// [`Reranker::cutoff_layers`]), in the order of `items`. Not checked
+    /// for finiteness: the caller decides whose input a NaN fails.
+    pub fn score_encoded(&self, items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Vec<f32>>> {
+        block(self.score_encoded_async(items, cutoffs))
+    }
+
+    /// `score_encoded`, reading results back asynchronously.
+    pub async fn score_encoded_async(&self, items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if items.is_empty() {
+            return Ok(vec![Vec::new(); cutoffs.len().max(1)]);
+        }
+        let mut out = Vec::new();
+        for t in self.model.forward(items, &self.tokenizer, cutoffs, &self.device)? {
+            out.push(read_f32(t).await?);
+        }
+        Ok(out)
     }
 
     /// One score per (query, passage) pair, in input order: raw logits, or

@@ -172,6 +172,11 @@ impl PairTokenizer {
         struct Outline {
             #[serde(default)]
             post_processor: Option<serde_json::Value>,
+            // Parsed, not skipped: skipping accepts a lone surrogate escape
+            // ("\ud800") that tokenizers' decoder parser then panics on.
+            #[serde(default)]
+            #[allow(dead_code)]
+            decoder: Option<serde_json::Value>,
         }
         let outline: Outline =
             serde_json::from_slice(tokenizer_json).map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid: {e}")))?;

@@ -53,6 +53,11 @@ impl Architecture {
         matches!(self, Self::GemmaForCausalLM | Self::LayerWiseMiniCpmForCausalLM)
     }
 
+    /// The architecture of a checkpoint, from its `config.json`.
+    pub fn of(ck: &Checkpoint) -> Result<Self> {
+        Self::from_config_json(&ck.read("config.json")?)
+    }
+
     /// The architecture a `config.json` names: `architectures[0]` first,
     /// `model_type` when the list is absent.
     pub(crate) fn from_config_json(bytes: &[u8]) -> Result<Self> {

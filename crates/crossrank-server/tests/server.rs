@@ -1,0 +1,351 @@
+//! The real server on a loopback port, called over HTTP: every endpoint's
+//! scores equal `compute_score` on the fixtures; each error code; auth;
+//! CORS; shutdown with requests in flight.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossrank::{Checkpoint, Device, Embedder, Reranker, ScoreOptions, sigmoid};
+use crossrank_server::{Model, ServerConfig, router, serve};
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+}
+
+fn reranker(name: &str) -> Reranker {
+    Reranker::load(&Checkpoint::dir(fixture(name)), &Device::flex()).unwrap()
+}
+
+/// A running server; shut down (gracefully) on drop.
+struct Server {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(model: Model, config: ServerConfig) -> Self {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                serve(listener, router(model, config), async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        Self { base: format!("http://{addr}"), stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()
+}
+
+/// POST JSON; (status, body, headers we care about).
+fn post(url: &str, body: &Value, auth: Option<&str>) -> (u16, Value, Option<String>) {
+    let mut req = agent().post(url).set("Content-Type", "application/json");
+    if let Some(a) = auth {
+        req = req.set("Authorization", a);
+    }
+    let resp = match req.send_string(&body.to_string()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    let status = resp.status();
+    let tokens = resp.header("x-compute-tokens").map(str::to_string);
+    let text = resp.into_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), tokens)
+}
+
+fn pairs() -> (String, Vec<String>) {
+    let e: Value = serde_json::from_slice(&std::fs::read(fixture("bert-tiny").join("expected.json")).unwrap()).unwrap();
+    let pairs = e["pairs"].as_array().unwrap();
+    let query = pairs[0][0].as_str().unwrap().to_string();
+    let docs = pairs.iter().map(|p| p[1].as_str().unwrap().to_string()).take(8).collect();
+    (query, docs)
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * (1.0 + b.abs())
+}
+
+#[test]
+fn every_endpoint_scores_as_compute_score() {
+    for model in ["bert-tiny", "gemma-tiny"] {
+        let (query, docs) = pairs();
+        let lib = reranker(model);
+        let want =
+            lib.compute_score(&docs.iter().map(|d| (query.as_str(), d.as_str())).collect::<Vec<_>>(), &ScoreOptions::default()).unwrap();
+        let server = Server::start(Model::Reranker(reranker(model)), ServerConfig::default());
+        let b = &server.base;
+
+        // TEI /rerank: every text, best first; sigmoid unless raw_scores.
+        let (status, body, tokens) =
+            post(&format!("{b}/rerank"), &json!({"query": query, "texts": docs, "raw_scores": true, "return_text": true}), None);
+        assert_eq!(status, 200, "{body}");
+        assert!(tokens.is_some_and(|t| t.parse::<usize>().unwrap() > 0));
+        let ranks = body.as_array().unwrap();
+        assert_eq!(ranks.len(), docs.len());
+        for w in ranks.windows(2) {
+            assert!(w[0]["score"].as_f64() >= w[1]["score"].as_f64());
+        }
+        for r in ranks {
+            let i = r["index"].as_u64().unwrap() as usize;
+            assert!(close(r["score"].as_f64().unwrap() as f32, want[i]), "{model} /rerank {i}");
+            assert_eq!(r["text"].as_str().unwrap(), docs[i]);
+        }
+        let (_, body, _) = post(&format!("{b}/rerank"), &json!({"query": query, "texts": docs}), None);
+        for r in body.as_array().unwrap() {
+            let i = r["index"].as_u64().unwrap() as usize;
+            assert!(close(r["score"].as_f64().unwrap() as f32, sigmoid(want[i])));
+            assert!(r.get("text").is_none());
+        }
+
+        // Cohere v1/v2: relevance_score is the sigmoid; top_n; documents as strings or objects.
+        for path in ["/v1/rerank", "/v2/rerank"] {
+            let documents: Vec<Value> =
+                docs.iter().enumerate().map(|(i, d)| if i % 2 == 0 { json!(d) } else { json!({"text": d}) }).collect();
+            let (status, body, _) = post(
+                &format!("{b}{path}"),
+                &json!({"model": "x", "query": query, "documents": documents, "top_n": 3, "return_documents": true}),
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+            let results = body["results"].as_array().unwrap();
+            assert_eq!(results.len(), 3);
+            let mut best: Vec<usize> = (0..docs.len()).collect();
+            best.sort_by(|&x, &y| want[y].total_cmp(&want[x]));
+            for (r, &w) in results.iter().zip(&best) {
+                assert_eq!(r["index"].as_u64().unwrap() as usize, w);
+                assert!(close(r["relevance_score"].as_f64().unwrap() as f32, sigmoid(want[w])));
+                assert_eq!(r["document"]["text"].as_str().unwrap(), docs[w]);
+            }
+            assert!(body["id"].is_string() && body["meta"]["tokens"]["input_tokens"].as_u64().unwrap() > 0);
+            assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
+        }
+
+        // /predict: one pair, and a batch.
+        let (status, body, _) = post(&format!("{b}/predict"), &json!({"inputs": [query, docs[1]], "raw_scores": true}), None);
+        assert_eq!(status, 200, "{body}");
+        assert!(close(body[0]["score"].as_f64().unwrap() as f32, want[1]));
+        let batch: Vec<Value> = docs.iter().map(|d| json!([query, d])).collect();
+        let (_, body, _) = post(&format!("{b}/predict"), &json!({"inputs": batch}), None);
+        for (i, p) in body.as_array().unwrap().iter().enumerate() {
+            assert!(close(p[0]["score"].as_f64().unwrap() as f32, sigmoid(want[i])));
+        }
+    }
+}
+
+#[test]
+fn many_concurrent_clients_share_passes_and_get_their_own_scores() {
+    let (query, docs) = pairs();
+    let lib = reranker("bert-tiny");
+    let want = lib.compute_score(&docs.iter().map(|d| (query.as_str(), d.as_str())).collect::<Vec<_>>(), &ScoreOptions::default()).unwrap();
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), ServerConfig::default());
+    let threads: Vec<_> = (0..24)
+        .map(|c| {
+            let (b, query, docs, want) = (server.base.clone(), query.clone(), docs.clone(), want.clone());
+            std::thread::spawn(move || {
+                let n = 1 + c % docs.len();
+                let mine: Vec<&String> = docs.iter().cycle().skip(c).take(n).collect();
+                let (status, body, _) = post(&format!("{b}/rerank"), &json!({"query": query, "texts": mine, "raw_scores": true}), None);
+                assert_eq!(status, 200, "{body}");
+                for r in body.as_array().unwrap() {
+                    let i = r["index"].as_u64().unwrap() as usize;
+                    let d = (c + i) % docs.len();
+                    assert!(close(r["score"].as_f64().unwrap() as f32, want[d]), "client {c} text {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let metrics = agent().get(&format!("{}/metrics", server.base)).call().unwrap().into_string().unwrap();
+    assert!(metrics.contains("crossrank_requests_total") && metrics.contains("crossrank_batch_pairs"), "{metrics}");
+}
+
+#[test]
+fn errors_have_teis_codes_and_shape() {
+    let config = ServerConfig { max_client_batch_size: 4, payload_limit: 10_000, ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let b = &server.base;
+    let check = |body: Value, status_want: u16, kind: &str, (status, got, _): (u16, Value, Option<String>)| {
+        assert_eq!(status, status_want, "{body} -> {got}");
+        assert_eq!(got["error_type"], kind, "{got}");
+        assert!(got["error"].as_str().is_some_and(|e| !e.is_empty()));
+    };
+    let req = json!({"query": "q", "texts": []});
+    check(req.clone(), 400, "Empty", post(&format!("{b}/rerank"), &req, None));
+    let req = json!({"query": "q", "texts": ["a", "b", "c", "d", "e"]});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/rerank"), &req, None));
+    let req = json!({"query": "q", "textz": ["a"]});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/rerank"), &req, None));
+    let req = json!({"query": "q", "texts": ["x".repeat(20_000)]});
+    check(req.clone(), 413, "PayloadTooLarge", post(&format!("{b}/rerank"), &req, None));
+    let long = "word ".repeat(1500);
+    let req = json!({"query": "q", "texts": [long], "truncate": false});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/rerank"), &req, None));
+    let req = json!({"query": "q", "texts": ["a"], "truncation_direction": "Left"});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/rerank"), &req, None));
+    let req = json!({"inputs": "just one text"});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/predict"), &req, None));
+    let req = json!({"inputs": ["a"]});
+    check(req.clone(), 422, "Validation", post(&format!("{b}/embed"), &req, None));
+    // A non-finite score is the backend's failure: 424.
+    let nan_dir = tempfile_copy("bert-tiny");
+    patch_nan(&nan_dir, "classifier.bias");
+    let nan = Server::start(Model::Reranker(Reranker::load(&Checkpoint::dir(&nan_dir), &Device::flex()).unwrap()), ServerConfig::default());
+    let req = json!({"query": "q", "texts": ["a"]});
+    check(req.clone(), 424, "Backend", post(&format!("{}/rerank", nan.base), &req, None));
+    let _ = std::fs::remove_dir_all(nan_dir);
+}
+
+#[test]
+fn over_the_concurrency_limit_is_429_at_once() {
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), ServerConfig { max_concurrent_requests: 1, ..Default::default() });
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // A client that sends its headers and never its body holds the one slot.
+    let mut hog = TcpStream::connect(&addr).unwrap();
+    write!(hog, "POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{").unwrap();
+    hog.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let (status, body, _) = post(&format!("{}/rerank", server.base), &json!({"query": "q", "texts": ["a"]}), None);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error_type"], "Overloaded");
+    assert!(t.elapsed() < Duration::from_secs(5), "refused at once, not queued");
+    drop(hog);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, _) = post(&format!("{}/rerank", server.base), &json!({"query": "q", "texts": ["a"]}), None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn api_key_and_cors() {
+    let config =
+        ServerConfig { api_key: Some("s3cret".into()), cors_allow_origin: vec!["https://app.example".into()], ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let b = &server.base;
+    let req = json!({"query": "q", "texts": ["a"]});
+    let (status, body, _) = post(&format!("{b}/rerank"), &req, None);
+    assert_eq!((status, body["error_type"].as_str()), (401, Some("Unauthorized")));
+    assert_eq!(post(&format!("{b}/rerank"), &req, Some("Bearer nope")).0, 401);
+    assert_eq!(post(&format!("{b}/rerank"), &req, Some("Bearer s3cret")).0, 200);
+    // A preflight is answered without the key.
+    let resp = agent()
+        .request("OPTIONS", &format!("{b}/rerank"))
+        .set("Origin", "https://app.example")
+        .set("Access-Control-Request-Method", "POST")
+        .set("Access-Control-Request-Headers", "authorization,content-type")
+        .call()
+        .unwrap();
+    assert_eq!(resp.header("access-control-allow-origin"), Some("https://app.example"));
+    let other = agent()
+        .request("OPTIONS", &format!("{b}/rerank"))
+        .set("Origin", "https://evil.example")
+        .set("Access-Control-Request-Method", "POST")
+        .call();
+    let allowed = other.ok().and_then(|r| r.header("access-control-allow-origin").map(str::to_string));
+    assert_eq!(allowed, None);
+}
+
+#[test]
+fn info_health_docs_and_embed() {
+    let server =
+        Server::start(Model::Reranker(reranker("bert-tiny")), ServerConfig { model_id: "fixture/bert-tiny".into(), ..Default::default() });
+    let info: Value = agent().get(&format!("{}/info", server.base)).call().unwrap().into_json().unwrap();
+    assert_eq!(info["model_id"], "fixture/bert-tiny");
+    assert_eq!(info["max_input_length"], 512);
+    assert_eq!(agent().get(&format!("{}/health", server.base)).call().unwrap().status(), 200);
+    let spec: Value = agent().get(&format!("{}/openapi.json", server.base)).call().unwrap().into_json().unwrap();
+    for p in ["/rerank", "/predict", "/v2/rerank", "/embed", "/info"] {
+        assert!(spec["paths"].get(p).is_some(), "{p} missing from the OpenAPI spec");
+    }
+    let docs = agent().get(&format!("{}/docs", server.base)).call().unwrap().into_string().unwrap();
+    assert!(docs.contains("<html") || docs.contains("<!DOCTYPE"), "{docs}");
+
+    let emb = Embedder::load(&Checkpoint::dir(fixture("bert-tiny")), &Device::flex()).unwrap();
+    let want =
+        emb.embed(&["hello world", "a second text"], &crossrank::EmbedOptions { normalize: Some(true), ..Default::default() }).unwrap();
+    let server = Server::start(Model::Embedder(emb), ServerConfig::default());
+    let (status, body, _) = post(&format!("{}/embed", server.base), &json!({"inputs": ["hello world", "a second text"]}), None);
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<Vec<f32>> = serde_json::from_value(body).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.iter().zip(w).all(|(a, b)| close(*a, *b)));
+    }
+    let (status, _, _) = post(&format!("{}/rerank", server.base), &json!({"query": "q", "texts": ["a"]}), None);
+    assert_eq!(status, 422);
+}
+
+#[test]
+fn shutdown_answers_every_request_in_flight() {
+    let (query, docs) = pairs();
+    let mut server = Server::start(Model::Reranker(reranker("gemma-tiny")), ServerConfig { max_batch_tokens: 64, ..Default::default() });
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let (b, q, d) = (server.base.clone(), query.clone(), docs.clone());
+            std::thread::spawn(move || post(&format!("{b}/rerank"), &json!({"query": q, "texts": d}), None).0)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    server.shutdown();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    // Every request the server accepted is answered; one that raced the
+    // shutdown may find the port closed (ureq then panics in `post`, failing
+    // the join) — so all must be 200.
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+}
+
+fn tempfile_copy(model: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crossrank-server-test-{}-{model}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(fixture(model)).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// Overwrite tensor `name` (f32) with NaN in place, in whichever shard has it.
+fn patch_nan(dir: &std::path::Path, name: &str) {
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let shard = dir.join(index["weight_map"][name].as_str().unwrap());
+    let mut bytes = Vec::new();
+    std::fs::File::open(&shard).unwrap().read_to_end(&mut bytes).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (a, z) = (header[name]["data_offsets"][0].as_u64().unwrap() as usize, header[name]["data_offsets"][1].as_u64().unwrap() as usize);
+    for k in (8 + n + a..8 + n + z).step_by(4) {
+        bytes[k..k + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&shard, bytes).unwrap();
+}
