@@ -177,11 +177,50 @@ impl PairTokenizer {
             #[serde(default)]
             #[allow(dead_code)]
             decoder: Option<serde_json::Value>,
+            #[serde(default)]
+            model: Option<ModelOutline>,
+        }
+        // What tokenizers' BPE builder slices unchecked (vocab skipped).
+        #[derive(serde::Deserialize)]
+        struct ModelOutline {
+            #[serde(default)]
+            continuing_subword_prefix: Option<String>,
+            #[serde(default)]
+            merges: Option<Vec<Merge>>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Merge {
+            Joined(String),
+            Pair(#[allow(dead_code)] String, String),
+            #[allow(dead_code)]
+            Other(serde::de::IgnoredAny),
         }
         let outline: Outline =
             serde_json::from_slice(tokenizer_json).map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid: {e}")))?;
         if let Some(p) = &outline.post_processor {
             check_post_processor(p)?;
+        }
+        // BPE with a continuing-subword prefix cuts that many bytes off the
+        // second half of every merge without a check (a panic when it is
+        // shorter; found by the fuzz_smoke tokenizer target).
+        if let Some(ModelOutline { continuing_subword_prefix: Some(prefix), merges: Some(merges) }) = &outline.model
+            && !prefix.is_empty()
+        {
+            for m in merges {
+                let second = match m {
+                    Merge::Joined(s) => s.split_once(' ').map(|(_, b)| b),
+                    Merge::Pair(_, b) => Some(b.as_str()),
+                    Merge::Other(_) => None,
+                };
+                if let Some(b) = second
+                    && !(b.len() >= prefix.len() && b.is_char_boundary(prefix.len()))
+                {
+                    return Err(Error::Tokenizer(format!(
+                        "tokenizer.json: merge part {b:?} is shorter than the continuing_subword_prefix {prefix:?}"
+                    )));
+                }
+            }
         }
         let mut tk = Tokenizer::from_bytes(tokenizer_json).map_err(tok_err)?;
         // Truncation and padding are ours to do, exactly as transformers does

@@ -263,6 +263,11 @@ fn fuzz_regressions() {
     let lone = bpe.replace("\"decoder\":null", "\"decoder\":{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\ud800\"},\"content\":\" \"}");
     assert_ne!(lone, bpe, "seed layout changed");
     crossrank::fuzz::tokenizer(lone.as_bytes());
+    // BPE with a continuing_subword_prefix longer than a merge's second part:
+    // tokenizers sliced it unchecked.
+    let prefixed = bpe.replace("\"byte_fallback\":true", "\"byte_fallback\":true,\"continuing_subword_prefix\":\"##\"");
+    assert_ne!(prefixed, bpe, "seed layout changed");
+    crossrank::fuzz::tokenizer(prefixed.as_bytes());
     // A pair template naming a special token the post-processor lacks:
     // tokenizers indexed its map unchecked.
     let bert = String::from_utf8(tokenizer_seeds().remove(0)).unwrap();
