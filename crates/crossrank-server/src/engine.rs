@@ -200,7 +200,6 @@ impl Worker {
         let took = start.elapsed();
         self.metrics.observe_pass(take, tokens, took);
         let mut touched: Vec<usize> = chosen.iter().map(|u| u.1).collect();
-        touched.dedup();
         touched.sort_unstable();
         touched.dedup();
         for &r in &touched {

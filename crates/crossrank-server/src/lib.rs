@@ -553,7 +553,8 @@ fn request_id() -> String {
     format!("{t:x}-{:x}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
-/// TEI's `POST /embed`.
+/// TEI's `POST /embed`. Texts are cut to the checkpoint's max length
+/// (sentence-transformers' rule) whatever `truncate` says.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EmbedRequest {
     pub inputs: EmbedInput,
@@ -590,9 +591,6 @@ async fn embed(State(s): State<AppState>, Body(req): Body<EmbedRequest>) -> Resu
             texts.len(),
             s.config.max_client_batch_size
         )));
-    }
-    if req.truncate == Some(false) || (!s.config.auto_truncate && req.truncate.is_none()) {
-        tracing::debug!("embed truncates to the model's max length");
     }
     let opts = EmbedOptions { normalize: Some(req.normalize.unwrap_or(true)), ..Default::default() };
     let (tx, rx) = oneshot::channel();
