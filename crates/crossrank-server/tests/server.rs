@@ -315,7 +315,9 @@ fn shutdown_answers_every_request_in_flight() {
             std::thread::spawn(move || post(&format!("{b}/rerank"), &json!({"query": q, "texts": d}), None).0)
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Time for every client to connect and send its request (one that had
+    // not would find the listener closed, which is not what is tested).
+    std::thread::sleep(Duration::from_millis(500));
     server.shutdown();
     let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     // Every request the server accepted is answered; one that raced the
