@@ -436,3 +436,42 @@ fn quantize_writes_a_checkpoint_that_scores_like_quantizing_at_load() {
     let err = one_line_error(&crossrank(&["quantize", "--model", m, "--dtype", "f32", "--out", out.to_str().unwrap()], "", &[]));
     assert!(err.contains("q8"), "{err}");
 }
+
+/// `crossrank serve` on an ephemeral port: answers /rerank, and SIGTERM
+/// stops it with exit code 0.
+#[cfg(unix)]
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    let model = fixtures().join("bert-tiny");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args(["serve", "--model", model.to_str().unwrap(), "--device", "cpu", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !line.contains("listening on http://") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0 && Instant::now() < deadline, "no listening line");
+    }
+    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let body = r#"{"query": "what is a panda?", "texts": ["The giant panda is a bear.", "Paris is in France."]}"#;
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let json: serde_json::Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
