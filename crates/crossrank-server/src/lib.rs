@@ -279,21 +279,27 @@ impl ScoreOutcome {
     }
 }
 
+/// One rule for every endpoint: at least one text (400), at most
+/// `--max-client-batch-size` (422).
+fn check_batch_size(n: usize, config: &ServerConfig) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::empty("the batch is empty: send at least one text"));
+    }
+    if n > config.max_client_batch_size {
+        return Err(ApiError::validation(format!(
+            "batch size {n} > maximum allowed batch size {} (--max-client-batch-size)",
+            config.max_client_batch_size
+        )));
+    }
+    Ok(())
+}
+
 async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, ApiError> {
     let started = Instant::now();
     let Model::Reranker(reranker) = &*s.model else {
         return Err(ApiError::validation("this server runs an embedding model: use /embed"));
     };
-    if job.pairs.is_empty() {
-        return Err(ApiError::empty("the batch is empty: send at least one text"));
-    }
-    if job.pairs.len() > s.config.max_client_batch_size {
-        return Err(ApiError::validation(format!(
-            "batch size {} > maximum allowed batch size {} (--max-client-batch-size)",
-            job.pairs.len(),
-            s.config.max_client_batch_size
-        )));
-    }
+    check_batch_size(job.pairs.len(), &s.config)?;
     if matches!(job.direction, Some(TruncationDirection::Left)) {
         return Err(ApiError::validation("truncation_direction Left is not supported: FlagEmbedding truncates the passage from the right"));
     }
@@ -337,8 +343,9 @@ async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, ApiError> {
     s.metrics.queue_depth.set(s.engine.depth.load(std::sync::atomic::Ordering::SeqCst) as i64);
     let scored = rx.await.map_err(|_| ApiError::unhealthy())??;
     let scores = scored.layers.into_iter().next().unwrap_or_default();
-    if let Some((i, v)) = scores.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(ApiError::backend(format!("the model gave a non-finite score ({v}) for text {i}: broken or overflowing weights")));
+    if let Some((index, &value)) = scores.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        // The library's own error (and message); TEI answers it with 424.
+        return Err(ApiError::from_core(crossrank::Error::NonFinite { index, value }));
     }
     Ok(ScoreOutcome { scores, tokens, tokenization, queue: scored.queue, inference: scored.inference, started })
 }
@@ -582,16 +589,7 @@ async fn embed(State(s): State<AppState>, Body(req): Body<EmbedRequest>) -> Resu
         EmbedInput::One(t) => vec![t],
         EmbedInput::Many(v) => v,
     };
-    if texts.is_empty() {
-        return Err(ApiError::empty("`inputs` cannot be empty"));
-    }
-    if texts.len() > s.config.max_client_batch_size {
-        return Err(ApiError::validation(format!(
-            "batch size {} > maximum allowed batch size {}",
-            texts.len(),
-            s.config.max_client_batch_size
-        )));
-    }
+    check_batch_size(texts.len(), &s.config)?;
     let opts = EmbedOptions { normalize: Some(req.normalize.unwrap_or(true)), ..Default::default() };
     let (tx, rx) = oneshot::channel();
     s.engine.submit(Job::Embed { texts, opts, reply: tx })?;
