@@ -116,7 +116,12 @@ impl Worker {
             // Clients that went away: their work is dropped, not computed.
             let before = pending.len();
             pending.retain(|p| !p.reply.is_closed());
-            self.finished(before - pending.len());
+            let dropped = before - pending.len();
+            if dropped > 0 {
+                tracing::debug!(dropped, "clients went away: their queued work is dropped");
+                self.metrics.observe_dropped(dropped);
+            }
+            self.finished(dropped);
             if pending.is_empty() {
                 continue;
             }

@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     batch_tokens: Histogram,
     pass_seconds: Histogram,
     pairs: Counter<u64, AtomicU64>,
+    dropped: Counter<u64, AtomicU64>,
 }
 
 impl Metrics {
@@ -45,7 +46,9 @@ impl Metrics {
         registry.register("batch_tokens", "Tokens per forward pass", batch_tokens.clone());
         registry.register("pass_duration_seconds", "Forward pass latency", pass_seconds.clone());
         registry.register("pairs_scored", "Pairs scored", pairs.clone());
-        Self { registry, requests, latency, queue_depth, batch_pairs, batch_tokens, pass_seconds, pairs }
+        let dropped = Counter::default();
+        registry.register("requests_dropped", "Queued requests dropped because their client went away", dropped.clone());
+        Self { registry, requests, latency, queue_depth, batch_pairs, batch_tokens, pass_seconds, pairs, dropped }
     }
 
     pub(crate) fn observe_request(&self, route: &str, status: u16, took: Duration) {
@@ -59,6 +62,10 @@ impl Metrics {
         self.batch_tokens.observe(tokens as f64);
         self.pass_seconds.observe(took.as_secs_f64());
         self.pairs.inc_by(pairs as u64);
+    }
+
+    pub(crate) fn observe_dropped(&self, n: usize) {
+        self.dropped.inc_by(n as u64);
     }
 
     pub(crate) fn render(&self) -> String {

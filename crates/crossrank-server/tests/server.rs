@@ -351,3 +351,57 @@ fn patch_nan(dir: &std::path::Path, name: &str) {
     }
     std::fs::write(&shard, bytes).unwrap();
 }
+
+/// A counter or gauge from `/metrics` (0 when not yet there).
+fn metric(base: &str, name: &str) -> f64 {
+    let text = agent().get(&format!("{base}/metrics")).call().unwrap().into_string().unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_client_that_goes_away_has_its_work_dropped() {
+    // One pair per pass keeps the worker busy on a long request (the
+    // blocker) while the victim's request waits behind it in the queue.
+    let config = ServerConfig { max_batch_pairs: 1, max_client_batch_size: 4000, payload_limit: 50_000_000, ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let b = server.base.clone();
+    let n_blocker = 300; // ~4 s of passes in a debug build
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(60);
+    let blocker = {
+        let b = b.clone();
+        let texts = vec![long; n_blocker];
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let status = post(&format!("{b}/rerank"), &json!({"query": "q", "texts": texts}), None).0;
+            (status, t.elapsed())
+        })
+    };
+    wait_for("the blocker's first pass", || metric(&b, "crossrank_pairs_scored_total") >= 1.0);
+    // The victim: short texts (passes take the longest pairs first, so none
+    // of these can be taken while the blocker's remain).
+    let body = json!({"query": "q", "texts": ["a", "b", "c", "d", "e", "f", "g", "h"]}).to_string();
+    let mut victim = TcpStream::connect(b.trim_start_matches("http://")).unwrap();
+    write!(victim, "POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
+    victim.flush().unwrap();
+    wait_for("the victim in the queue", || metric(&b, "crossrank_queue_depth") >= 2.0);
+    victim.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(victim);
+    wait_for("the victim's work dropped", || metric(&b, "crossrank_requests_dropped_total") >= 1.0);
+    assert!(!blocker.is_finished(), "the blocker must still be running when the victim is dropped (make it longer)");
+    let (status, took) = blocker.join().unwrap();
+    assert_eq!(status, 200);
+    eprintln!("blocker took {took:?}");
+    // Only the blocker's pairs were computed.
+    assert_eq!(metric(&b, "crossrank_pairs_scored_total"), n_blocker as f64);
+    assert_eq!(metric(&b, "crossrank_requests_dropped_total"), 1.0);
+    assert_eq!(metric(&b, "crossrank_queue_depth"), 0.0);
+}
