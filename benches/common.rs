@@ -77,7 +77,8 @@ impl Rng {
     }
 }
 
-fn words(rng: &mut Rng, n: usize) -> String {
+/// `n` words of the benchmark vocabulary.
+pub fn words(rng: &mut Rng, n: usize) -> String {
     (0..n).map(|_| WORDS[rng.range(0, WORDS.len() - 1)]).collect::<Vec<_>>().join(" ")
 }
 

@@ -1,7 +1,9 @@
 //! The model worker: one thread owns the forward passes; requests reach it
-//! through a queue as already-tokenized pairs, and each pass is filled from
-//! whatever is waiting — pairs of every request, longest first, up to the
-//! token budget — so fifty clients sending one pair each share passes.
+//! through a queue as already-tokenized pairs. Passes are planned a window
+//! at a time: the oldest waiting requests, whole, up to two passes' worth
+//! of tokens, sorted longest first and cut at the token budget — so fifty
+//! clients sending one pair each share passes, each pass pads little, and
+//! requests finish in arrival order.
 //! A request whose client went away (its reply channel closed) is dropped
 //! from the queue before its next pass.
 
@@ -80,16 +82,22 @@ impl Engine {
 
 /// A scoring request inside the worker.
 struct Pending {
+    id: u64,
     items: Vec<Encoded>,
     cutoffs: Vec<usize>,
     layers: Vec<Vec<f32>>,
-    done: Vec<bool>,
     left: usize,
     reply: oneshot::Sender<Result<Scored, ApiError>>,
     enqueued: Instant,
     first_pass: Option<Instant>,
     inference: Duration,
 }
+
+/// One planned pass: (tokens, request id, item) of each pair, longest first.
+type Pass = Vec<(usize, u64, usize)>;
+
+/// How many passes' worth of tokens one window holds (see `plan`).
+const WINDOW_PASSES: usize = 2;
 
 struct Worker {
     model: Arc<Model>,
@@ -102,18 +110,22 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
+        // In arrival order.
         let mut pending: Vec<Pending> = Vec::new();
+        let mut plan: std::collections::VecDeque<Pass> = Default::default();
+        let mut next_id = 0u64;
         loop {
             if pending.is_empty() {
                 match self.rx.recv() {
-                    Ok(job) => self.accept(job, &mut pending),
+                    Ok(job) => self.accept(job, &mut pending, &mut next_id),
                     Err(_) => return, // every handle dropped and nothing left
                 }
             }
             while let Ok(job) = self.rx.try_recv() {
-                self.accept(job, &mut pending);
+                self.accept(job, &mut pending, &mut next_id);
             }
-            // Clients that went away: their work is dropped, not computed.
+            // Clients that went away: their work is dropped, not computed
+            // (planned passes skip their pairs).
             let before = pending.len();
             pending.retain(|p| !p.reply.is_closed());
             let dropped = before - pending.len();
@@ -123,23 +135,33 @@ impl Worker {
             }
             self.finished(dropped);
             if pending.is_empty() {
+                plan.clear();
                 continue;
             }
-            self.pass(&mut pending);
-            let mut i = 0;
-            while i < pending.len() {
-                if pending[i].left == 0 {
-                    let p = pending.swap_remove(i);
-                    let scored = Scored {
-                        layers: p.layers,
+            if plan.is_empty() {
+                plan = self.plan(&pending);
+            }
+            let Some(pass) = plan.pop_front() else { continue };
+            self.pass(pass, &mut pending);
+            let mut done = Vec::new();
+            pending.retain_mut(|p| {
+                if p.left > 0 {
+                    return true;
+                }
+                let (tx, _) = oneshot::channel();
+                done.push((
+                    std::mem::replace(&mut p.reply, tx),
+                    Scored {
+                        layers: std::mem::take(&mut p.layers),
                         queue: p.first_pass.unwrap_or(p.enqueued).duration_since(p.enqueued),
                         inference: p.inference,
-                    };
-                    let _ = p.reply.send(Ok(scored));
-                    self.finished(1);
-                } else {
-                    i += 1;
-                }
+                    },
+                ));
+                false
+            });
+            self.finished(done.len());
+            for (reply, scored) in done {
+                let _ = reply.send(Ok(scored));
             }
         }
     }
@@ -150,16 +172,17 @@ impl Worker {
         }
     }
 
-    fn accept(&self, job: Job, pending: &mut Vec<Pending>) {
+    fn accept(&self, job: Job, pending: &mut Vec<Pending>, next_id: &mut u64) {
         match job {
             Job::Score { items, cutoffs, reply } => {
                 let n = items.len();
                 let layers = vec![vec![f32::NAN; n]; cutoffs.len().max(1)];
+                *next_id += 1;
                 pending.push(Pending {
+                    id: *next_id,
                     items,
                     cutoffs,
                     layers,
-                    done: vec![false; n],
                     left: n,
                     reply,
                     enqueued: Instant::now(),
@@ -179,32 +202,60 @@ impl Worker {
         }
     }
 
-    /// One pass: the longest waiting pairs (of the oldest request's
-    /// scoring layers) that fit the token budget.
-    fn pass(&self, pending: &mut [Pending]) {
+    /// The next window: the oldest waiting requests (those scoring the same
+    /// layers as the oldest), whole, until they hold WINDOW_PASSES passes'
+    /// worth of tokens; its pairs sorted longest first and cut into passes
+    /// of at most `budget` padded tokens and `max_pairs` pairs. A window is
+    /// run to its end before the next is planned, so requests finish in
+    /// arrival order (no request's short pairs wait behind a stream of
+    /// newer long ones) while each pass pads little.
+    fn plan(&self, pending: &[Pending]) -> std::collections::VecDeque<Pass> {
+        let key = &pending[0].cutoffs;
+        let mut units: Pass = Vec::new();
+        let mut tokens = 0usize;
+        for p in pending.iter().filter(|p| &p.cutoffs == key) {
+            if tokens >= self.budget * WINDOW_PASSES {
+                break;
+            }
+            for (i, e) in p.items.iter().enumerate() {
+                units.push((e.len(), p.id, i));
+                tokens += e.len();
+            }
+        }
+        // Longest first; ties in arrival order.
+        units.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut passes = std::collections::VecDeque::new();
+        let mut rest = &units[..];
+        while let Some(&(longest, _, _)) = rest.first() {
+            let take = (self.budget / longest.max(1)).clamp(1, self.max_pairs).min(rest.len());
+            passes.push_back(rest[..take].to_vec());
+            rest = &rest[take..];
+        }
+        passes
+    }
+
+    /// Run one planned pass over the pairs whose requests are still waiting.
+    fn pass(&self, planned: Pass, pending: &mut [Pending]) {
         let Model::Reranker(model) = &*self.model else {
             for p in pending.iter_mut() {
                 p.left = 0;
             }
             return;
         };
-        let key = pending[0].cutoffs.clone();
-        let mut units: Vec<(usize, usize, usize)> = Vec::new(); // (len, request, item)
-        for (r, p) in pending.iter().enumerate().filter(|(_, p)| p.cutoffs == key) {
-            units.extend(p.done.iter().enumerate().filter(|(_, d)| !**d).map(|(i, _)| (p.items[i].len(), r, i)));
+        // (position in `pending`, item) of each pair still wanted.
+        let chosen: Vec<(usize, usize)> =
+            planned.iter().filter_map(|&(_, id, i)| pending.iter().position(|p| p.id == id).map(|r| (r, i))).collect();
+        if chosen.is_empty() {
+            return;
         }
-        // Longest first; ties in arrival order.
-        units.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let longest = units.first().map_or(1, |u| u.0.max(1));
-        let take = (self.budget / longest).clamp(1, self.max_pairs).min(units.len());
-        let chosen = &units[..take];
-        let items: Vec<&Encoded> = chosen.iter().map(|&(_, r, i)| &pending[r].items[i]).collect();
-        let tokens: usize = chosen.iter().map(|u| u.0).sum();
+        let key = pending[chosen[0].0].cutoffs.clone();
+        let items: Vec<&Encoded> = chosen.iter().map(|&(r, i)| &pending[r].items[i]).collect();
+        let tokens: usize = items.iter().map(|e| e.len()).sum();
         let start = Instant::now();
         let result = model.score_encoded(&items, &key);
         let took = start.elapsed();
-        self.metrics.observe_pass(take, tokens, took);
-        let mut touched: Vec<usize> = chosen.iter().map(|u| u.1).collect();
+        self.metrics.observe_pass(chosen.len(), tokens, took);
+        let mut touched: Vec<usize> = chosen.iter().map(|u| u.0).collect();
         touched.sort_unstable();
         touched.dedup();
         for &r in &touched {
@@ -214,19 +265,19 @@ impl Worker {
         }
         match result {
             Ok(layers) => {
-                for (k, &(_, r, i)) in chosen.iter().enumerate() {
+                for (k, &(r, i)) in chosen.iter().enumerate() {
                     let p = &mut pending[r];
                     for (l, layer) in layers.iter().enumerate() {
                         if let Some(v) = p.layers.get_mut(l) {
                             v[i] = layer[k];
                         }
                     }
-                    p.done[i] = true;
                     p.left -= 1;
                 }
             }
             Err(e) => {
-                // The pass failed: every request in it fails with the error.
+                // The pass failed: every request in it fails with the error
+                // (answered now; `run` retires them as finished).
                 let err = ApiError::from_core(e);
                 for &r in &touched {
                     let p = &mut pending[r];
@@ -234,7 +285,6 @@ impl Worker {
                     let reply = std::mem::replace(&mut p.reply, tx);
                     let _ = reply.send(Err(err.clone()));
                     p.left = 0;
-                    p.done.iter_mut().for_each(|d| *d = true);
                 }
             }
         }

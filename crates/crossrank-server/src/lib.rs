@@ -7,8 +7,9 @@
 //!   `/docs` (Redoc, generated from the handlers with utoipa).
 //!
 //! Requests are tokenized on tokio's blocking pool, then queued for one
-//! model worker ([`engine`]) that fills each forward pass from every waiting
-//! request, longest pairs first, up to `max_batch_tokens`. Over
+//! model worker ([`engine`]) that batches across requests: the oldest
+//! waiting requests' pairs, sorted longest first, cut into passes of at most
+//! `max_batch_tokens` (so requests finish in arrival order). Over
 //! `max_concurrent_requests` a request is refused at once (429); a client
 //! that disconnects has its pairs dropped from the queue; on shutdown the
 //! server stops accepting and answers everything it accepted.
