@@ -512,6 +512,20 @@ async fn soak(addr: SocketAddr, pid: u32) -> Result<Value> {
     let docs = range_arg("--docs", (1, 8))?;
     let passage = range_arg("--words", (10, 300))?;
     let mut rng = Rng(0x50a4);
+    // Warm-up: full passes of the workload's longest pairs, the largest
+    // activations it can make. The allocator keeps freed pages (as the CLI
+    // sets it, for speed), so RSS is a high-water mark: without this, the
+    // first window that happens to hold the longest pairs steps it up once,
+    // mid-soak, which is not growth.
+    let longest = json!({"query": words(&mut rng, 12), "texts": vec![words(&mut rng, passage.1); docs.1], "raw_scores": true}).to_string();
+    let warm: Vec<_> = (0..8).map(|_| tokio::spawn(send(addr, "/rerank", Bytes::from(longest.clone())))).collect();
+    for w in warm {
+        match w.await? {
+            Outcome::Answered(200, _, _) => {}
+            other => bail!("warm-up request failed: {other:?}"),
+        }
+    }
+    let rss_warm = rss_mb(pid).0;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(minutes * 60.0);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Request, Option<u16>, Outcome)>();
@@ -565,16 +579,25 @@ async fn soak(addr: SocketAddr, pid: u32) -> Result<Value> {
     let after_warmup = samples.iter().find(|(t, _)| *t >= 60.0f64.min(wall / 2.0)).map_or(f64::NAN, |s| s.1);
     let last = samples.last().map_or(f64::NAN, |s| s.1);
     let max = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    // Least-squares slope after the first minute, MB per minute.
+    let steady: Vec<&(f64, f64)> = samples.iter().filter(|(t, _)| *t >= 60.0f64.min(wall / 2.0)).collect();
+    let n = steady.len() as f64;
+    let (mt, mm) = (steady.iter().map(|s| s.0).sum::<f64>() / n, steady.iter().map(|s| s.1).sum::<f64>() / n);
+    let slope = steady.iter().map(|s| (s.0 - mt) * (s.1 - mm)).sum::<f64>()
+        / steady.iter().map(|s| (s.0 - mt).powi(2)).sum::<f64>().max(1e-9)
+        * 60.0;
     let flat = last <= after_warmup * 1.05 && last - after_warmup <= 16.0;
     println!(
-        "\nserver RSS: {after_warmup:.0} MB after the first minute, {last:.0} MB at the end, {max:.0} MB at most -> {}",
+        "\nserver RSS: {rss_warm:.0} MB after the warm-up, {after_warmup:.0} MB after the first minute, {last:.0} MB at the end, {max:.0} MB at most, slope {slope:+.2} MB/min -> {}",
         if flat { "flat" } else { "GROWS" }
     );
     let curve: Vec<String> = samples.iter().step_by((samples.len() / 10).max(1)).map(|(t, m)| format!("{t:.0}s {m:.0}")).collect();
     println!("RSS curve (s MB): {}", curve.join(", "));
     let mut report = report;
     report["abandoned"] = json!(abandoned);
-    report["rss_after_warmup_mb"] = json!(after_warmup);
+    report["rss_after_warmup_mb"] = json!(rss_warm);
+    report["rss_after_first_minute_mb"] = json!(after_warmup);
+    report["rss_slope_mb_per_min"] = json!(slope);
     report["rss_end_mb"] = json!(last);
     report["rss_flat"] = json!(flat);
     report["rss_samples"] = json!(samples);

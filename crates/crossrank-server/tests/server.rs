@@ -405,3 +405,36 @@ fn a_client_that_goes_away_has_its_work_dropped() {
     assert_eq!(metric(&b, "crossrank_requests_dropped_total"), 1.0);
     assert_eq!(metric(&b, "crossrank_queue_depth"), 0.0);
 }
+
+#[test]
+fn requests_finish_in_arrival_order_not_longest_first() {
+    // Small windows: a window is the oldest requests up to two passes of
+    // 512 tokens. A short request queued before twenty long ones must not
+    // wait for all of them (longest-first over the whole queue made it last).
+    let config = ServerConfig { max_batch_pairs: 1, max_batch_tokens: 512, max_client_batch_size: 1000, ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let b = server.base.clone();
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(60);
+    let client = |texts: Vec<String>| {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            let status = post(&format!("{b}/rerank"), &json!({"query": "q", "texts": texts}), None).0;
+            (status, std::time::Instant::now())
+        })
+    };
+    let blocker = client(vec![long.clone(); 200]);
+    wait_for("the blocker's first pass", || metric(&b, "crossrank_pairs_scored_total") >= 1.0);
+    let short = client(vec!["a".into()]);
+    wait_for("the short request queued", || metric(&b, "crossrank_queue_depth") >= 2.0);
+    let longs: Vec<_> = (0..20).map(|_| client(vec![long.clone()])).collect();
+    wait_for("the long requests queued", || metric(&b, "crossrank_queue_depth") >= 22.0);
+    assert!(!blocker.is_finished(), "the blocker must still be running when all are queued (make it longer)");
+    assert_eq!(blocker.join().unwrap().0, 200);
+    let (status, short_done) = short.join().unwrap();
+    assert_eq!(status, 200);
+    let after: Vec<std::time::Instant> = longs.into_iter().map(|l| l.join().unwrap()).map(|(s, t)| (assert_eq!(s, 200), t).1).collect();
+    let later = after.iter().filter(|&&t| t > short_done).count();
+    // Its window holds it and the first two long requests (sorted longest
+    // first, it goes last of the three); the other 18 come after it.
+    assert!(later >= 15, "the short request finished after {} of the 20 long ones queued behind it", 20 - later);
+}
