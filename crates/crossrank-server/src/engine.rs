@@ -34,6 +34,8 @@ pub(crate) enum Job {
 }
 
 /// The model a server runs.
+// Built once and held in an Arc: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     Reranker(Reranker),
     Embedder(Embedder),
