@@ -79,6 +79,11 @@ pub enum Error {
     /// silently wrong list. TEI answers this with 424.
     #[error("the model gave a non-finite result ({value}) for input {index}: broken or overflowing weights")]
     NonFinite { index: usize, value: f32 },
+
+    /// An evaluation dataset or run file is malformed (the message names
+    /// the line).
+    #[error("invalid dataset file {file}: {message}")]
+    Dataset { file: String, message: String },
 }
 
 impl Error {

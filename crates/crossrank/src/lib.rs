@@ -18,6 +18,7 @@ mod checkpoint;
 pub mod device;
 mod embed;
 mod error;
+pub mod eval;
 mod files;
 #[doc(hidden)]
 pub mod fuzz;

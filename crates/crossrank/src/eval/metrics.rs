@@ -42,8 +42,14 @@ pub fn measure_names(k_values: &[usize]) -> Vec<String> {
 /// Ranked as trec_eval ranks: score descending, then document id descending.
 pub fn trec_order(ranked: &[(String, f64)]) -> Vec<(&str, f64)> {
     let mut v: Vec<(&str, f64)> = ranked.iter().map(|(d, s)| (d.as_str(), *s)).collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+    v.sort_by(|a, b| by_score(b.1, a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
     v
+}
+
+/// Scores compared as C and Python compare them: -0.0 equals 0.0 (a NaN,
+/// which runs cannot hold, sorts as equal).
+fn by_score(a: f64, b: f64) -> std::cmp::Ordering {
+    a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
 }
 
 /// Every measure of one query, or None when the query has no judgments.
@@ -81,7 +87,7 @@ pub fn evaluate_query(judged: Option<&HashMap<String, i32>>, ranked: &[(String, 
 
     // FlagEmbedding's MRR@k: stable sort (ties in run order).
     let mut stable: Vec<(&str, f64)> = ranked.iter().map(|(d, s)| (d.as_str(), *s)).collect();
-    stable.sort_by(|a, b| b.1.total_cmp(&a.1));
+    stable.sort_by(|a, b| by_score(b.1, a.1));
     for &k in k_values {
         let rr = stable.iter().take(k).position(|(d, _)| rel(d) > 0).map_or(0.0, |i| 1.0 / (i + 1) as f64);
         out.insert(format!("MRR@{k}"), rr);

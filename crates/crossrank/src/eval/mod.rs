@@ -1,0 +1,7 @@
+//! Evaluation as FlagEmbedding's reranker evaluation does it: a first
+//! stage's top-k per query, reranked, scored with trec_eval's measures.
+//! `metrics` (trec_eval semantics), `data` (BEIR and FlagEmbedding dataset
+//! layouts, TREC run files).
+
+pub mod data;
+pub mod metrics;
