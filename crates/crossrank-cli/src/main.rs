@@ -92,6 +92,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Evaluate a reranker as FlagEmbedding's evaluation does: rerank a first
+    /// stage's top-k per query of a BEIR- or FlagEmbedding-layout dataset and
+    /// score both rankings with trec_eval's measures (nDCG, MAP, recall, P at
+    /// each k; recip_rank; FlagEmbedding's MRR@k). Prints a before/after
+    /// table on stdout (not JSON: metrics.json goes to --out); a progress bar
+    /// with pairs/s and ETA on stderr.
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        score: ScoreOptions,
+        #[command(flatten)]
+        eval: EvalArgs,
+    },
     /// Serve the model over HTTP: TEI's /rerank, /predict and /embed,
     /// Cohere-style /v1/rerank and /v2/rerank, /health, /info, /metrics,
     /// /docs. Requests from all clients share forward passes.
@@ -105,6 +119,31 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+}
+
+/// `crossrank eval`'s flags.
+#[derive(Args)]
+struct EvalArgs {
+    /// The dataset directory: BEIR (corpus.jsonl, queries.jsonl,
+    /// qrels/SPLIT.tsv) or FlagEmbedding's (corpus.jsonl, SPLIT_queries.jsonl,
+    /// SPLIT_qrels.jsonl).
+    #[arg(long)]
+    dataset: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// The first stage: a TREC run file (qid Q0 docid rank score tag).
+    #[arg(long)]
+    first_stage: PathBuf,
+    /// Documents per query reranked (the first stage's best, by score).
+    #[arg(long, default_value_t = 100)]
+    top_k: usize,
+    /// Cutoffs of the measures.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,10,100")]
+    k_values: Vec<usize>,
+    /// Write metrics.json, first_stage.trec, reranked.trec and
+    /// per_query.json here (created).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// `crossrank serve`'s flags, named as TEI names them.
@@ -225,6 +264,7 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&e.embed(&texts, &opts)?)
         }
         Command::Serve { model, score, serve } => serve_http(model, score, serve),
+        Command::Eval { model, score, eval } => run_eval(model, score, eval),
         Command::Quantize { model, dtype, out } => {
             let dtype: WeightDtype = dtype.parse()?;
             let ck = Checkpoint::resolve(&model, true)?;
@@ -232,6 +272,108 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&report)
         }
     }
+}
+
+fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()> {
+    use crossrank::eval::{data, metrics, pipeline};
+    if args.top_k == 0 || args.k_values.is_empty() || args.k_values.contains(&0) {
+        bail!("--top-k and every --k-values cutoff must be at least 1");
+    }
+    let mut k_values = args.k_values.clone();
+    k_values.sort_unstable();
+    k_values.dedup();
+    let t0 = std::time::Instant::now();
+    let ds = data::load(&args.dataset, &args.split)?;
+    let first = data::read_run(&args.first_stage)?;
+    eprintln!(
+        "crossrank eval: {} ({} layout, split {}): {} documents, {} judged queries; loaded in {:.1} s",
+        args.dataset.display(),
+        ds.layout,
+        args.split,
+        ds.corpus.len(),
+        ds.queries.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let candidates = pipeline::top_k(&first, args.top_k);
+    let (ck, dev, dtype) = model.open()?;
+    let reranker = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t = std::time::Instant::now();
+    let runs = pipeline::rerank(&reranker, &ds, &candidates, &score, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let pairs = pipeline::candidate_pairs(&ds, &candidates)?.len();
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("reranked {pairs} pairs in {secs:.1} s ({:.1} pairs/s)", pairs as f64 / secs.max(1e-9));
+
+    // The first stage is evaluated whole (its full run), as FlagEmbedding
+    // evaluates its retrieval results; the reranked run holds the top-k.
+    let (first_q, first_mean) = metrics::evaluate(&ds.qrels, &first, &k_values);
+    let layers = reranker.cutoff_layers(&score)?;
+    let mut reranked: Vec<(String, std::collections::BTreeMap<String, metrics::Measures>, metrics::Measures)> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let (q, m) = metrics::evaluate(&ds.qrels, run, &k_values);
+        let label = if runs.len() == 1 { "reranked".to_string() } else { format!("reranked_layer_{}", layers[i]) };
+        reranked.push((label, q, m));
+    }
+    // The table: one row per measure.
+    let mut out = String::new();
+    out.push_str(&format!(
+        "| measure | first stage | {} |\n|---|---|{}\n",
+        reranked.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(reranked.len())
+    ));
+    for name in metrics::measure_names(&k_values) {
+        let cells: Vec<String> = reranked
+            .iter()
+            .map(|(_, _, m)| {
+                let (a, b) = (first_mean.get(&name).copied().unwrap_or(0.0), m.get(&name).copied().unwrap_or(0.0));
+                format!("{b:.4} ({:+.4})", b - a)
+            })
+            .collect();
+        out.push_str(&format!("| {name} | {:.4} | {} |\n", first_mean.get(&name).copied().unwrap_or(0.0), cells.join(" | ")));
+    }
+    out.push_str(&format!(
+        "\n{} queries evaluated (judged and ranked), top {} of the first stage reranked: {pairs} pairs, {:.1} pairs/s\n",
+        first_q.len(),
+        args.top_k,
+        pairs as f64 / secs.max(1e-9)
+    ));
+    print!("{out}");
+
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut m = serde_json::Map::new();
+        m.insert("first_stage".into(), serde_json::to_value(&first_mean)?);
+        for (label, _, mean) in &reranked {
+            m.insert(label.clone(), serde_json::to_value(mean)?);
+        }
+        data::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(&m)?)?;
+        let mut per_query = serde_json::Map::new();
+        for (q, fm) in &first_q {
+            let mut entry = serde_json::Map::new();
+            entry.insert("first_stage".into(), serde_json::to_value(fm)?);
+            for (label, rq, _) in &reranked {
+                if let Some(v) = rq.get(q) {
+                    entry.insert(label.clone(), serde_json::to_value(v)?);
+                }
+            }
+            per_query.insert(q.clone(), entry.into());
+        }
+        data::write_atomic(&dir.join("per_query.json"), &serde_json::to_vec_pretty(&per_query)?)?;
+        data::write_run(&dir.join("first_stage.trec"), &first, "first_stage")?;
+        for ((label, _, _), run) in reranked.iter().zip(&runs) {
+            data::write_run(&dir.join(format!("{label}.trec")), run, "crossrank")?;
+        }
+        eprintln!("wrote {}/{{metrics.json, per_query.json, first_stage.trec, reranked*.trec}}", dir.display());
+    }
+    Ok(())
 }
 
 fn serve_http(model: ModelArgs, score: ScoreOptions, args: ServeArgs) -> Result<()> {

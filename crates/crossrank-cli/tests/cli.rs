@@ -475,3 +475,88 @@ fn serve_answers_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
+
+#[test]
+fn eval_reranks_the_first_stage_top_k_and_scores_both() {
+    use crossrank::eval::{data, metrics, pipeline};
+    let ds_dir = fixtures().join("eval/tiny-beir");
+    let out = tempfile::tempdir().unwrap();
+    let model = fixtures().join("bert-tiny");
+    let run_file = ds_dir.join("first_stage.trec");
+    let o = crossrank(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--dataset",
+            ds_dir.to_str().unwrap(),
+            "--first-stage",
+            run_file.to_str().unwrap(),
+            "--top-k",
+            "5",
+            "--k-values",
+            "1,3,10",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("| ndcg_cut_10 |") && table.contains("3 queries evaluated"), "{table}");
+
+    // The same thing through the library, by hand: top 5 by score, pairs
+    // scored with compute_score, both runs evaluated.
+    let ds = data::load(&ds_dir, "test").unwrap();
+    let first = data::read_run(&run_file).unwrap();
+    let r = crossrank::Reranker::load(&crossrank::Checkpoint::dir(&model), &crossrank::Device::flex()).unwrap();
+    let mut want_run = metrics::Run::new();
+    for (qid, qtext) in &ds.queries {
+        let mut docs = first[qid].clone();
+        docs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        docs.truncate(5);
+        let pairs: Vec<(&str, &str)> = docs.iter().map(|(d, _)| (qtext.as_str(), ds.corpus.get(d).unwrap())).collect();
+        let scores = r.compute_score(&pairs, &crossrank::ScoreOptions::default()).unwrap();
+        want_run.insert(qid.clone(), docs.iter().zip(scores).map(|((d, _), s)| (d.clone(), s as f64)).collect());
+    }
+    let k = [1, 3, 10];
+    let got: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+    for (key, run) in [("first_stage", &first), ("reranked", &want_run)] {
+        let (_, mean) = metrics::evaluate(&ds.qrels, run, &k);
+        for (name, v) in mean {
+            let g = got[key][&name].as_f64().unwrap();
+            assert!((g - v).abs() < 1e-6, "{key} {name}: {g} vs {v}");
+        }
+    }
+    // The unjudged query q4 is in neither; the reranked run file holds the top 5.
+    let reranked = data::read_run(&out.path().join("reranked.trec")).unwrap();
+    assert_eq!(reranked.len(), 3);
+    assert!(reranked.values().all(|v| v.len() == 5));
+    assert_eq!(pipeline::top_k(&first, 5)["q1"].len(), 5);
+    let per_query: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("per_query.json")).unwrap()).unwrap();
+    assert!(per_query["q1"]["reranked"]["ndcg_cut_10"].is_f64() && per_query.get("q4").is_none());
+
+    // A run naming a document the corpus lacks is a one-line error.
+    let bad = out.path().join("bad.trec");
+    std::fs::write(&bad, "q1 Q0 nope 1 3.0 x\n").unwrap();
+    let o = crossrank(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--dataset",
+            ds_dir.to_str().unwrap(),
+            "--first-stage",
+            bad.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(one_line_error(&o).contains("nope"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -1,7 +1,8 @@
 //! Evaluation as FlagEmbedding's reranker evaluation does it: a first
 //! stage's top-k per query, reranked, scored with trec_eval's measures.
 //! `metrics` (trec_eval semantics), `data` (BEIR and FlagEmbedding dataset
-//! layouts, TREC run files).
+//! layouts, TREC run files), `pipeline` (top-k of a first stage, reranked).
 
 pub mod data;
 pub mod metrics;
+pub mod pipeline;
