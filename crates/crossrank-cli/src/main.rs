@@ -131,9 +131,11 @@ struct EvalArgs {
     dataset: PathBuf,
     #[arg(long, default_value = "test")]
     split: String,
-    /// The first stage: a TREC run file (qid Q0 docid rank score tag).
+    /// The first stage: a TREC run file (qid Q0 docid rank score tag), or
+    /// `dense:EMBED_MODEL` (an embedding checkpoint directory or Hub repo id:
+    /// exact cosine top-k over the corpus, on --device).
     #[arg(long)]
-    first_stage: PathBuf,
+    first_stage: String,
     /// Documents per query reranked (the first stage's best, by score).
     #[arg(long, default_value_t = 100)]
     top_k: usize,
@@ -284,7 +286,8 @@ fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()>
     k_values.dedup();
     let t0 = std::time::Instant::now();
     let ds = data::load(&args.dataset, &args.split)?;
-    let first = data::read_run(&args.first_stage)?;
+    let depth = args.top_k.max(k_values.last().copied().unwrap_or(1));
+    let first = first_stage(&args.first_stage, &model.device, &ds, depth)?;
     eprintln!(
         "crossrank eval: {} ({} layout, split {}): {} documents, {} judged queries; loaded in {:.1} s",
         args.dataset.display(),
@@ -297,11 +300,7 @@ fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()>
     let candidates = pipeline::top_k(&first, args.top_k);
     let (ck, dev, dtype) = model.open()?;
     let reranker = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar("pairs");
     let t = std::time::Instant::now();
     let runs = pipeline::rerank(&reranker, &ds, &candidates, &score, &mut |done, total| {
         bar.set_length(total as u64);
@@ -374,6 +373,41 @@ fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()>
         eprintln!("wrote {}/{{metrics.json, per_query.json, first_stage.trec, reranked*.trec}}", dir.display());
     }
     Ok(())
+}
+
+/// The first stage's run: a TREC run file, or dense retrieval of `depth`
+/// documents per query.
+fn first_stage(spec: &str, device: &str, ds: &crossrank::eval::data::Dataset, depth: usize) -> Result<crossrank::eval::metrics::Run> {
+    use crossrank::eval::{data, dense};
+    if let Some(model) = spec.strip_prefix("dense:") {
+        let ck = Checkpoint::resolve(model, true)?;
+        let dev = crossrank::device::select(device.parse()?)?;
+        let embedder = Embedder::load(&ck, &dev.device)?;
+        let bar = progress_bar("docs");
+        let t = std::time::Instant::now();
+        let run = dense::retrieve(&embedder, ds, depth, &EmbedOptions::default(), &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        eprintln!("dense first stage ({model}): {} documents embedded in {:.1} s", ds.corpus.len(), t.elapsed().as_secs_f64());
+        return Ok(run);
+    }
+    if spec == "bm25" {
+        // Issue 17: the built-in BM25 stage is not built yet; say so rather
+        // than report a missing file called "bm25".
+        bail!("--first-stage bm25 is not available in this version; pass a TREC run file or dense:EMBED_MODEL");
+    }
+    Ok(data::read_run(std::path::Path::new(spec))?)
+}
+
+fn progress_bar(unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}"))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn serve_http(model: ModelArgs, score: ScoreOptions, args: ServeArgs) -> Result<()> {

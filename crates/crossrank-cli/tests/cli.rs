@@ -560,3 +560,50 @@ fn eval_reranks_the_first_stage_top_k_and_scores_both() {
     assert!(!o.status.success());
     assert!(one_line_error(&o).contains("nope"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn eval_dense_first_stage_is_exact_cosine_top_k() {
+    use crossrank::eval::{data, metrics};
+    let ds_dir = fixtures().join("eval/tiny-beir");
+    let model = fixtures().join("bert-tiny");
+    let out = tempfile::tempdir().unwrap();
+    let spec = format!("dense:{}", model.display());
+    let args = ["eval", "--model", model.to_str().unwrap(), "--device", "cpu", "--dataset", ds_dir.to_str().unwrap()];
+    let o = crossrank(
+        &[&args[..], &["--first-stage", &spec, "--top-k", "4", "--k-values", "1,5", "--out", out.path().to_str().unwrap()]].concat(),
+        "",
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // By hand: every document embedded, cosine against each query, best 5.
+    let ds = data::load(&ds_dir, "test").unwrap();
+    let e = crossrank::Embedder::load(&crossrank::Checkpoint::dir(&model), &crossrank::Device::flex()).unwrap();
+    let opts = crossrank::EmbedOptions::default();
+    let docs = e.embed(ds.corpus.texts(), &opts).unwrap();
+    let cos = |a: &[f32], b: &[f32]| {
+        let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        d / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    let file = data::read_run(&out.path().join("first_stage.trec")).unwrap();
+    let mut want = metrics::Run::new();
+    for (qid, text) in &ds.queries {
+        let qv = &e.embed(&[text.as_str()], &opts).unwrap()[0];
+        let mut all: Vec<(String, f64)> = (0..ds.corpus.len()).map(|i| (ds.corpus.id(i).to_string(), cos(qv, &docs[i]) as f64)).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.truncate(5);
+        let got: Vec<&String> = file[qid].iter().map(|(d, _)| d).collect();
+        assert_eq!(got, all.iter().map(|(d, _)| d).collect::<Vec<_>>(), "{qid}");
+        for ((_, g), (_, w)) in file[qid].iter().zip(&all) {
+            assert!((g - w).abs() < 1e-5, "{qid}: {g} vs {w}");
+        }
+        want.insert(qid.clone(), all);
+    }
+    let got: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+    let (_, mean) = metrics::evaluate(&ds.qrels, &want, &[1, 5]);
+    for (name, v) in mean {
+        assert!((got["first_stage"][&name].as_f64().unwrap() - v).abs() < 1e-6, "{name}");
+    }
+    // bm25 is named as not available, not a missing file.
+    let o = crossrank(&[&args[..], &["--first-stage", "bm25"]].concat(), "", &[]);
+    assert!(!o.status.success() && one_line_error(&o).contains("not available"));
+}

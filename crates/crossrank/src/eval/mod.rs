@@ -1,8 +1,10 @@
 //! Evaluation as FlagEmbedding's reranker evaluation does it: a first
 //! stage's top-k per query, reranked, scored with trec_eval's measures.
 //! `metrics` (trec_eval semantics), `data` (BEIR and FlagEmbedding dataset
-//! layouts, TREC run files), `pipeline` (top-k of a first stage, reranked).
+//! layouts, TREC run files), `dense` (exact cosine top-k with an
+//! embedding checkpoint), `pipeline` (top-k of a first stage, reranked).
 
 pub mod data;
+pub mod dense;
 pub mod metrics;
 pub mod pipeline;
