@@ -483,24 +483,13 @@ fn eval_reranks_the_first_stage_top_k_and_scores_both() {
     let out = tempfile::tempdir().unwrap();
     let model = fixtures().join("bert-tiny");
     let run_file = ds_dir.join("first_stage.trec");
+    let args = ["eval", "--model", model.to_str().unwrap(), "--device", "cpu", "--dataset", ds_dir.to_str().unwrap()];
     let o = crossrank(
         &[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--dataset",
-            ds_dir.to_str().unwrap(),
-            "--first-stage",
-            run_file.to_str().unwrap(),
-            "--top-k",
-            "5",
-            "--k-values",
-            "1,3,10",
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
+            &args[..],
+            &["--first-stage", run_file.to_str().unwrap(), "--top-k", "5", "--k-values", "1,3,10", "--out", out.path().to_str().unwrap()],
+        ]
+        .concat(),
         "",
         &[],
     );
@@ -542,21 +531,7 @@ fn eval_reranks_the_first_stage_top_k_and_scores_both() {
     // A run naming a document the corpus lacks is a one-line error.
     let bad = out.path().join("bad.trec");
     std::fs::write(&bad, "q1 Q0 nope 1 3.0 x\n").unwrap();
-    let o = crossrank(
-        &[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--dataset",
-            ds_dir.to_str().unwrap(),
-            "--first-stage",
-            bad.to_str().unwrap(),
-        ],
-        "",
-        &[],
-    );
+    let o = crossrank(&[&args[..], &["--first-stage", bad.to_str().unwrap()]].concat(), "", &[]);
     assert!(!o.status.success());
     assert!(one_line_error(&o).contains("nope"), "{}", String::from_utf8_lossy(&o.stderr));
 }
