@@ -307,7 +307,7 @@ fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()>
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    let pairs = pipeline::candidate_pairs(&ds, &candidates)?.len();
+    let pairs: usize = runs.first().map_or(0, |r| r.values().map(Vec::len).sum());
     let secs = t.elapsed().as_secs_f64();
     eprintln!("reranked {pairs} pairs in {secs:.1} s ({:.1} pairs/s)", pairs as f64 / secs.max(1e-9));
 

@@ -55,3 +55,18 @@ pub(crate) fn shard_names(index: &[u8]) -> Result<Vec<String>> {
     }
     Ok(files)
 }
+
+/// Write `bytes` to `path` through a temporary sibling (`.NAME.tmp-PID`),
+/// synced, then renamed into place: a reader sees the old file or the new
+/// one, never half of one. Creates the parent directory.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    written.and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::files::{MAX_JSON_BYTES, shard_names, validate_file_name};
+use crate::files::{MAX_JSON_BYTES, shard_names, validate_file_name, write_atomically};
 
 /// Files a checkpoint may have besides the weights; fetched when present.
 const OPTIONAL: &[&str] =
@@ -363,17 +363,6 @@ impl Session {
         }
         result
     }
-}
-
-/// Write `bytes` to `path` through a temporary sibling and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// Point `pointer` at `blob`: a relative link as the Hub cache has them
