@@ -131,9 +131,12 @@ struct EvalArgs {
     dataset: PathBuf,
     #[arg(long, default_value = "test")]
     split: String,
-    /// The first stage: a TREC run file (qid Q0 docid rank score tag), or
+    /// The first stage: `bm25` (BEIR's BM25: tantivy, English analyzer;
+    /// `bm25:LANGUAGE` for another Snowball language, `bm25:none` for none),
     /// `dense:EMBED_MODEL` (an embedding checkpoint directory or Hub repo id:
-    /// exact cosine top-k over the corpus, on --device).
+    /// exact cosine top-k over the corpus, on --device), `bm25+dense:MODEL`
+    /// (the two fused by reciprocal rank, k = 60), or a TREC run file (qid
+    /// Q0 docid rank score tag).
     #[arg(long)]
     first_stage: String,
     /// Documents per query reranked (the first stage's best, by score).
@@ -375,10 +378,18 @@ fn run_eval(model: ModelArgs, score: ScoreOptions, args: EvalArgs) -> Result<()>
     Ok(())
 }
 
-/// The first stage's run: a TREC run file, or dense retrieval of `depth`
-/// documents per query.
+/// The first stage's run: a TREC run file, BM25, dense retrieval, or the
+/// two fused, `depth` documents per query.
 fn first_stage(spec: &str, device: &str, ds: &crossrank::eval::data::Dataset, depth: usize) -> Result<crossrank::eval::metrics::Run> {
-    use crossrank::eval::{data, dense};
+    use crossrank::eval::{bm25, data, dense, pipeline};
+    // bm25[:LANGUAGE]+dense:MODEL: reciprocal rank fusion of the two.
+    if spec.starts_with("bm25") {
+        if let Some((lexical, model)) = spec.split_once("+dense:") {
+            let a = first_stage(lexical, device, ds, depth)?;
+            let b = first_stage(&format!("dense:{model}"), device, ds, depth)?;
+            return Ok(pipeline::reciprocal_rank_fusion(&[&a, &b], 60.0, depth));
+        }
+    }
     if let Some(model) = spec.strip_prefix("dense:") {
         let ck = Checkpoint::resolve(model, true)?;
         let dev = crossrank::device::select(device.parse()?)?;
@@ -393,10 +404,24 @@ fn first_stage(spec: &str, device: &str, ds: &crossrank::eval::data::Dataset, de
         eprintln!("dense first stage ({model}): {} documents embedded in {:.1} s", ds.corpus.len(), t.elapsed().as_secs_f64());
         return Ok(run);
     }
-    if spec == "bm25" {
-        // Issue 17: the built-in BM25 stage is not built yet; say so rather
-        // than report a missing file called "bm25".
-        bail!("--first-stage bm25 is not available in this version; pass a TREC run file or dense:EMBED_MODEL");
+    if spec == "bm25" || spec.starts_with("bm25:") {
+        let language = spec.strip_prefix("bm25:").unwrap_or("english");
+        let bar = progress_bar("docs");
+        let t = std::time::Instant::now();
+        let index = bm25::Bm25Index::build(&ds.corpus, language, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        let indexed = t.elapsed().as_secs_f64();
+        let run = index.retrieve(&ds.corpus, &ds.queries, depth)?;
+        eprintln!(
+            "BM25 first stage ({language}): {} documents indexed in {indexed:.1} s, {} queries in {:.2} s",
+            ds.corpus.len(),
+            ds.queries.len(),
+            t.elapsed().as_secs_f64() - indexed
+        );
+        return Ok(run);
     }
     Ok(data::read_run(std::path::Path::new(spec))?)
 }

@@ -2,8 +2,11 @@
 //! stage's top-k per query, reranked, scored with trec_eval's measures.
 //! `metrics` (trec_eval semantics), `data` (BEIR and FlagEmbedding dataset
 //! layouts, TREC run files), `dense` (exact cosine top-k with an
-//! embedding checkpoint), `pipeline` (top-k of a first stage, reranked).
+//! embedding checkpoint), `bm25` (tantivy BM25, feature `bm25`), `pipeline`
+//! (top-k of a first stage, fusion of two, reranked).
 
+#[cfg(feature = "bm25")]
+pub mod bm25;
 pub mod data;
 pub mod dense;
 pub mod metrics;

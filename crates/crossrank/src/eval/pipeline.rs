@@ -71,3 +71,40 @@ pub fn rerank(
     }
     Ok(runs)
 }
+
+/// Reciprocal rank fusion (Cormack, Clarke and Büttcher, SIGIR 2009), the
+/// usual way to combine a lexical and a dense first stage: each document
+/// scores Σ 1 / (`k` + rank) over the runs that rank it (rank from 1, each
+/// run ordered by score, stable), and each query keeps its `depth` best.
+/// Rank-based, so BM25's unbounded scores and cosines need no calibration;
+/// `k` = 60 is the paper's constant. Ties keep the order in which the runs
+/// first listed the documents.
+pub fn reciprocal_rank_fusion(runs: &[&Run], k: f64, depth: usize) -> Run {
+    let mut fused = Run::new();
+    let mut queries: Vec<&String> = runs.iter().flat_map(|r| r.keys()).collect();
+    queries.sort();
+    queries.dedup();
+    for q in queries {
+        let mut scores: Vec<(String, f64)> = Vec::new();
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for run in runs {
+            let Some(docs) = run.get(q) else { continue };
+            let mut ranked: Vec<&(String, f64)> = docs.iter().collect();
+            ranked.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            for (rank, (doc, _)) in ranked.into_iter().enumerate() {
+                let add = 1.0 / (k + rank as f64 + 1.0);
+                match at.get(doc) {
+                    Some(&i) => scores[i].1 += add,
+                    None => {
+                        at.insert(doc.clone(), scores.len());
+                        scores.push((doc.clone(), add));
+                    }
+                }
+            }
+        }
+        scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        scores.truncate(depth);
+        fused.insert(q.clone(), scores);
+    }
+    fused
+}
