@@ -578,7 +578,46 @@ fn eval_dense_first_stage_is_exact_cosine_top_k() {
     for (name, v) in mean {
         assert!((got["first_stage"][&name].as_f64().unwrap() - v).abs() < 1e-6, "{name}");
     }
-    // bm25 is named as not available, not a missing file.
-    let o = crossrank(&[&args[..], &["--first-stage", "bm25"]].concat(), "", &[]);
-    assert!(!o.status.success() && one_line_error(&o).contains("not available"));
+    // BM25 (the library's run, written as the first stage) and BM25+dense
+    // (reciprocal rank fusion of the two runs the CLI wrote).
+    let bm25_out = tempfile::tempdir().unwrap();
+    let with = |stage: &str, dir: &std::path::Path| {
+        let o = crossrank(
+            &[&args[..], &["--first-stage", stage, "--top-k", "4", "--k-values", "1,5", "--out", dir.to_str().unwrap()]].concat(),
+            "",
+            &[],
+        );
+        assert!(o.status.success(), "{stage}: {}", String::from_utf8_lossy(&o.stderr));
+        data::read_run(&dir.join("first_stage.trec")).unwrap()
+    };
+    let bm25 = with("bm25", bm25_out.path());
+    let index = crossrank::eval::bm25::Bm25Index::build(&ds.corpus, "english", &mut |_, _| {}).unwrap();
+    let by_hand = index.retrieve(&ds.corpus, &ds.queries, 5).unwrap();
+    assert_eq!(bm25.len(), by_hand.len());
+    for (qid, docs) in &by_hand {
+        assert!(!docs.is_empty(), "{qid}: BM25 found nothing");
+        // The file is in trec_eval's order (equal scores: larger docno
+        // first), so compare it as a set with its scores.
+        let (mut got, mut want) = (bm25[qid].clone(), docs.clone());
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got.iter().map(|d| &d.0).collect::<Vec<_>>(), want.iter().map(|d| &d.0).collect::<Vec<_>>(), "{qid}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.1 - w.1).abs() < 1e-5, "{qid} {}: {} vs {}", g.0, g.1, w.1);
+        }
+    }
+    let fused_out = tempfile::tempdir().unwrap();
+    let fused = with(&format!("bm25+{spec}"), fused_out.path());
+    let want = crossrank::eval::pipeline::reciprocal_rank_fusion(&[&by_hand, &file], 60.0, 5);
+    for (qid, docs) in &want {
+        let score = |run: &Vec<(String, f64)>, d: &str| run.iter().find(|x| x.0 == d).map(|x| x.1);
+        assert_eq!(fused[qid].len(), docs.len(), "{qid}");
+        for (d, s) in docs {
+            let got = score(&fused[qid], d).unwrap_or_else(|| panic!("{qid}: {d} missing from the fused run"));
+            assert!((got - s).abs() < 1e-9, "{qid} {d}: {got} vs {s}");
+        }
+    }
+    // A language tantivy has no stemmer for is a one-line error.
+    let o = crossrank(&[&args[..], &["--first-stage", "bm25:klingon"]].concat(), "", &[]);
+    assert!(!o.status.success() && one_line_error(&o).contains("unknown BM25 language"));
 }

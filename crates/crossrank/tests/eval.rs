@@ -152,3 +152,78 @@ fn trec_run_files_round_trip_in_trec_order() {
     assert!(data::read_run(&path).is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// BM25 as Lucene (and tantivy, and Elasticsearch in BEIR's baseline)
+/// computes it, by hand: idf = ln(1 + (N - n + 0.5) / (n + 0.5)),
+/// tf part = tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)), k1 = 1.2,
+/// b = 0.75, dl counting analysed tokens (stop words out). The words are
+/// ones English stemming leaves alone, so the counts are plain to read.
+#[cfg(feature = "bm25")]
+#[test]
+fn bm25_scores_are_lucene_bm25_over_the_analysed_text() {
+    use crossrank::eval::bm25::Bm25Index;
+    let mut corpus = Corpus::default();
+    let docs = ["Cat dog bird", "cat cat fish", "dog the fish fish fish", "a bird sings", "Running runners run."];
+    for (i, t) in docs.iter().enumerate() {
+        corpus.push(format!("d{i}"), t.to_string()).unwrap();
+    }
+    let index = Bm25Index::build(&corpus, "english", &mut |_, _| {}).unwrap();
+    // Analysed lengths: 3, 3, 4 ("the" dropped), 2 ("a" dropped), 3.
+    let dl = [3.0f64, 3.0, 4.0, 2.0, 3.0];
+    let avgdl = dl.iter().sum::<f64>() / dl.len() as f64;
+    let n_docs = docs.len() as f64;
+    let idf = |n: f64| (1.0 + (n_docs - n + 0.5) / (n + 0.5)).ln();
+    let part = |tf: f64, d: usize| tf * 2.2 / (tf + 1.2 * (1.0 - 0.75 + 0.75 * dl[d] / avgdl));
+    // "The CAT and the fish": cat (in d0 once, d1 twice), fish (d1 once, d2 three times).
+    let want = [
+        (1usize, idf(2.0) * part(2.0, 1) + idf(2.0) * part(1.0, 1)),
+        (2, idf(2.0) * part(3.0, 2)),
+        (0, idf(2.0) * part(1.0, 0)),
+    ];
+    let got = index.search("The CAT and the fish", 10).unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    for ((gd, gs), (wd, ws)) in got.iter().zip(&want) {
+        assert_eq!(gd, wd, "{got:?}");
+        assert!((*gs as f64 - ws).abs() < 1e-5, "d{gd}: {gs} vs {ws}");
+    }
+    // k cuts the list; stemming joins "runs" to "running"/"run"; stop
+    // words alone match nothing; query syntax is just text.
+    assert_eq!(index.search("cat fish", 1).unwrap().len(), 1);
+    let run = index.search("runs", 10).unwrap();
+    assert_eq!(run.iter().map(|h| h.0).collect::<Vec<_>>(), vec![4]);
+    assert!((run[0].1 as f64 - idf(1.0) * part(2.0, 4)).abs() < 1e-5);
+    assert!(index.search("the a and", 10).unwrap().is_empty());
+    assert!(index.search("", 10).unwrap().is_empty());
+    // bird (d0, d3), sing (d3), dog (d0, d2); AND and OR are stop words.
+    assert_eq!(index.search("bird AND (sings OR \"dog", 10).unwrap().len(), 3);
+    // Other languages; an unknown one is a typed error naming the choices.
+    assert!(Bm25Index::build(&corpus, "none", &mut |_, _| {}).unwrap().search("runs", 10).unwrap().is_empty());
+    let e = Bm25Index::build(&corpus, "klingon", &mut |_, _| {}).err().unwrap().to_string();
+    assert!(e.contains("klingon") && e.contains("english"), "{e}");
+}
+
+#[test]
+fn reciprocal_rank_fusion_sums_one_over_60_plus_rank() {
+    use crossrank::eval::pipeline::reciprocal_rank_fusion;
+    let run = |v: &[(&str, &str, f64)]| {
+        let mut r = Run::new();
+        for (q, d, s) in v {
+            r.entry(q.to_string()).or_default().push((d.to_string(), *s));
+        }
+        r
+    };
+    // Ranks come from scores, not file order.
+    let a = run(&[("q", "x", 1.0), ("q", "y", 9.0), ("q", "z", 5.0), ("p", "x", 1.0)]);
+    let b = run(&[("q", "z", 0.9), ("q", "w", 0.8), ("r", "x", 0.1)]);
+    let f = reciprocal_rank_fusion(&[&a, &b], 60.0, 3);
+    let r = |rank: f64| 1.0 / (60.0 + rank);
+    // q: y 1/61, z 1/62 + 1/61, x 1/63, w 1/62 → z, y, w (x cut by depth 3).
+    let q: Vec<(&str, f64)> = f["q"].iter().map(|(d, s)| (d.as_str(), *s)).collect();
+    assert_eq!(q.iter().map(|x| x.0).collect::<Vec<_>>(), ["z", "y", "w"]);
+    for ((_, g), w) in q.iter().zip([r(2.0) + r(1.0), r(1.0), r(2.0)]) {
+        assert!((g - w).abs() < 1e-15);
+    }
+    // A query in one run only keeps that run's ranking.
+    assert_eq!(f["p"], vec![("x".to_string(), r(1.0))]);
+    assert_eq!(f["r"], vec![("x".to_string(), r(1.0))]);
+}
