@@ -41,6 +41,14 @@ export interface ScoreOptions {
   prompt?: string;
   /** Layer-wise rerankers: scoring layers (several give one array per layer). */
   cutoffLayers?: number[];
+  /**
+   * Passages longer than maxLength allows: "truncate" (default, as
+   * FlagEmbedding) cuts their end; "maxp" scores windows that fill
+   * maxLength, the query in each, and keeps the best window's score.
+   */
+  longPassages?: 'truncate' | 'maxp';
+  /** maxp: passage tokens between window starts (default: half a window). */
+  passageStride?: number;
 }
 
 export interface RerankOptions extends ScoreOptions {
@@ -52,6 +60,11 @@ export interface Ranked {
   index: number;
   score: number;
   document?: string;
+  /**
+   * longPassages "maxp": the window of the document that scored, as string
+   * indices (`document.slice(start, end)`), and how many were scored.
+   */
+  window?: { start: number; end: number; windows: number };
 }
 
 export type CheckpointSource = string | URL | Record<string, Uint8Array | ArrayBuffer>;

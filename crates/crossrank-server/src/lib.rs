@@ -27,7 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use crossrank::{EmbedOptions, Encoded, ScoreOptions, rank, sigmoid};
+use crossrank::{EmbedOptions, Encoded, LongPassages, ScoreOptions, rank, sigmoid};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 use utoipa::{OpenApi, ToSchema};
@@ -246,6 +246,16 @@ pub enum TruncationDirection {
     Right,
 }
 
+/// `long_passages: "maxp"`: the best window of a passage, as Unicode code
+/// point offsets into it (Python's string indices), and how many windows
+/// were scored.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Window {
+    pub start: usize,
+    pub end: usize,
+    pub windows: usize,
+}
+
 /// What a scoring request asks for, whichever API it came through.
 struct ScoreJob {
     pairs: Vec<(String, String)>,
@@ -254,11 +264,15 @@ struct ScoreJob {
     prompt: Option<String>,
     cutoff_layers: Option<Vec<usize>>,
     max_length: Option<usize>,
+    long_passages: Option<LongPassages>,
+    passage_stride: Option<usize>,
 }
 
 /// Scores of a request's pairs (raw logits) and its timings.
 struct ScoreOutcome {
     scores: Vec<f32>,
+    /// `maxp`: each passage's best window, in Unicode code points.
+    windows: Vec<Option<Window>>,
     tokens: usize,
     tokenization: Duration,
     queue: Duration,
@@ -314,8 +328,15 @@ async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, ApiError> {
     if let Some(m) = job.max_length {
         opts.max_length = m.max(1);
     }
+    if let Some(l) = job.long_passages {
+        opts.long_passages = l;
+    }
+    if job.passage_stride.is_some() {
+        opts.passage_stride = job.passage_stride;
+    }
     let truncate = job.truncate.unwrap_or(s.config.auto_truncate);
-    if !truncate {
+    // maxp cuts nothing from the passage, so `truncate` does not apply.
+    if !truncate && opts.long_passages == LongPassages::Truncate {
         // Nothing is cut to fit: a limit one past what the model takes
         // keeps every pair that fits whole and makes a longer one fail the
         // model's length check (422) instead of being truncated.
@@ -330,25 +351,27 @@ async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, ApiError> {
     let model = s.model.clone();
     let pairs = job.pairs;
     let t0 = Instant::now();
-    let encoded: Vec<Encoded> = tokio::task::spawn_blocking(move || match &*model {
-        Model::Reranker(r) => r.encode(&pairs, &opts),
-        Model::Embedder(_) => Ok(Vec::new()),
+    let (mut windows, pairs) = tokio::task::spawn_blocking(move || match &*model {
+        Model::Reranker(r) => r.encode_windows(&pairs, &opts).map(|w| (w, pairs)),
+        Model::Embedder(_) => Err(crossrank::Error::InvalidInput("not a reranker".into())),
     })
     .await
     .map_err(|_| ApiError::unhealthy())?
     .map_err(ApiError::from_core)?;
     let tokenization = t0.elapsed();
-    let tokens = encoded.iter().map(Encoded::len).sum();
+    let items = std::mem::take(&mut windows.items);
+    let tokens = items.iter().map(Encoded::len).sum();
     let (tx, rx) = oneshot::channel();
-    s.engine.submit(Job::Score { items: encoded, cutoffs, reply: tx })?;
+    s.engine.submit(Job::Score { items, cutoffs, reply: tx })?;
     s.metrics.queue_depth.set(s.engine.depth.load(std::sync::atomic::Ordering::SeqCst) as i64);
     let scored = rx.await.map_err(|_| ApiError::unhealthy())??;
-    let scores = scored.layers.into_iter().next().unwrap_or_default();
-    if let Some((index, &value)) = scores.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        // The library's own error (and message); TEI answers it with 424.
-        return Err(ApiError::from_core(crossrank::Error::NonFinite { index, value }));
-    }
-    Ok(ScoreOutcome { scores, tokens, tokenization, queue: scored.queue, inference: scored.inference, started })
+    let logits = scored.layers.into_iter().next().unwrap_or_default();
+    // Each pair's best window (one per pair with truncate); a non-finite
+    // logit is the library's own error (and message); TEI answers it with 424.
+    let best = windows.best(&logits, false).map_err(ApiError::from_core)?;
+    let spans = best.iter().zip(&pairs).map(|(b, (_, p))| b.char_span(p).map(|(start, end)| Window { start, end, windows: b.windows })).collect();
+    let scores = best.iter().map(|b| b.score).collect();
+    Ok(ScoreOutcome { scores, windows: spans, tokens, tokenization, queue: scored.queue, inference: scored.inference, started })
 }
 
 /// TEI's `POST /rerank` body (plus `prompt` / `cutoff_layers` for LLM rerankers).
@@ -369,12 +392,23 @@ pub struct RerankRequest {
     pub prompt: Option<String>,
     #[serde(default)]
     pub cutoff_layers: Option<Vec<usize>>,
+    /// `truncate` (default; FlagEmbedding) or `maxp`: score windows of a
+    /// long passage and keep the best (see `window` in the response).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub long_passages: Option<LongPassages>,
+    /// `maxp`: passage tokens between window starts (default half a window).
+    #[serde(default)]
+    pub passage_stride: Option<usize>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Rank {
     pub index: usize,
     pub score: f32,
+    /// `maxp`: the passage window that scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
@@ -392,12 +426,14 @@ async fn tei_rerank(State(s): State<AppState>, Body(req): Body<RerankRequest>) -
         prompt: req.prompt,
         cutoff_layers: req.cutoff_layers,
         max_length: None,
+        long_passages: req.long_passages,
+        passage_stride: req.passage_stride,
     };
     let out = score(&s, job).await?;
     let scores: Vec<f32> = if req.raw_scores { out.scores.clone() } else { out.scores.iter().map(|&x| sigmoid(x)).collect() };
     let ranks: Vec<Rank> = rank(&scores, None)
         .into_iter()
-        .map(|r| Rank { index: r.index, score: r.score, text: req.return_text.then(|| req.texts[r.index].clone()) })
+        .map(|r| Rank { index: r.index, score: r.score, window: out.windows[r.index], text: req.return_text.then(|| req.texts[r.index].clone()) })
         .collect();
     Ok((out.headers(), Json(ranks)).into_response())
 }
@@ -412,6 +448,14 @@ pub struct PredictRequest {
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: Option<TruncationDirection>,
+    /// `truncate` (default; FlagEmbedding) or `maxp`: score windows of a
+    /// long passage and keep the best (see `window` in the response).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub long_passages: Option<LongPassages>,
+    /// `maxp`: passage tokens between window starts (default half a window).
+    #[serde(default)]
+    pub passage_stride: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -449,6 +493,8 @@ async fn predict(State(s): State<AppState>, Body(req): Body<PredictRequest>) -> 
         prompt: None,
         cutoff_layers: None,
         max_length: None,
+        long_passages: req.long_passages,
+        passage_stride: req.passage_stride,
     };
     let out = score(&s, job).await?;
     let label = |x: f32| vec![Prediction { score: if req.raw_scores { x } else { sigmoid(x) }, label: "LABEL_0".into() }];
@@ -494,12 +540,23 @@ pub struct CohereRerankRequest {
     pub prompt: Option<String>,
     #[serde(default)]
     pub cutoff_layers: Option<Vec<usize>>,
+    /// `truncate` (default; FlagEmbedding) or `maxp`: score windows of a
+    /// long passage and keep the best (see `window` in the response).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub long_passages: Option<LongPassages>,
+    /// `maxp`: passage tokens between window starts (default half a window).
+    #[serde(default)]
+    pub passage_stride: Option<usize>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CohereResult {
     pub index: usize,
     pub relevance_score: f32,
+    /// `maxp`: the passage window that scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document: Option<CohereDocument>,
 }
@@ -534,6 +591,8 @@ async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<CohereRerankRe
         prompt: req.prompt,
         cutoff_layers: req.cutoff_layers,
         max_length: req.max_tokens_per_doc,
+        long_passages: req.long_passages,
+        passage_stride: req.passage_stride,
     };
     let out = score(&s, job).await?;
     let scores: Vec<f32> = out.scores.iter().map(|&x| sigmoid(x)).collect();
@@ -542,6 +601,7 @@ async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<CohereRerankRe
         .map(|r| CohereResult {
             index: r.index,
             relevance_score: r.score,
+            window: out.windows[r.index],
             document: req.return_documents.unwrap_or(false).then(|| CohereDocument { text: req.documents[r.index].text().to_string() }),
         })
         .collect();
@@ -660,6 +720,7 @@ async fn docs() -> Html<String> {
     components(schemas(
         RerankRequest,
         Rank,
+        Window,
         PredictRequest,
         PredictInput,
         Prediction,

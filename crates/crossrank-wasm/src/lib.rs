@@ -149,9 +149,34 @@ impl WasmReranker {
         let top_k: Option<usize> =
             serde_wasm_bindgen::from_value(top_k).map_err(|e| js_err(format!("topK must be a non-negative integer (or absent): {e}")))?;
         let opts = options(opts)?;
-        let ranked = self.reranker()?.rerank_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
-        serde_wasm_bindgen::to_value(&ranked).map_err(js_err)
+        let ranked = self.reranker()?.rerank_passages_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
+        // With longPassages "maxp", `window`: the best window of the
+        // document as JavaScript string indices (UTF-16 code units).
+        let out: Vec<Ranked> = ranked
+            .into_iter()
+            .map(|(r, p)| Ranked {
+                index: r.index,
+                score: r.score,
+                window: p.utf16_span(&docs[r.index]).map(|(start, end)| Window { start, end, windows: p.windows }),
+            })
+            .collect();
+        serde_wasm_bindgen::to_value(&out).map_err(js_err)
     }
+}
+
+#[derive(serde::Serialize)]
+struct Window {
+    start: usize,
+    end: usize,
+    windows: usize,
+}
+
+#[derive(serde::Serialize)]
+struct Ranked {
+    index: usize,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<Window>,
 }
 
 /// `Uint8Array` → `Vec<u8>` through serde-wasm-bindgen.

@@ -61,6 +61,103 @@ pub struct ScoreOptions {
     #[serde(alias = "cutoff_layers")]
     #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub cutoff_layers: Option<Vec<usize>>,
+    /// Passages longer than fits: `truncate` cuts their end (FlagEmbedding's
+    /// behaviour); `maxp` scores windows of the passage that fill
+    /// max_length, the query in each, and keeps the best window's score.
+    #[serde(alias = "long_passages")]
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = LongPassages::Truncate))]
+    pub long_passages: LongPassages,
+    /// maxp: passage tokens from one window's start to the next (default:
+    /// half a window, so windows overlap by half).
+    #[serde(alias = "passage_stride")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub passage_stride: Option<usize>,
+}
+
+/// What to do with a passage longer than `max_length` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum LongPassages {
+    /// Cut the passage's end (FlagEmbedding).
+    #[default]
+    Truncate,
+    /// Score overlapping windows and keep the best (MaxP, Dai and Callan,
+    /// SIGIR 2019).
+    Maxp,
+}
+
+/// A passage's score and, with `maxp`, the window that scored it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PassageScore {
+    pub score: f32,
+    /// `maxp`: the best window's span of the passage, as byte offsets
+    /// (`start..end`); the whole passage when it fitted in one window.
+    /// `None` with `truncate`.
+    pub span: Option<(usize, usize)>,
+    /// Windows scored for this passage (1 with `truncate`).
+    pub windows: usize,
+}
+
+impl PassageScore {
+    /// `span` in Unicode code points (how Python and JSON clients index).
+    pub fn char_span(&self, passage: &str) -> Option<(usize, usize)> {
+        self.span.map(|(a, b)| (char_index(passage, a), char_index(passage, b)))
+    }
+    /// `span` in UTF-16 code units (how JavaScript indexes strings).
+    pub fn utf16_span(&self, passage: &str) -> Option<(usize, usize)> {
+        let at = |i: usize| passage.get(..i).map_or(0, |s| s.encode_utf16().count());
+        self.span.map(|(a, b)| (at(a), at(b)))
+    }
+}
+
+fn char_index(text: &str, byte: usize) -> usize {
+    text.get(..byte).map_or(0, |s| s.chars().count())
+}
+
+/// The inputs of a batch of pairs, several per pair with `maxp`: run
+/// `items` through the model (in any batches, mixed with other requests'),
+/// then [`PassageWindows::best`] gives each pair its score.
+pub struct PassageWindows {
+    /// Every window's input (the caller may take them to run elsewhere).
+    pub items: Vec<Encoded>,
+    owner: Vec<usize>,
+    spans: Vec<(usize, usize)>,
+    pairs: usize,
+    maxp: bool,
+}
+
+impl PassageWindows {
+    /// The pairs these windows came from.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// Each pair's best window, given one raw logit per item (in `items`
+    /// order), sigmoid-mapped with `normalize`. A non-finite logit fails
+    /// with its pair's index. Ties keep the earliest window.
+    pub fn best(&self, logits: &[f32], normalize: bool) -> Result<Vec<PassageScore>> {
+        if logits.len() != self.owner.len() {
+            return Err(Error::InvalidInput(format!("{} scores for {} windows", logits.len(), self.owner.len())));
+        }
+        let mut out: Vec<Option<PassageScore>> = vec![None; self.pairs];
+        for ((&pair, &span), &s) in self.owner.iter().zip(&self.spans).zip(logits) {
+            if !s.is_finite() {
+                return Err(Error::NonFinite { index: pair, value: s });
+            }
+            let s = if normalize { sigmoid(s) } else { s };
+            let slot = &mut out[pair];
+            let windows = slot.map_or(0, |b| b.windows) + 1;
+            match slot {
+                Some(b) if b.score >= s => b.windows = windows,
+                _ => *slot = Some(PassageScore { score: s, span: self.maxp.then_some(span), windows }),
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, b)| b.ok_or_else(|| Error::InvalidInput(format!("pair {i} has no window"))))
+            .collect()
+    }
 }
 
 impl Default for ScoreOptions {
@@ -73,6 +170,8 @@ impl Default for ScoreOptions {
             normalize: false,
             prompt: None,
             cutoff_layers: None,
+            long_passages: LongPassages::Truncate,
+            passage_stride: None,
         }
     }
 }
@@ -90,6 +189,9 @@ impl ScoreOptions {
         }
         if self.batch_size == 0 {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
+        }
+        if self.passage_stride == Some(0) {
+            return Err(Error::InvalidInput("passage_stride must be at least 1".into()));
         }
         if self.max_batch_tokens == Some(0) {
             return Err(Error::InvalidInput("max_batch_tokens must be at least 1".into()));
@@ -192,6 +294,33 @@ impl Reranker {
         Ok(encoded)
     }
 
+    /// The model inputs for `pairs` under `opts.long_passages`: one per pair
+    /// with `truncate` (exactly [`Reranker::encode`]'s), one per window with
+    /// `maxp`. Each is checked against the model as `encode` checks.
+    pub fn encode_windows<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<PassageWindows> {
+        if opts.long_passages == LongPassages::Truncate {
+            let items = self.encode(pairs, opts)?;
+            return Ok(PassageWindows { owner: (0..items.len()).collect(), spans: vec![(0, 0); items.len()], items, pairs: pairs.len(), maxp: false });
+        }
+        opts.validate()?;
+        let qmax = opts.query_max_length();
+        let template = self.llm_template(opts)?;
+        let mut w = PassageWindows { items: Vec::new(), owner: Vec::new(), spans: Vec::new(), pairs: pairs.len(), maxp: true };
+        for (i, (q, p)) in pairs.iter().enumerate() {
+            let windows = match &template {
+                Some(t) => self.tokenizer.encode_llm_pair_windows(q.as_ref(), p.as_ref(), opts.max_length, qmax, t, opts.passage_stride)?,
+                None => self.tokenizer.encode_pair_windows(q.as_ref(), p.as_ref(), opts.max_length, qmax, opts.passage_stride)?,
+            };
+            for (e, span) in windows {
+                w.items.push(e);
+                w.owner.push(i);
+                w.spans.push(span);
+            }
+        }
+        self.limits.check(&w.items, &self.tokenizer)?;
+        Ok(w)
+    }
+
     /// The layers a layer-wise model will score with these options (empty
     /// for every other model).
     pub fn cutoff_layers(&self, opts: &ScoreOptions) -> Result<Vec<usize>> {
@@ -211,30 +340,40 @@ impl Reranker {
         pairs: &[(Q, P)],
         opts: &ScoreOptions,
     ) -> Result<Vec<Vec<f32>>> {
+        let layers = self.compute_passage_scores_async(pairs, opts).await?;
+        Ok(layers.into_iter().map(|l| l.into_iter().map(|p| p.score).collect()).collect())
+    }
+
+    /// Scores per scoring layer with, under `maxp`, each passage's best
+    /// window (its span and how many windows were scored).
+    pub fn compute_passage_scores<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Vec<PassageScore>>> {
+        block(self.compute_passage_scores_async(pairs, opts))
+    }
+
+    /// `compute_passage_scores`, reading results back asynchronously.
+    pub async fn compute_passage_scores_async<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Vec<PassageScore>>> {
         let cutoffs = self.cutoff_layers(opts)?;
-        let encoded = self.encode(pairs, opts)?;
+        let windows = self.encode_windows(pairs, opts)?;
+        let encoded = &windows.items;
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
-        let mut layers: Vec<Vec<f32>> = Vec::new();
+        let mut logits: Vec<Vec<f32>> = vec![vec![0f32; encoded.len()]; cutoffs.len().max(1)];
         for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
             let outs = self.score_encoded_async(&items, &cutoffs).await?;
-            if layers.is_empty() {
-                layers = vec![vec![0f32; encoded.len()]; outs.len()];
+            if outs.len() != logits.len() {
+                return Err(Error::InvalidInput(format!("the model gave {} score lists for {} layers", outs.len(), logits.len())));
             }
-            for (layer, out) in layers.iter_mut().zip(outs) {
+            for (layer, out) in logits.iter_mut().zip(outs) {
                 for (&i, s) in chunk.iter().zip(out) {
-                    if !s.is_finite() {
-                        return Err(Error::NonFinite { index: i, value: s });
-                    }
-                    layer[i] = if opts.normalize { sigmoid(s) } else { s };
+                    layer[i] = s;
                 }
             }
         }
-        if layers.is_empty() {
-            // No pairs: still one (empty) list per scoring layer.
-            layers = vec![Vec::new(); cutoffs.len().max(1)];
-        }
-        Ok(layers)
+        logits.iter().map(|l| windows.best(l, opts.normalize)).collect()
     }
 
     /// One forward pass over pairs already encoded by [`Reranker::encode`]
@@ -267,15 +406,7 @@ impl Reranker {
 
     /// `compute_score`, reading results back asynchronously.
     pub async fn compute_score_async<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> {
-        let mut layers = self.compute_score_layers_async(pairs, opts).await?;
-        if layers.len() != 1 {
-            return Err(Error::InvalidInput(format!(
-                "{} cutoff layers give {} score lists; use compute_score_layers (rerank needs a single cutoff layer)",
-                layers.len(),
-                layers.len()
-            )));
-        }
-        Ok(layers.remove(0))
+        single_layer(self.compute_score_layers_async(pairs, opts).await?)
     }
 
     /// Score `docs` against `query` and return them best first, at most
@@ -292,10 +423,35 @@ impl Reranker {
         top_k: Option<usize>,
         opts: &ScoreOptions,
     ) -> Result<Vec<Ranked>> {
-        let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, d.as_ref())).collect();
-        let scores = self.compute_score_async(&pairs, opts).await?;
-        Ok(rank(&scores, top_k))
+        Ok(self.rerank_passages_async(query, docs, top_k, opts).await?.into_iter().map(|(r, _)| r).collect())
     }
+
+    /// `rerank` with each document's [`PassageScore`] (under `maxp`, the
+    /// window that scored).
+    pub async fn rerank_passages_async<D: AsRef<str>>(
+        &self,
+        query: &str,
+        docs: &[D],
+        top_k: Option<usize>,
+        opts: &ScoreOptions,
+    ) -> Result<Vec<(Ranked, PassageScore)>> {
+        let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, d.as_ref())).collect();
+        let best = single_layer(self.compute_passage_scores_async(&pairs, opts).await?)?;
+        let scores: Vec<f32> = best.iter().map(|b| b.score).collect();
+        Ok(rank(&scores, top_k).into_iter().map(|r| (r, best[r.index])).collect())
+    }
+}
+
+/// The one score list of a single-layer request.
+fn single_layer<T>(mut layers: Vec<Vec<T>>) -> Result<Vec<T>> {
+    if layers.len() != 1 {
+        return Err(Error::InvalidInput(format!(
+            "{} cutoff layers give {} score lists; use compute_score_layers (rerank needs a single cutoff layer)",
+            layers.len(),
+            layers.len()
+        )));
+    }
+    Ok(layers.remove(0))
 }
 
 #[cfg(test)]
