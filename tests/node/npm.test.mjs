@@ -191,3 +191,27 @@ test('topK must be a non-negative integer', async () => {
   assert.equal((await r.rerank('q', ['a', 'b', 'c'], { topK: 0 })).length, 0);
   assert.equal((await r.rerank('q', ['a', 'b', 'c'])).length, 3);
 });
+
+test('longPassages maxp: best window with JavaScript string indices', async () => {
+  const r = await Reranker.load(files('bert-tiny'));
+  // Emoji are two UTF-16 units each: indices in bytes or code points would cut wrongly.
+  const long = '🐼 bamboo forest notes and kernel run queues. '.repeat(80) + 'Pandas eat bamboo.';
+  const short = 'Pandas eat bamboo.';
+  const q = 'what do pandas eat';
+  const truncate = await r.computeScore([[q, long], [q, short]]);
+  const maxp = await r.computeScore([[q, long], [q, short]], { longPassages: 'maxp', passageStride: 64 });
+  assert.ok(maxp[0] >= truncate[0] - 1e-6, `${maxp[0]} < ${truncate[0]}`);
+  assert.equal(maxp[1], truncate[1], 'a passage that fits scores as truncate');
+  const ranked = await r.rerank(q, [long, short], { longPassages: 'maxp', passageStride: 64 });
+  for (const x of ranked) {
+    const doc = [long, short][x.index];
+    assert.ok(x.window.windows >= 1 && x.window.start < x.window.end && x.window.end <= doc.length, JSON.stringify(x));
+    const piece = doc.slice(x.window.start, x.window.end);
+    assert.ok(!/[\uD800-\uDBFF]$/.test(piece) && !/^[\uDC00-\uDFFF]/.test(piece), 'window cuts a surrogate pair');
+    if (x.index === 1) assert.deepEqual(x.window, { start: 0, end: short.length, windows: 1 });
+    else assert.ok(x.window.windows > 1);
+  }
+  assert.equal((await r.rerank(q, [short]))[0].window, undefined);
+  await assert.rejects(r.computeScore([[q, long]], { longPassages: 'firstp' }), /firstp|longPassages|variant/);
+  await r.dispose();
+});

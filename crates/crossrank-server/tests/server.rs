@@ -438,3 +438,51 @@ fn requests_finish_in_arrival_order_not_longest_first() {
     // first, it goes last of the three); the other 18 come after it.
     assert!(later >= 15, "the short request finished after {} of the 20 long ones queued behind it", 20 - later);
 }
+
+#[test]
+fn maxp_over_http_is_the_librarys_best_window_in_code_points() {
+    // A long passage (non-ASCII before the needle, so code points differ
+    // from bytes), and a short one that fits.
+    let long = format!("{}Pandas eat bamboo. {}", "Ünïcödé kernel text about run queues and processors. ".repeat(60), "More text. ".repeat(40));
+    let docs = vec![long.clone(), "Pandas eat bamboo.".to_string()];
+    let query = "what do pandas eat";
+    let opts = ScoreOptions { long_passages: crossrank::LongPassages::Maxp, passage_stride: Some(96), ..Default::default() };
+    let lib = reranker("bert-tiny");
+    let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, d.as_str())).collect();
+    let want = lib.compute_passage_scores(&pairs, &opts).unwrap().remove(0);
+    assert!(want[0].windows > 1 && want[1].windows == 1);
+    let truncated = lib.compute_score(&pairs, &ScoreOptions::default()).unwrap();
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), ServerConfig::default());
+    let b = &server.base;
+    for (path, body) in [
+        ("rerank", json!({"query": query, "texts": docs, "raw_scores": true, "long_passages": "maxp", "passage_stride": 96})),
+        ("v2/rerank", json!({"query": query, "documents": docs, "long_passages": "maxp", "passage_stride": 96})),
+    ] {
+        let (status, body, _) = post(&format!("{b}/{path}"), &body, None);
+        assert_eq!(status, 200, "{body}");
+        let results = if path == "rerank" { body.clone() } else { body["results"].clone() };
+        for r in results.as_array().unwrap() {
+            let i = r["index"].as_u64().unwrap() as usize;
+            let score = r.get("score").or(r.get("relevance_score")).unwrap().as_f64().unwrap() as f32;
+            let expect = if path == "rerank" { want[i].score } else { sigmoid(want[i].score) };
+            assert!(close(score, expect), "{path} {i}: {score} vs {expect}");
+            let (start, end) = want[i].char_span(&docs[i]).unwrap();
+            assert_eq!((r["window"]["start"].as_u64().unwrap() as usize, r["window"]["end"].as_u64().unwrap() as usize), (start, end));
+            assert_eq!(r["window"]["windows"].as_u64().unwrap() as usize, want[i].windows);
+            // Code points: the span cut from the text as Python would cut it.
+            let text: String = docs[i].chars().skip(start).take(end - start).collect();
+            let (a, z) = want[i].span.unwrap();
+            assert_eq!(text, docs[i][a..z]);
+        }
+    }
+    // Without the field: truncate, no window.
+    let (_, body, _) = post(&format!("{b}/rerank"), &json!({"query": query, "texts": docs, "raw_scores": true}), None);
+    for r in body.as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert!(close(r["score"].as_f64().unwrap() as f32, truncated[i]));
+        assert!(r.get("window").is_none());
+    }
+    // A bad value is a 422 naming the field.
+    let (status, body, _) = post(&format!("{b}/rerank"), &json!({"query": query, "texts": docs, "long_passages": "firstp"}), None);
+    assert_eq!(status, 422, "{body}");
+}
