@@ -125,3 +125,108 @@ fn the_option_is_read_everywhere_and_stride_zero_is_an_error() {
     let e = r.compute_score(&[("q", "p")], &ScoreOptions { passage_stride: Some(0), ..maxp(&Default::default(), None) }).unwrap_err();
     assert!(e.to_string().contains("passage_stride"), "{e}");
 }
+
+/// A BERT cross-encoder (bert-tiny's shapes and tokenizer) whose weights are
+/// set by hand so that its score is relevance by construction: how much of
+/// the input is the answer word "bamboo". Every token attends equally to
+/// all (query and key weights zero); the value path carries one feature
+/// that only "bamboo"'s embedding has; [CLS] reads it through the pooler
+/// and the classifier, so score = tanh(f(fraction of "bamboo" tokens)),
+/// 0 exactly without one and rising with it. Written to a temporary
+/// directory (no checkpoint is committed).
+fn answer_word_model() -> tempfile::TempDir {
+    use safetensors::tensor::{Dtype, TensorView};
+    let src = fixtures().join("bert-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    const H: usize = 16;
+    const ANSWER: usize = 15216; // "bamboo" in BERT's uncased vocabulary
+    let vocab = 30522;
+    // Every token: a fixed zero-mean pattern; "bamboo": plus +s on feature 0
+    // and -s on feature 15 (still zero-mean, so LayerNorm keeps the sign).
+    let mut words = Vec::with_capacity(vocab * H);
+    for t in 0..vocab {
+        for d in 0..H {
+            let base = if d == 0 || d == H - 1 { 0.0 } else if d % 2 == 1 { 1.0 } else { -1.0 };
+            let answer = if t != ANSWER { 0.0 } else if d == 0 { 4.0 } else if d == H - 1 { -4.0 } else { 0.0 };
+            words.push(base + answer);
+        }
+    }
+    let zeros = |n: usize| vec![0f32; n];
+    let ones = |n: usize| vec![1f32; n];
+    let unit = |rows: usize, cols: usize, at: &[(usize, usize, f32)]| {
+        let mut m = vec![0f32; rows * cols];
+        for &(r, c, v) in at {
+            m[r * cols + c] = v;
+        }
+        m
+    };
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
+        ("bert.embeddings.word_embeddings.weight".into(), vec![vocab, H], words),
+        ("bert.embeddings.position_embeddings.weight".into(), vec![512, H], zeros(512 * H)),
+        ("bert.embeddings.token_type_embeddings.weight".into(), vec![2, H], zeros(2 * H)),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![H], ones(H)),
+        ("bert.embeddings.LayerNorm.bias".into(), vec![H], zeros(H)),
+        ("bert.pooler.dense.weight".into(), vec![H, H], unit(H, H, &[(0, 0, 1.0)])),
+        ("bert.pooler.dense.bias".into(), vec![H], zeros(H)),
+        ("classifier.weight".into(), vec![1, H], unit(1, H, &[(0, 0, 1.0)])),
+        ("classifier.bias".into(), vec![1], zeros(1)),
+    ];
+    for l in 0..2 {
+        let p = format!("bert.encoder.layer.{l}.");
+        // Layer 0 averages feature 0 over the sequence into [CLS] (and every
+        // token); layer 1 adds nothing.
+        let (value, output) = if l == 0 { (vec![(0, 0, 1.0)], vec![(0, 0, 8.0), (H - 1, 0, -8.0)]) } else { (vec![], vec![]) };
+        for (name, shape, data) in [
+            ("attention.self.query.weight", vec![H, H], zeros(H * H)),
+            ("attention.self.query.bias", vec![H], zeros(H)),
+            ("attention.self.key.weight", vec![H, H], zeros(H * H)),
+            ("attention.self.key.bias", vec![H], zeros(H)),
+            ("attention.self.value.weight", vec![H, H], unit(H, H, &value)),
+            ("attention.self.value.bias", vec![H], zeros(H)),
+            ("attention.output.dense.weight", vec![H, H], unit(H, H, &output)),
+            ("attention.output.dense.bias", vec![H], zeros(H)),
+            ("attention.output.LayerNorm.weight", vec![H], ones(H)),
+            ("attention.output.LayerNorm.bias", vec![H], zeros(H)),
+            ("intermediate.dense.weight", vec![32, H], zeros(32 * H)),
+            ("intermediate.dense.bias", vec![32], zeros(32)),
+            ("output.dense.weight", vec![H, 32], zeros(32 * H)),
+            ("output.dense.bias", vec![H], zeros(H)),
+            ("output.LayerNorm.weight", vec![H], ones(H)),
+            ("output.LayerNorm.bias", vec![H], zeros(H)),
+        ] {
+            t.push((format!("{p}{name}"), shape, data));
+        }
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+        t.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views: Vec<(String, TensorView)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn maxp_finds_the_answer_past_token_512_that_truncate_cuts_off() {
+    let dir = answer_word_model();
+    let r = Reranker::load(&Checkpoint::dir(dir.path()), &Device::flex()).unwrap();
+    let query = "what do pandas eat";
+    // The oracle works: the answer scores, the rest does not.
+    let s = r.compute_score(&[(query, "Pandas eat bamboo."), (query, "Pandas sleep a lot.")], &ScoreOptions::default()).unwrap();
+    assert!(s[0] > 0.1 && s[1].abs() < 1e-4, "{s:?}");
+    let needle = "Pandas eat bamboo almost exclusively.";
+    let (passage, at) = long_passage(needle);
+    let opts = ScoreOptions { max_length: 512, ..Default::default() };
+    let truncate = r.compute_score(&[(query, passage.as_str())], &opts).unwrap()[0];
+    assert!(truncate.abs() < 1e-4, "truncate sees only the first 512 tokens, no answer: {truncate}");
+    for stride in [None, Some(37), Some(400)] {
+        let best = r.compute_passage_scores(&[(query, passage.as_str())], &maxp(&opts, stride)).unwrap().remove(0).remove(0);
+        let (a, b) = best.span.unwrap();
+        assert!(best.score > 0.01, "stride {stride:?}: {best:?}");
+        assert!(a <= at && at + needle.len() <= b, "stride {stride:?}: best window {a}..{b} does not hold the answer at {at}");
+        // The answer is past the first window (token 512 and beyond).
+        let first = r.encode(&[(query, passage.as_str())], &opts).unwrap()[0].len();
+        assert_eq!(first, 512);
+    }
+}
