@@ -369,7 +369,8 @@ async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, ApiError> {
     // Each pair's best window (one per pair with truncate); a non-finite
     // logit is the library's own error (and message); TEI answers it with 424.
     let best = windows.best(&logits, false).map_err(ApiError::from_core)?;
-    let spans = best.iter().zip(&pairs).map(|(b, (_, p))| b.char_span(p).map(|(start, end)| Window { start, end, windows: b.windows })).collect();
+    let spans =
+        best.iter().zip(&pairs).map(|(b, (_, p))| b.char_span(p).map(|(start, end)| Window { start, end, windows: b.windows })).collect();
     let scores = best.iter().map(|b| b.score).collect();
     Ok(ScoreOutcome { scores, windows: spans, tokens, tokenization, queue: scored.queue, inference: scored.inference, started })
 }
@@ -433,7 +434,12 @@ async fn tei_rerank(State(s): State<AppState>, Body(req): Body<RerankRequest>) -
     let scores: Vec<f32> = if req.raw_scores { out.scores.clone() } else { out.scores.iter().map(|&x| sigmoid(x)).collect() };
     let ranks: Vec<Rank> = rank(&scores, None)
         .into_iter()
-        .map(|r| Rank { index: r.index, score: r.score, window: out.windows[r.index], text: req.return_text.then(|| req.texts[r.index].clone()) })
+        .map(|r| Rank {
+            index: r.index,
+            score: r.score,
+            window: out.windows[r.index],
+            text: req.return_text.then(|| req.texts[r.index].clone()),
+        })
         .collect();
     Ok((out.headers(), Json(ranks)).into_response())
 }

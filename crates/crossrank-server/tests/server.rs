@@ -443,7 +443,8 @@ fn requests_finish_in_arrival_order_not_longest_first() {
 fn maxp_over_http_is_the_librarys_best_window_in_code_points() {
     // A long passage (non-ASCII before the needle, so code points differ
     // from bytes), and a short one that fits.
-    let long = format!("{}Pandas eat bamboo. {}", "Ünïcödé kernel text about run queues and processors. ".repeat(60), "More text. ".repeat(40));
+    let long =
+        format!("{}Pandas eat bamboo. {}", "Ünïcödé kernel text about run queues and processors. ".repeat(60), "More text. ".repeat(40));
     let docs = vec![long.clone(), "Pandas eat bamboo.".to_string()];
     let query = "what do pandas eat";
     let opts = ScoreOptions { long_passages: crossrank::LongPassages::Maxp, passage_stride: Some(96), ..Default::default() };

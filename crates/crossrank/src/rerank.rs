@@ -153,10 +153,7 @@ impl PassageWindows {
                 _ => *slot = Some(PassageScore { score: s, span: self.maxp.then_some(span), windows }),
             }
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, b)| b.ok_or_else(|| Error::InvalidInput(format!("pair {i} has no window"))))
-            .collect()
+        out.into_iter().enumerate().map(|(i, b)| b.ok_or_else(|| Error::InvalidInput(format!("pair {i} has no window")))).collect()
     }
 }
 
@@ -300,7 +297,13 @@ impl Reranker {
     pub fn encode_windows<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<PassageWindows> {
         if opts.long_passages == LongPassages::Truncate {
             let items = self.encode(pairs, opts)?;
-            return Ok(PassageWindows { owner: (0..items.len()).collect(), spans: vec![(0, 0); items.len()], items, pairs: pairs.len(), maxp: false });
+            return Ok(PassageWindows {
+                owner: (0..items.len()).collect(),
+                spans: vec![(0, 0); items.len()],
+                items,
+                pairs: pairs.len(),
+                maxp: false,
+            });
         }
         opts.validate()?;
         let qmax = opts.query_max_length();
@@ -346,7 +349,11 @@ impl Reranker {
 
     /// Scores per scoring layer with, under `maxp`, each passage's best
     /// window (its span and how many windows were scored).
-    pub fn compute_passage_scores<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Vec<PassageScore>>> {
+    pub fn compute_passage_scores<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Vec<PassageScore>>> {
         block(self.compute_passage_scores_async(pairs, opts))
     }
 

@@ -175,11 +175,7 @@ fn bm25_scores_are_lucene_bm25_over_the_analysed_text() {
     let idf = |n: f64| (1.0 + (n_docs - n + 0.5) / (n + 0.5)).ln();
     let part = |tf: f64, d: usize| tf * 2.2 / (tf + 1.2 * (1.0 - 0.75 + 0.75 * dl[d] / avgdl));
     // "The CAT and the fish": cat (in d0 once, d1 twice), fish (d1 once, d2 three times).
-    let want = [
-        (1usize, idf(2.0) * part(2.0, 1) + idf(2.0) * part(1.0, 1)),
-        (2, idf(2.0) * part(3.0, 2)),
-        (0, idf(2.0) * part(1.0, 0)),
-    ];
+    let want = [(1usize, idf(2.0) * part(2.0, 1) + idf(2.0) * part(1.0, 1)), (2, idf(2.0) * part(3.0, 2)), (0, idf(2.0) * part(1.0, 0))];
     let got = index.search("The CAT and the fish", 10).unwrap();
     assert_eq!(got.len(), 3, "{got:?}");
     for ((gd, gs), (wd, ws)) in got.iter().zip(&want) {

@@ -149,8 +149,22 @@ fn answer_word_model() -> tempfile::TempDir {
     let mut words = Vec::with_capacity(vocab * H);
     for t in 0..vocab {
         for d in 0..H {
-            let base = if d == 0 || d == H - 1 { 0.0 } else if d % 2 == 1 { 1.0 } else { -1.0 };
-            let answer = if t != ANSWER { 0.0 } else if d == 0 { 4.0 } else if d == H - 1 { -4.0 } else { 0.0 };
+            let base = if d == 0 || d == H - 1 {
+                0.0
+            } else if d % 2 == 1 {
+                1.0
+            } else {
+                -1.0
+            };
+            let answer = if t != ANSWER {
+                0.0
+            } else if d == 0 {
+                4.0
+            } else if d == H - 1 {
+                -4.0
+            } else {
+                0.0
+            };
             words.push(base + answer);
         }
     }
@@ -202,7 +216,8 @@ fn answer_word_model() -> tempfile::TempDir {
     }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
         t.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views: Vec<(String, TensorView)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView)> =
+        bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
     std::fs::write(dir.path().join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     dir
 }

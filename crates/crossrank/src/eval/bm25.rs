@@ -109,15 +109,13 @@ impl Bm25Index {
     /// ("english" is BEIR's; see [`LANGUAGES`]). `progress(done, total)`
     /// counts documents handed to the indexer.
     pub fn build(corpus: &Corpus, language_name: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
-        let lang = language(language_name).ok_or_else(|| {
-            Error::InvalidInput(format!("unknown BM25 language {language_name:?}; one of: {}", LANGUAGES.join(", ")))
-        })?;
+        let lang = language(language_name)
+            .ok_or_else(|| Error::InvalidInput(format!("unknown BM25 language {language_name:?}; one of: {}", LANGUAGES.join(", "))))?;
         let mut schema = Schema::builder();
         let text = schema.add_text_field(
             "text",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
-            ),
+            TextOptions::default()
+                .set_indexing_options(TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs)),
         );
         let ix = schema.add_u64_field("ix", FAST);
         let index = Index::create_from_tempdir(schema.build()).map_err(bm25_error)?;
@@ -154,9 +152,7 @@ impl Bm25Index {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score())
-            .map_err(bm25_error)?;
+        let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score()).map_err(bm25_error)?;
         let mut columns = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
