@@ -621,3 +621,69 @@ fn eval_dense_first_stage_is_exact_cosine_top_k() {
     let o = crossrank(&[&args[..], &["--first-stage", "bm25:klingon"]].concat(), "", &[]);
     assert!(!o.status.success() && one_line_error(&o).contains("unknown BM25 language"));
 }
+
+/// The whole pipeline against FlagEmbedding 1.4.2's own evaluation code
+/// (`EvalReranker`, `evaluate_metrics`, `evaluate_mrr`) on the tiny BEIR
+/// fixture: tests/fixtures/gen_eval_pipeline.py.
+#[test]
+fn eval_equals_flagembeddings_evaluation() {
+    use crossrank::eval::data;
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("eval/pipeline-expected.json")).unwrap()).unwrap();
+    let ds_dir = fixtures().join("eval/tiny-beir");
+    let name = |flag: &str| {
+        let (m, k) = flag.split_once('@').unwrap();
+        match m {
+            "NDCG" => format!("ndcg_cut_{k}"),
+            "MAP" => format!("map_cut_{k}"),
+            "Recall" => format!("recall_{k}"),
+            "P" => format!("P_{k}"),
+            _ => flag.to_string(),
+        }
+    };
+    let check = |got: &serde_json::Value, want: &serde_json::Value, what: &str| {
+        for (flag, v) in want.as_object().unwrap() {
+            // FlagEmbedding rounds its averages to 5 decimals.
+            let g = got[&name(flag)].as_f64().unwrap_or_else(|| panic!("{what}: no {}", name(flag)));
+            assert!((g - v.as_f64().unwrap()).abs() <= 6e-6, "{what} {flag}: {g} vs {v}");
+        }
+    };
+    for (model, tol) in [("bert-tiny", 1e-5), ("gemma-tiny", 5e-5)] {
+        let out = tempfile::tempdir().unwrap();
+        let o = crossrank(
+            &[
+                "eval",
+                "--model",
+                fixtures().join(model).to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--dataset",
+                ds_dir.to_str().unwrap(),
+                "--first-stage",
+                ds_dir.join("first_stage.trec").to_str().unwrap(),
+                "--top-k",
+                "4",
+                "--k-values",
+                "1,3,5",
+                "--out",
+                out.path().to_str().unwrap(),
+            ],
+            "",
+            &[],
+        );
+        assert!(o.status.success(), "{model}: {}", String::from_utf8_lossy(&o.stderr));
+        let reranked = data::read_run(&out.path().join("reranked.trec")).unwrap();
+        let expected = want["models"][model]["reranked"].as_object().unwrap();
+        assert_eq!(reranked.len(), expected.len(), "{model}: queries");
+        for (qid, docs) in expected {
+            let got = &reranked[qid];
+            assert_eq!(got.len(), docs.as_object().unwrap().len(), "{model} {qid}: the same top-k");
+            for (doc, s) in got {
+                let w = docs[doc].as_f64().unwrap_or_else(|| panic!("{model} {qid}: {doc} not in FlagEmbedding's top-k"));
+                assert!((s - w).abs() < tol, "{model} {qid} {doc}: {s} vs {w}");
+            }
+        }
+        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+        check(&metrics["first_stage"], &want["first_stage"], "first stage");
+        check(&metrics["reranked"], &want["models"][model]["metrics"], model);
+    }
+}
