@@ -258,7 +258,19 @@ fn run(cli: Cli) -> Result<()> {
             let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             let (ck, dev, dtype) = model.open()?;
             let r = Reranker::load_with_dtype(&ck, &dev.device, dtype)?;
-            print_json(&r.rerank(&query, &docs, top_k, &score)?)
+            // With --long-passages maxp each document also gets its best
+            // window, in code points of its line.
+            #[derive(serde::Serialize)]
+            struct Line {
+                index: usize,
+                score: f32,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                window: Option<crossrank::Window>,
+            }
+            let ranked = r.rerank_passages(&query, &docs, top_k, &score)?;
+            let lines: Vec<Line> =
+                ranked.iter().map(|(k, p)| Line { index: k.index, score: k.score, window: p.char_window(docs[k.index]) }).collect();
+            print_json(&lines)
         }
         Command::Embed { model, pooling, normalize, max_length, batch_size, input } => {
             let texts = parse_texts(&read_input(&input)?)?;

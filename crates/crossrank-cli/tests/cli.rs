@@ -124,7 +124,31 @@ fn rerank_prints_indices_best_first() {
     for (r, w) in ranked.iter().zip(&want) {
         assert_eq!(r["index"].as_u64().unwrap() as usize, *w);
         assert!((r["score"].as_f64().unwrap() as f32 - scores[*w]).abs() < 1e-5);
+        assert!(r.get("window").is_none(), "no window without maxp");
     }
+    // --long-passages maxp: the library's best windows, in code points of
+    // each line (one long line with non-ASCII text before its end).
+    let long = format!("{} Pandas eat bamboo.", "Ünïcödé run queues and processors. ".repeat(150));
+    let lines = [long.as_str(), "Pandas eat bamboo."];
+    let out = crossrank(
+        &["rerank", "--model", m, "--device", "cpu", "--query", "what do pandas eat", "--long-passages", "maxp", "--passage-stride", "64"],
+        &lines.join("\n"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ranked: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let r = crossrank::Reranker::load(&crossrank::Checkpoint::dir(&model), &crossrank::Device::flex()).unwrap();
+    let opts = crossrank::ScoreOptions { long_passages: crossrank::LongPassages::Maxp, passage_stride: Some(64), ..Default::default() };
+    let pairs: Vec<(&str, &str)> = lines.iter().map(|l| ("what do pandas eat", *l)).collect();
+    let want = r.compute_passage_scores(&pairs, &opts).unwrap().remove(0);
+    assert_eq!(ranked.len(), 2);
+    for x in &ranked {
+        let i = x["index"].as_u64().unwrap() as usize;
+        assert!((x["score"].as_f64().unwrap() as f32 - want[i].score).abs() < 1e-5);
+        let w = want[i].char_window(lines[i]).unwrap();
+        assert_eq!(x["window"], serde_json::json!({"start": w.start, "end": w.end, "windows": w.windows}), "line {i}");
+    }
+    assert!(want[0].windows > 1 && want[1].windows == 1);
 }
 
 #[test]

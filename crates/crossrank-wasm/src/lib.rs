@@ -152,23 +152,10 @@ impl WasmReranker {
         let ranked = self.reranker()?.rerank_passages_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
         // With longPassages "maxp", `window`: the best window of the
         // document as JavaScript string indices (UTF-16 code units).
-        let out: Vec<Ranked> = ranked
-            .into_iter()
-            .map(|(r, p)| Ranked {
-                index: r.index,
-                score: r.score,
-                window: p.utf16_span(&docs[r.index]).map(|(start, end)| Window { start, end, windows: p.windows }),
-            })
-            .collect();
+        let out: Vec<Ranked> =
+            ranked.into_iter().map(|(r, p)| Ranked { index: r.index, score: r.score, window: p.utf16_window(&docs[r.index]) }).collect();
         serde_wasm_bindgen::to_value(&out).map_err(js_err)
     }
-}
-
-#[derive(serde::Serialize)]
-struct Window {
-    start: usize,
-    end: usize,
-    windows: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -176,7 +163,7 @@ struct Ranked {
     index: usize,
     score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    window: Option<Window>,
+    window: Option<crossrank::Window>,
 }
 
 /// `Uint8Array` → `Vec<u8>` through serde-wasm-bindgen.

@@ -40,5 +40,5 @@ pub use embed::{EmbedOptions, Embedder, Pooling};
 pub use error::{Error, Result};
 pub use models::Architecture;
 pub use quant::WeightDtype;
-pub use rerank::{LongPassages, PassageScore, PassageWindows, Ranked, Reranker, ScoreOptions, rank, sigmoid};
+pub use rerank::{LongPassages, PassageScore, PassageWindows, Ranked, Reranker, ScoreOptions, Window, rank, sigmoid};
 pub use tokenize::Encoded;

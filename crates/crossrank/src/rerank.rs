@@ -109,6 +109,23 @@ impl PassageScore {
         let at = |i: usize| passage.get(..i).map_or(0, |s| s.encode_utf16().count());
         self.span.map(|(a, b)| (at(a), at(b)))
     }
+    /// The best window in code points, as the CLI reports it.
+    pub fn char_window(&self, passage: &str) -> Option<Window> {
+        self.char_span(passage).map(|(start, end)| Window { start, end, windows: self.windows })
+    }
+    /// The best window in UTF-16 code units, as JavaScript reports it.
+    pub fn utf16_window(&self, passage: &str) -> Option<Window> {
+        self.utf16_span(passage).map(|(start, end)| Window { start, end, windows: self.windows })
+    }
+}
+
+/// A front end's report of a passage's best window: `start..end` in that
+/// front end's string indices, and how many windows were scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Window {
+    pub start: usize,
+    pub end: usize,
+    pub windows: usize,
 }
 
 fn char_index(text: &str, byte: usize) -> usize {
@@ -435,6 +452,17 @@ impl Reranker {
 
     /// `rerank` with each document's [`PassageScore`] (under `maxp`, the
     /// window that scored).
+    pub fn rerank_passages<D: AsRef<str>>(
+        &self,
+        query: &str,
+        docs: &[D],
+        top_k: Option<usize>,
+        opts: &ScoreOptions,
+    ) -> Result<Vec<(Ranked, PassageScore)>> {
+        block(self.rerank_passages_async(query, docs, top_k, opts))
+    }
+
+    /// `rerank_passages`, reading results back asynchronously.
     pub async fn rerank_passages_async<D: AsRef<str>>(
         &self,
         query: &str,
