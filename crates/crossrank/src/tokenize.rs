@@ -125,6 +125,18 @@ pub(crate) struct LlmTemplate {
     pub(crate) bos: Option<u32>,
 }
 
+impl LlmTemplate {
+    /// The model input: `parts` (`[bos] + query`, `sep + passage`, already
+    /// cut), then `sep + prompt`; one token type.
+    fn input(&self, parts: &[&[u32]]) -> Encoded {
+        let mut ids: Vec<u32> = parts.concat();
+        ids.extend_from_slice(&self.sep);
+        ids.extend_from_slice(&self.prompt);
+        let type_ids = vec![0; ids.len()];
+        Encoded { ids, type_ids }
+    }
+}
+
 /// FlagLLMReranker's default prompt.
 pub(crate) const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
 
@@ -389,12 +401,7 @@ impl PairTokenizer {
         if total > limit && second.len() > total - limit {
             second.truncate(second.len() - (total - limit));
         }
-        let mut ids = first;
-        ids.extend(second);
-        ids.extend_from_slice(&t.sep);
-        ids.extend_from_slice(&t.prompt);
-        let type_ids = vec![0; ids.len()];
-        Ok(Encoded { ids, type_ids })
+        Ok(t.input(&[&first, &second]))
     }
 
     /// Every token of `prefix + text`: the prefix's own tokens (those ending
@@ -505,16 +512,7 @@ impl PairTokenizer {
         let head: Vec<u32> = t.bos.into_iter().chain(q.get_ids().iter().copied()).collect();
         Ok(Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
             .into_iter()
-            .map(|(r, span)| {
-                let mut ids = head.clone();
-                ids.extend_from_slice(&t.sep);
-                ids.extend_from_slice(&tokens.prefix);
-                ids.extend_from_slice(&tokens.ids[r]);
-                ids.extend_from_slice(&t.sep);
-                ids.extend_from_slice(&t.prompt);
-                let type_ids = vec![0; ids.len()];
-                (Encoded { ids, type_ids }, span)
-            })
+            .map(|(r, span)| (t.input(&[&head, &t.sep, &tokens.prefix, &tokens.ids[r]]), span))
             .collect())
     }
 
