@@ -67,7 +67,7 @@ fn generate(dir: &Path, tokenizer: &Path) -> Result<()> {
 
 fn main() -> Result<()> {
     common::help(
-        "usage: encoder-bench [--devices cpu,wgpu] [--dtypes f32,f16,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--dump-pairs FILE] [--json FILE]",
+        "usage: encoder-bench [--devices cpu,wgpu] [--dtypes f32,f16,q8,q4,q4-all] [--iters 3] [--pairs 64] [--passage-words 60-180] [--batch 32] [--dump-pairs FILE] [--json FILE]",
     );
     common::keep_freed_pages();
     let devices = arg("--devices").unwrap_or_else(|| "cpu,wgpu".into());
@@ -100,7 +100,10 @@ fn main() -> Result<()> {
         std::fs::write(&path, serde_json::to_vec(&pairs)?)?;
         eprintln!("wrote {} pairs to {path}", pairs.len());
     }
-    let opts = ScoreOptions { batch_size: 32, max_length: 512, ..Default::default() };
+    // FlagReranker's compute_score batches by 32 in benches/peers/peers.py too;
+    // the GPU run raises both with `--batch`.
+    let batch_size: usize = arg("--batch").map(|s| s.parse()).transpose()?.unwrap_or(32);
+    let opts = ScoreOptions { batch_size, max_length: 512, ..Default::default() };
     let mut rows = Vec::new();
     println!(
         "| device | dtype | model.safetensors MB | load s | RSS after load GB | first call s | pairs/s (mean of {iters}) | tokens/pair |"
@@ -140,8 +143,9 @@ fn main() -> Result<()> {
             r.compute_score(&pairs, &opts)?;
             let first = t.elapsed().as_secs_f64();
             let t = Instant::now();
+            let mut scores = Vec::new();
             for _ in 0..iters {
-                r.compute_score(&pairs, &opts)?;
+                scores = r.compute_score(&pairs, &opts)?;
             }
             let per = t.elapsed().as_secs_f64() / iters as f64;
             let pps = pairs.len() as f64 / per;
@@ -149,6 +153,7 @@ fn main() -> Result<()> {
             rows.push(serde_json::json!({
                 "system": format!("crossrank {d} {dt}"), "device": d, "dtype": dt, "file_mb": file_mb,
                 "load_s": load, "rss_gb": rss, "first_s": first, "pairs_per_s": pps, "tokens_per_pair": tokens,
+                "batch": batch_size, "scores": scores,
             }));
             drop(r);
         }

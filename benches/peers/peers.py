@@ -26,6 +26,11 @@ ap.add_argument("--json")
 ap.add_argument("--only", default="flag,ort-fp32,ort-int8")
 # The GPU run (benches/gpu/run.sh): FlagEmbedding on CUDA in fp16, the GPU peer.
 ap.add_argument("--cuda-fp16", action="store_true", help="FlagEmbedding on cuda:0 with use_fp16=True (with --only flag)")
+# `--only hf-cuda-fp16,hf-cuda-fp32`: FlagReranker.compute_score's own steps
+# (longest first, batches padded per batch, logits[:, 0]) on plain transformers,
+# for a machine with torch + CUDA but without FlagEmbedding (the device machine
+# has no package registry, and FlagEmbedding 1.4.2 pins transformers 4.x).
+ap.add_argument("--hf-device", default="cuda:0", help="where the hf-cuda-* peers run (cpu to try the script without a GPU)")
 args = ap.parse_args()
 
 import numpy as np
@@ -68,6 +73,31 @@ if "flag" in only:
         name,
         lambda: reranker.compute_score([list(p) for p in pairs], batch_size=args.batch, max_length=args.max_length),
     )
+
+for name in ("hf-cuda-fp16", "hf-cuda-fp32"):
+    if name not in only:
+        continue
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    dt = torch.float16 if name.endswith("fp16") else torch.float32
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    m = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=dt).to(args.hf_device).eval()
+
+    @torch.inference_mode()
+    def hf_scores():
+        # FlagReranker's order: by the pair's character length, longest first.
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        out = [0.0] * len(pairs)
+        for s in range(0, len(order), args.batch):
+            idx = order[s : s + args.batch]
+            enc = tok([list(pairs[i]) for i in idx], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt").to(args.hf_device)
+            logits = m(**enc, return_dict=True).logits.view(-1).float().cpu().tolist()
+            for i, v in zip(idx, logits):
+                out[i] = v
+        return out  # .cpu() above already waited for the GPU
+
+    timed(f"transformers {transformers.__version__} PyTorch {torch.__version__} {name[3:]} ({torch.cuda.get_device_name(0) if args.hf_device.startswith('cuda') else args.hf_device})", hf_scores)
 
 if "ort-fp32" in only or "ort-int8" in only:
     import onnxruntime as ort
