@@ -1,8 +1,8 @@
-// crossrank: rerank (query, passage) pairs with BAAI bge-rerankers, in the
-// browser (WebGPU or CPU wasm) or Node, with FlagEmbedding's scores. Thin
-// wrapper over the wasm-bindgen build in ./pkg (crates/crossrank-wasm).
-import init, { WasmReranker, WasmDevice, checkDtype } from './pkg/crossrank_wasm.js';
-
+// crossrank's JavaScript API, shared by every entry point of the package
+// (index.js for browsers, Node and Deno; workerd.js for Cloudflare Workers).
+// Each entry hands `makeApi` a `backend(device)` function that returns an
+// initialised wasm-bindgen module (WasmReranker, WasmDevice, checkDtype):
+// the full WebGPU + CPU build (./pkg) or the slim CPU-only one (./pkg-cpu).
 // A Rust panic aborts the wasm instance (wasm32 has no unwinding): the panic
 // hook in crates/crossrank-wasm calls this, every pending call is rejected
 // with the panic message, and later calls are refused instead of hanging.
@@ -37,20 +37,6 @@ function guarded(f) {
       })
       .finally(() => pending.delete(reject));
   });
-}
-
-let ready;
-function ensureInit() {
-  ready ??= (async () => {
-    const url = new URL('./pkg/crossrank_wasm_bg.wasm', import.meta.url);
-    if (url.protocol === 'file:' && typeof process !== 'undefined' && process.versions?.node) {
-      const { readFile } = await import('node:fs/promises');
-      await init({ module_or_path: await readFile(url) });
-    } else {
-      await init({ module_or_path: url });
-    }
-  })();
-  return ready;
 }
 
 const REQUIRED = ['config.json', 'tokenizer.json'];
@@ -269,62 +255,72 @@ async function webgpuAdapterName() {
   }
 }
 
-export class Reranker {
-  #inner;
+/**
+ * The package's API over `backend(device) -> Promise<wasm module>`, which
+ * picks and initialises one of the two .wasm builds for the requested
+ * device (see index.js, workerd.js).
+ */
+export function makeApi(backend) {
+  class Reranker {
+    #inner;
 
-  /** @internal */
-  constructor(inner) {
-    this.#inner = inner;
-    this.device = inner.device;
-    this.deviceReason = inner.deviceReason;
-    this.adapter = inner.adapter ?? null;
+    /** @internal */
+    constructor(inner) {
+      this.#inner = inner;
+      this.device = inner.device;
+      this.deviceReason = inner.deviceReason;
+      this.adapter = inner.adapter ?? null;
+    }
+
+    /**
+     * Load a checkpoint: a Hub repo id, a base URL of a checkpoint directory,
+     * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
+     */
+    static async load(source, { device = 'auto', dtype = 'f32', onProgress, cache = true } = {}) {
+      const { WasmReranker, WasmDevice, checkDtype, build } = await guarded(() => backend(String(device)));
+      // Device and dtype are the core's to check and choose (crossrank::device:
+      // a hardware adapter that passes the self-check, else the CPU), before
+      // anything is downloaded.
+      await guarded(() => checkDtype(String(dtype)));
+      const selected = await guarded(() => WasmDevice.select(String(device)));
+      const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
+      const inner = await guarded(() => WasmReranker.load(files, selected, dtype));
+      const r = new Reranker(inner);
+      r.build = build;
+      // wgpu in the browser may not see the adapter's name; WebGPU's own
+      // adapter info does.
+      if (r.adapter && !r.adapter.name) r.adapter = { ...r.adapter, name: await webgpuAdapterName() };
+      return r;
+    }
+
+    /** Scores of `[[query, passage], ...]` in input order. */
+    async computeScore(pairs, options = {}) {
+      if (!this.#inner) throw new Error('this reranker was disposed');
+      return guarded(() => this.#inner.computeScore(pairs, options));
+    }
+
+    /**
+     * `docs` ranked for `query` by the core's ranking (best first, ties in
+     * input order, NaN last): `[{ index, score, document? }]`, at most `topK`.
+     */
+    async rerank(query, docs, { topK, returnDocuments = false, ...options } = {}) {
+      if (!this.#inner) throw new Error('this reranker was disposed');
+      const ranked = await guarded(() => this.#inner.rerank(query, docs, topK ?? undefined, options));
+      return returnDocuments ? ranked.map((r) => ({ ...r, document: docs[r.index] })) : ranked;
+    }
+
+    /** Free the model's memory (GPU buffers included). */
+    async dispose() {
+      this.#inner?.unload();
+      this.#inner?.free();
+      this.#inner = undefined;
+    }
   }
 
-  /**
-   * Load a checkpoint: a Hub repo id, a base URL of a checkpoint directory,
-   * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
-   */
-  static async load(source, { device = 'auto', dtype = 'f32', onProgress, cache = true } = {}) {
-    await ensureInit();
-    // Device and dtype are the core's to check and choose (crossrank::device:
-    // a hardware adapter that passes the self-check, else the CPU), before
-    // anything is downloaded.
-    await guarded(() => checkDtype(String(dtype)));
-    const selected = await guarded(() => WasmDevice.select(String(device)));
-    const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
-    const inner = await guarded(() => WasmReranker.load(files, selected, dtype));
-    const r = new Reranker(inner);
-    // wgpu in the browser may not see the adapter's name; WebGPU's own
-    // adapter info does.
-    if (r.adapter && !r.adapter.name) r.adapter = { ...r.adapter, name: await webgpuAdapterName() };
-    return r;
+  /** Remove every model file crossrank cached with the Cache API. */
+  async function clearCache() {
+    if (globalThis.caches) await globalThis.caches.delete(CACHE_NAME);
   }
 
-  /** Scores of `[[query, passage], ...]` in input order. */
-  async computeScore(pairs, options = {}) {
-    if (!this.#inner) throw new Error('this reranker was disposed');
-    return guarded(() => this.#inner.computeScore(pairs, options));
-  }
-
-  /**
-   * `docs` ranked for `query` by the core's ranking (best first, ties in
-   * input order, NaN last): `[{ index, score, document? }]`, at most `topK`.
-   */
-  async rerank(query, docs, { topK, returnDocuments = false, ...options } = {}) {
-    if (!this.#inner) throw new Error('this reranker was disposed');
-    const ranked = await guarded(() => this.#inner.rerank(query, docs, topK ?? undefined, options));
-    return returnDocuments ? ranked.map((r) => ({ ...r, document: docs[r.index] })) : ranked;
-  }
-
-  /** Free the model's memory (GPU buffers included). */
-  async dispose() {
-    this.#inner?.unload();
-    this.#inner?.free();
-    this.#inner = undefined;
-  }
-}
-
-/** Remove every model file crossrank cached with the Cache API. */
-export async function clearCache() {
-  if (globalThis.caches) await globalThis.caches.delete(CACHE_NAME);
+  return { Reranker, clearCache };
 }

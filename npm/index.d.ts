@@ -75,6 +75,12 @@ export declare class Reranker {
   readonly deviceReason: string;
   /** The WebGPU adapter in use, or null on the CPU. */
   readonly adapter: AdapterInfo | null;
+  /**
+   * Which .wasm runs it: 'webgpu' (the full build, WebGPU + CPU) or 'cpu'
+   * (the slim CPU-only build, fetched when `device: 'cpu'` is asked or when
+   * WebGPU cannot be reached here; always in Cloudflare Workers).
+   */
+  readonly build: 'webgpu' | 'cpu';
   computeScore(pairs: [string, string][], options?: ScoreOptions): Promise<number[] | number[][]>;
   rerank(query: string, docs: string[], options?: RerankOptions): Promise<Ranked[]>;
   dispose(): Promise<void>;
@@ -82,3 +88,6 @@ export declare class Reranker {
 
 /** Remove every model file crossrank cached with the Cache API. */
 export declare function clearCache(): Promise<void>;
+
+/** Whether WebGPU is reachable here (navigator.gpu in a page or a worker); false in Deno and workerd. */
+export declare function webgpuReachable(): boolean;

@@ -4,26 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { installPackage, root } from './pack.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixtures = join(root, 'tests', 'fixtures');
-
-function installPackage() {
-  const npmDir = join(root, 'npm');
-  assert.ok(existsSync(join(npmDir, 'pkg', 'crossrank_wasm_bg.wasm')), 'npm/pkg missing: run wasm-pack build first');
-  const work = mkdtempSync(join(tmpdir(), 'crossrank-npm-'));
-  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], { cwd: npmDir }).toString().trim();
-  const tarball = join(work, out.split('\n').pop());
-  const project = join(work, 'project');
-  execFileSync('mkdir', ['-p', project]);
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'probe', private: true, type: 'module' }));
-  execFileSync('npm', ['install', '--silent', '--no-audit', '--no-fund', tarball], { cwd: project });
-  return { project, tarball };
-}
 
 function files(model) {
   const dir = join(fixtures, model);
@@ -40,7 +26,20 @@ const { Reranker } = await import(pathToFileURL(join(project, 'node_modules', 'c
 test('tarball contains the wasm', () => {
   const list = execFileSync('tar', ['-tzf', tarball]).toString();
   assert.match(list, /package\/pkg\/crossrank_wasm_bg\.wasm/);
+  assert.match(list, /package\/pkg-cpu\/crossrank_wasm_bg\.wasm/);
+  assert.match(list, /package\/workerd\.js/);
   assert.match(list, /package\/index\.d\.ts/);
+});
+
+test('Node gets the slim CPU-only build; an explicit webgpu says why not', async () => {
+  const { webgpuReachable } = await import(pathToFileURL(join(project, 'node_modules', 'crossrank', 'index.js')).href);
+  assert.equal(webgpuReachable(), false);
+  const r = await Reranker.load(files('bert-tiny'));
+  assert.equal(r.build, 'cpu');
+  assert.equal(r.device, 'cpu');
+  await r.dispose();
+  // The full build is loaded for an explicit 'webgpu', and its core explains.
+  await assert.rejects(Reranker.load(files('bert-tiny'), { device: 'webgpu' }), /WebGPU|navigator\.gpu/);
 });
 
 for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {

@@ -1,0 +1,47 @@
+// crossrank: rerank (query, passage) pairs with BAAI bge-rerankers, in the
+// browser (WebGPU or CPU wasm), Node, Deno and Service Workers, with
+// FlagEmbedding's scores. Thin wrapper over the wasm-bindgen builds of
+// crates/crossrank-wasm: ./pkg (WebGPU + CPU) and ./pkg-cpu (slim, CPU only).
+//
+// Both glue modules are imported statically (a few kB each; Service Workers
+// forbid dynamic import()), and only the .wasm a reranker needs is fetched:
+// the slim one when `device: 'cpu'` is asked or when WebGPU cannot be reached
+// here at all, the full one otherwise. The device itself is still chosen by
+// the core (crossrank::device) inside the build that was loaded.
+import initFull, * as full from './pkg/crossrank_wasm.js';
+import initCpu, * as cpu from './pkg-cpu/crossrank_wasm.js';
+import { makeApi } from './core.js';
+
+/** Whether wgpu could reach WebGPU here: navigator.gpu in a page or a worker (not Deno, not workerd). */
+export function webgpuReachable() {
+  const g = globalThis;
+  return !!g.navigator?.gpu && (g.Window !== undefined || g.WorkerGlobalScope !== undefined);
+}
+
+async function wasmSource(build) {
+  const url = new URL(`./${build === 'cpu' ? 'pkg-cpu' : 'pkg'}/crossrank_wasm_bg.wasm`, import.meta.url);
+  if (url.protocol === 'file:' && typeof process !== 'undefined' && process.versions?.node) {
+    // Node (and Deno's Node compatibility) cannot fetch file: URLs.
+    const { readFile } = await import('node:fs/promises');
+    return readFile(url);
+  }
+  return url;
+}
+
+const ready = {};
+function backend(device) {
+  // An explicit 'webgpu' loads the full build even where WebGPU looks
+  // unreachable, so the core says precisely why it is not available.
+  const build = device === 'cpu' || (device === 'auto' && !webgpuReachable()) ? 'cpu' : 'webgpu';
+  ready[build] ??= (async () => {
+    const [init, mod] = build === 'cpu' ? [initCpu, cpu] : [initFull, full];
+    await init({ module_or_path: await wasmSource(build) });
+    return { ...mod, build };
+  })().catch((e) => {
+    delete ready[build]; // a failed download can be retried
+    throw e;
+  });
+  return ready[build];
+}
+
+export const { Reranker, clearCache } = makeApi(backend);
