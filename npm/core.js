@@ -263,6 +263,7 @@ async function webgpuAdapterName() {
 export function makeApi(backend) {
   class Reranker {
     #inner;
+    #memory;
 
     /** @internal */
     constructor(inner) {
@@ -277,7 +278,7 @@ export function makeApi(backend) {
      * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
      */
     static async load(source, { device = 'auto', dtype = 'f32', onProgress, cache = true } = {}) {
-      const { WasmReranker, WasmDevice, checkDtype, build } = await guarded(() => backend(String(device)));
+      const { WasmReranker, WasmDevice, checkDtype, build, memory } = await guarded(() => backend(String(device)));
       // Device and dtype are the core's to check and choose (crossrank::device:
       // a hardware adapter that passes the self-check, else the CPU), before
       // anything is downloaded.
@@ -287,6 +288,7 @@ export function makeApi(backend) {
       const inner = await guarded(() => WasmReranker.load(files, selected, dtype));
       const r = new Reranker(inner);
       r.build = build;
+      r.#memory = memory;
       // wgpu in the browser may not see the adapter's name; WebGPU's own
       // adapter info does.
       if (r.adapter && !r.adapter.name) r.adapter = { ...r.adapter, name: await webgpuAdapterName() };
@@ -307,6 +309,15 @@ export function makeApi(backend) {
       if (!this.#inner) throw new Error('this reranker was disposed');
       const ranked = await guarded(() => this.#inner.rerank(query, docs, topK ?? undefined, options));
       return returnDocuments ? ranked.map((r) => ({ ...r, document: docs[r.index] })) : ranked;
+    }
+
+    /**
+     * Bytes of this reranker's wasm memory: the high-water mark of its .wasm
+     * instance (linear memory never shrinks), shared with any other reranker
+     * of the same build. Edge runtimes count it against their limit.
+     */
+    memoryBytes() {
+      return this.#memory?.buffer.byteLength ?? 0;
     }
 
     /** Free the model's memory (GPU buffers included). */

@@ -83,6 +83,11 @@ export declare class Reranker {
   readonly build: 'webgpu' | 'cpu';
   computeScore(pairs: [string, string][], options?: ScoreOptions): Promise<number[] | number[][]>;
   rerank(query: string, docs: string[], options?: RerankOptions): Promise<Ranked[]>;
+  /**
+   * Bytes of wasm memory of this reranker's .wasm instance: its high-water
+   * mark (linear memory never shrinks), shared by rerankers of one build.
+   */
+  memoryBytes(): number;
   dispose(): Promise<void>;
 }
 

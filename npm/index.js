@@ -35,8 +35,8 @@ function backend(device) {
   const build = device === 'cpu' || (device === 'auto' && !webgpuReachable()) ? 'cpu' : 'webgpu';
   ready[build] ??= (async () => {
     const [init, mod] = build === 'cpu' ? [initCpu, cpu] : [initFull, full];
-    await init({ module_or_path: await wasmSource(build) });
-    return { ...mod, build };
+    const exports = await init({ module_or_path: await wasmSource(build) });
+    return { ...mod, build, memory: exports.memory };
   })().catch((e) => {
     delete ready[build]; // a failed download can be retried
     throw e;

@@ -13,7 +13,7 @@ function backend(device) {
   if (device !== 'cpu' && device !== 'auto') {
     return Promise.reject(new Error(`device ${JSON.stringify(device)} is not available in Cloudflare Workers (no WebGPU there): use "cpu" or "auto"`));
   }
-  ready ??= init({ module_or_path: wasmModule }).then(() => ({ ...cpu, build: 'cpu' }));
+  ready ??= init({ module_or_path: wasmModule }).then((exports) => ({ ...cpu, build: 'cpu', memory: exports.memory }));
   return ready;
 }
 

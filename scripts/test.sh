@@ -22,6 +22,8 @@ cargo test --workspace -- --test-threads=1
 echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg)"
 ./scripts/build-wasm.sh
 
-echo "== npm package (Node, CPU wasm) and browser tests (headless Chromium: WebGPU + CPU, Cache API, demo)"
+echo "== npm package (Node, CPU wasm), browser tests (headless Chromium: WebGPU + CPU, Cache API, demo),"
+echo "   edge runtimes from npm (Deno, workerd via wrangler, a Service Worker in Chromium)"
 # (tests/browser/node_modules is installed by build-wasm.sh)
-node --test --test-concurrency=1 tests/node/ tests/browser/
+(cd tests/edge && npm ci --silent --no-audit --no-fund)
+node --test --test-concurrency=1 tests/node/ tests/browser/ tests/edge/

@@ -11,14 +11,15 @@
 // Sizes and cold/warm times are printed for the README's table.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { installPackage, root } from '../node/pack.mjs';
+import { startWorker as start, post } from './worker.mjs';
 import { serve } from '../browser/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -131,42 +132,8 @@ test('Deno: a bad model URL rejects with a message', async () => {
 
 // ---------------------------------------------------------------- workerd
 
-/** examples/cloudflare-worker in a temp dir with the tarball installed, under `wrangler dev`. */
-async function startWorker(vars) {
-  const dir = mkdtempSync(join(tmpdir(), 'crossrank-worker-'));
-  cpSync(join(root, 'examples', 'cloudflare-worker', 'src'), join(dir, 'src'), { recursive: true });
-  cpSync(join(root, 'examples', 'cloudflare-worker', 'wrangler.toml'), join(dir, 'wrangler.toml'));
-  mkdirSync(join(dir, 'node_modules'));
-  symlinkSync(pkgDir, join(dir, 'node_modules', 'crossrank'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(port + 1), '--log-level', 'warn'];
-  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
-  const child = spawn(bin('wrangler'), args, {
-    cwd: dir,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', XDG_CONFIG_HOME: join(dir, '.config'), HOME: dir, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  const url = `http://127.0.0.1:${port}`;
-  const t0 = Date.now();
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited ${child.exitCode}:\n${log}`);
-    if (Date.now() - t0 > 90_000) {
-      child.kill();
-      throw new Error(`wrangler dev did not answer in 90 s:\n${log}`);
-    }
-    try {
-      const res = await fetch(`${url}/nope`);
-      if (res.status === 404) break;
-    } catch {}
-    await new Promise((ok) => setTimeout(ok, 300));
-  }
-  return { url, log: () => log, stop: () => new Promise((ok) => (child.once('exit', ok), child.kill('SIGTERM'))), dir };
-}
+const startWorker = (vars) => start(pkgDir, vars);
 
-const post = (url, body) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 
 for (const model of ['bert-tiny', 'xlmr-tiny']) {
   test(`workerd: the example Worker answers /rerank for ${model} with FlagEmbedding's scores`, { timeout: 240_000 }, async () => {

@@ -22,13 +22,20 @@ const MAX_TEXTS = 1024; // TEI's default --max-client-batch-size is 32; rerankin
 const MAX_BODY = 8 << 20;
 
 // Memory needed to hold a model in this isolate, from the bytes of its
-// weights file. Measured with the slim .wasm in workerd (examples/cloudflare-
-// worker/README.md, tests/edge): the file's bytes are held twice while
-// loading (the fetched copy in JS and the copy in wasm memory) and the wasm
-// heap grows to about `factor` times the file once weights are unpacked and
-// one batch of 32 pairs of 512 tokens is scored.
-const FACTOR = { f32: 2.6, f16: 2.6, q8: 3.2, q4: 4.2, 'q4-all': 4.2 };
-const BASE_MB = 24; // the runtime, the JS glue, an empty wasm instance
+// weights file, measured with benches/edge/memory.mjs (slim .wasm, real
+// all-MiniLM-L6-v2 weights as a reranker; README "Edge runtimes"): while
+// loading, the fetched file is held in JS and copied into wasm memory, and
+// the wasm heap's high-water mark after load is 2.1x (f32), 3.2x (f16), 2.9x
+// (q8) and 2.8x (q4) the file; scoring batches of 4 pairs of 512 tokens adds
+// about 13-22 MB for a MiniLM-sized model. FACTOR = JS copy + wasm peak.
+// The weights file is assumed to be stored in the dtype asked for (a
+// checkpoint from `crossrank quantize`); an f32 file quantized at load needs
+// the f32 factor.
+const FACTOR = { f32: 3.2, f16: 4.3, q8: 3.9, q4: 4.1, 'q4-all': 4.1 };
+const BASE_MB = 8; // the glue JS, the tokenizer, an empty wasm instance (an estimate; workerd's own heap is not counted by Workers' limit)
+// Pairs per forward pass: activations grow with it (batch 32 x 512 tokens
+// takes MiniLM q8 from 68 to 301 MB of wasm memory; batch 4, to 81 MB).
+const BATCH_SIZE = 4;
 
 let loading; // Promise<Reranker> shared by concurrent requests of this isolate
 
@@ -144,7 +151,7 @@ async function rerank(request, env) {
     return e instanceof TooBig ? fail(507, 'Backend', e.message) : fail(503, 'Unhealthy', `model not loaded: ${e.message}`);
   }
   try {
-    const ranked = await r.rerank(query, texts, { normalize: !raw_scores, returnDocuments: return_text });
+    const ranked = await r.rerank(query, texts, { normalize: !raw_scores, returnDocuments: return_text, batchSize: BATCH_SIZE });
     return json(200, ranked.map(({ index, score, document }) => (return_text ? { index, score, text: document } : { index, score })));
   } catch (e) {
     return fail(424, 'Backend', e.message);
@@ -161,7 +168,7 @@ export default {
     if (pathname === '/health') {
       try {
         const r = await reranker(env);
-        return json(200, { model: env.MODEL_PREFIX ?? env.MODEL_URL, dtype: env.MODEL_DTYPE ?? 'f32', device: r.device, build: r.build });
+        return json(200, { model: env.MODEL_PREFIX ?? env.MODEL_URL, dtype: env.MODEL_DTYPE ?? 'f32', device: r.device, build: r.build, wasm_memory_bytes: r.memoryBytes() });
       } catch (e) {
         return fail(e instanceof TooBig ? 507 : 503, 'Unhealthy', e.message);
       }
