@@ -3,6 +3,7 @@
 // Each entry hands `makeApi` a `backend(device)` function that returns an
 // initialised wasm-bindgen module (WasmReranker, WasmDevice, checkDtype):
 // the full WebGPU + CPU build (./pkg) or the slim CPU-only one (./pkg-cpu).
+
 // A Rust panic aborts the wasm instance (wasm32 has no unwinding): the panic
 // hook in crates/crossrank-wasm calls this, every pending call is rejected
 // with the panic message, and later calls are refused instead of hanging.
