@@ -20,6 +20,7 @@ mod embed;
 mod error;
 pub mod eval;
 mod files;
+pub mod finetune;
 #[doc(hidden)]
 pub mod fuzz;
 #[cfg(feature = "hub")]

@@ -339,8 +339,25 @@ impl PairTokenizer {
 
     /// A (query, passage) pair as FlagReranker builds it.
     pub(crate) fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
-        let q = self.encode_plain(query, Some(query_max_length))?;
-        let mut p = self.encode_plain(passage, Some(max_length))?;
+        self.encode_pair_capped(query, passage, max_length, query_max_length, max_length)
+    }
+
+    /// A (query, passage) pair: the query cut to `query_cap` tokens, the
+    /// passage to `passage_cap`, then transformers' `prepare_for_model`
+    /// (`truncation="only_second"`, `max_length`). FlagReranker caps the
+    /// passage at `max_length`; FlagEmbedding's training examples
+    /// (`AbsRerankerTrainDataset.create_one_example`) at
+    /// `passage_max_len + query_max_len // 2`.
+    pub(crate) fn encode_pair_capped(
+        &self,
+        query: &str,
+        passage: &str,
+        max_length: usize,
+        query_cap: usize,
+        passage_cap: usize,
+    ) -> Result<Encoded> {
+        let q = self.encode_plain(query, Some(query_cap))?;
+        let mut p = self.encode_plain(passage, Some(passage_cap))?;
         let total = q.len() + p.len() + self.specials(true);
         if total > max_length {
             let remove = total - max_length;
