@@ -20,7 +20,8 @@ enum TextLine {
     Object { text: String },
 }
 
-fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+/// Non-blank lines with their 1-based numbers: every JSON Lines reader's rule.
+pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines().enumerate().map(|(n, l)| (n + 1, l)).filter(|(_, l)| !l.trim().is_empty())
 }
 

@@ -118,10 +118,7 @@ fn apply_format(format: &str, instruction: &str, text: &str) -> String {
 /// passage; without it the scores are dropped.
 pub fn read_jsonl(text: &str, args: &DataArgs) -> Result<Vec<TrainExample>> {
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l)) {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (n, line) in crate::jsonl::lines(text) {
         let bad = |m: String| Error::InvalidInput(format!("training data line {n}: {m}"));
         let mut ex: TrainExample = serde_json::from_str(line)
             .map_err(|e| bad(format!("expected {{\"query\": str, \"pos\": [str], \"neg\": [str], ...}}: {e}")))?;
