@@ -3,6 +3,8 @@
 //! it): JSON size cap, file names that cannot leave the checkpoint, the
 //! shard index's list of files.
 
+use std::path::{Path, PathBuf};
+
 use crate::error::{Error, Result};
 
 /// JSON files (config, tokenizer, shard index) larger than this are
@@ -69,4 +71,74 @@ pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io:
     written.and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// A temporary directory beside the target (`NAME.crossrank-tmp-PID`), moved into place by
+/// [`Staging::commit`] and removed if dropped before.
+pub(crate) struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    pub(crate) fn new(target: &Path) -> Result<Self> {
+        let name = target.file_name().ok_or_else(|| Error::InvalidInput(format!("--out {} has no directory name", target.display())))?;
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        let mut tmp = name.to_owned();
+        tmp.push(format!(".crossrank-tmp-{}", std::process::id()));
+        let dir = parent.join(tmp);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| Error::write(&dir, e))?;
+        Ok(Self { dir, target: target.to_path_buf(), committed: false })
+    }
+
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Error::write(d, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::write(path, e))
+    }
+
+    /// Swap the finished directory in: the old `out` (if any) is renamed
+    /// aside, the new one renamed into place, then the old one removed.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let mut old = self.dir.as_os_str().to_owned();
+        old.push("-old");
+        let old = PathBuf::from(old);
+        let had_target = self.target.exists();
+        if had_target {
+            std::fs::rename(&self.target, &old).map_err(|e| Error::write(&self.target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
+            if had_target {
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(Error::write(&self.target, e));
+        }
+        self.committed = true;
+        if had_target {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::write(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Staging {
+    /// The directory being filled.
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
 }

@@ -6,12 +6,13 @@
 //! and in the browser; the format is described in `crate::quant`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
+use crate::files::Staging;
 use crate::quant::{Role, WeightDtype, plan};
 use crate::weights::Weights;
 
@@ -79,27 +80,37 @@ pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> R
     }
 
     let staging = Staging::new(out)?;
-    let mut bytes_in = 0u64;
-    for f in ck.files()? {
-        if is_weights_file(&f) {
-            // Counted, not read: the weights were memory-mapped.
-            bytes_in += ck.file_len(&f)?;
-        } else if !is_other_weights_format(&f) {
-            staging.write(&f, &ck.read(&f)?)?;
-        }
-    }
-    for f in SUBDIR_FILES {
-        if let Some(bytes) = ck.read_optional(f)? {
-            staging.write(f, &bytes)?;
-        }
-    }
-    let (files, bytes_out) = write(&staging.dir, &tensors, dtype)?;
+    let bytes_in = copy_other_files(ck, &staging, |_| true)?;
+    let metadata =
+        HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())]);
+    let (files, bytes_out) = write_weights(staging.path(), &tensors, metadata)?;
     staging.commit()?;
     Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
 }
 
 /// Files in subdirectories a checkpoint may have (sentence-transformers).
 const SUBDIR_FILES: &[&str] = &["1_Pooling/config.json"];
+
+/// Copy `ck`'s files other than weights (config, tokenizer,
+/// sentence-transformers files) that `keep` accepts into `staging`; other
+/// weight formats are never copied. Returns the weights files' total size.
+pub(crate) fn copy_other_files(ck: &Checkpoint, staging: &Staging, keep: impl Fn(&str) -> bool) -> Result<u64> {
+    let mut bytes_in = 0u64;
+    for f in ck.files()? {
+        if is_weights_file(&f) {
+            // Counted, not read: the weights were memory-mapped.
+            bytes_in += ck.file_len(&f)?;
+        } else if !is_other_weights_format(&f) && keep(&f) {
+            staging.write(&f, &ck.read(&f)?)?;
+        }
+    }
+    for f in SUBDIR_FILES.iter().filter(|f| keep(f)) {
+        if let Some(bytes) = ck.read_optional(f)? {
+            staging.write(f, &bytes)?;
+        }
+    }
+    Ok(bytes_in)
+}
 
 fn is_weights_file(f: &str) -> bool {
     f.ends_with(".safetensors") || f == "model.safetensors.index.json"
@@ -154,69 +165,6 @@ fn check_target(ck: &Checkpoint, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A temporary directory beside the target, moved into place by
-/// [`Staging::commit`] and removed if dropped before.
-struct Staging {
-    dir: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    fn new(target: &Path) -> Result<Self> {
-        let name = target.file_name().ok_or_else(|| Error::InvalidInput(format!("--out {} has no directory name", target.display())))?;
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
-        let mut tmp = name.to_owned();
-        tmp.push(format!(".crossrank-tmp-{}", std::process::id()));
-        let dir = parent.join(tmp);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        }
-        std::fs::create_dir(&dir).map_err(|e| Error::write(&dir, e))?;
-        Ok(Self { dir, target: target.to_path_buf(), committed: false })
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.dir.join(name);
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|e| Error::write(d, e))?;
-        }
-        std::fs::write(&path, bytes).map_err(|e| Error::write(path, e))
-    }
-
-    /// Swap the finished directory in: the old `out` (if any) is renamed
-    /// aside, the new one renamed into place, then the old one removed.
-    fn commit(mut self) -> Result<()> {
-        let mut old = self.dir.as_os_str().to_owned();
-        old.push("-old");
-        let old = PathBuf::from(old);
-        let had_target = self.target.exists();
-        if had_target {
-            std::fs::rename(&self.target, &old).map_err(|e| Error::write(&self.target, e))?;
-        }
-        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
-            if had_target {
-                let _ = std::fs::rename(&old, &self.target);
-            }
-            return Err(Error::write(&self.target, e));
-        }
-        self.committed = true;
-        if had_target {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::write(&old, e))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// What one stored tensor becomes.
 enum Step {
     /// Its original bytes.
@@ -246,7 +194,7 @@ fn plan_tensor(w: &Weights, name: &str, dtype: WeightDtype) -> Result<Step> {
 }
 
 /// One tensor to write: name, dtype, shape, little-endian bytes.
-type Encoded = (String, Dtype, Vec<usize>, Vec<u8>);
+pub(crate) type Encoded = (String, Dtype, Vec<usize>, Vec<u8>);
 
 /// The tensors `name` is written as under `step`, and whether that
 /// changed it.
@@ -295,11 +243,9 @@ fn shards(tensors: &[Encoded]) -> Vec<Vec<usize>> {
 
 /// Write the weights files (and the index when there are several); returns
 /// their names and total size.
-fn write(out: &Path, tensors: &[Encoded], dtype: WeightDtype) -> Result<(Vec<String>, u64)> {
+pub(crate) fn write_weights(out: &Path, tensors: &[Encoded], metadata: HashMap<String, String>) -> Result<(Vec<String>, u64)> {
     let shards = shards(tensors);
     let n = shards.len();
-    let metadata =
-        HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())]);
     let mut files = Vec::new();
     let mut weight_map = serde_json::Map::new();
     let mut bytes_out = 0u64;

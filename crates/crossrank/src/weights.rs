@@ -43,6 +43,28 @@ pub(crate) struct Weights {
     index: HashMap<String, Entry>,
     quant: HashMap<String, QuantEntry>,
     dtype: WeightDtype,
+    /// Tensors given as device tensors instead of bytes (training: the
+    /// parameters being trained, or LoRA-merged weights), answering to
+    /// their checkpoint names in PyTorch layout. The model code turns them
+    /// into its layers with tensor ops (transpose, concat, slice), so
+    /// gradients flow back to them; reading one on the host is refused.
+    live: HashMap<String, Live>,
+}
+
+/// A tensor given to [`Weights::with_live`].
+#[derive(Debug, Clone)]
+pub(crate) enum Live {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
+}
+
+impl Live {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Self::Vector(t) => t.dims().to_vec(),
+            Self::Matrix(t) => t.dims().to_vec(),
+        }
+    }
 }
 
 /// A rank-2 weight on the device: f32, or quantized (packed).
@@ -77,7 +99,8 @@ impl Weights {
 
     /// Index one or more safetensors files, owned or memory-mapped.
     pub(crate) fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
-        let mut out = Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32 };
+        let mut out =
+            Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live: HashMap::new() };
         let mut names: Vec<String> = Vec::new();
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
@@ -158,9 +181,41 @@ impl Weights {
         self
     }
 
+    /// Only live tensors: a model built entirely from device tensors.
+    pub(crate) fn live_only(live: HashMap<String, Live>) -> Self {
+        Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live }
+    }
+
+    /// Whether `name` is served from a live tensor.
+    pub(crate) fn is_live(&self, name: &str) -> bool {
+        self.live.contains_key(name)
+    }
+
     /// True when a tensor of this name exists (plain or quantized).
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name) || self.quant.contains_key(name)
+        self.live.contains_key(name) || self.index.contains_key(name) || self.quant.contains_key(name)
+    }
+
+    /// The live tensor `name`, checked against `expected`.
+    fn live_tensor(&self, name: &str, expected: &[usize]) -> Result<Option<&Live>> {
+        match self.live.get(name) {
+            Some(l) if l.shape() != expected => {
+                Err(Error::ShapeMismatch { name: name.to_string(), expected: expected.to_vec(), actual: l.shape() })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Refuse a host read of a live tensor: its values would be copied off
+    /// the graph, and training would silently not update what they feed.
+    fn no_host_read(&self, name: &str) -> Result<()> {
+        if self.live.contains_key(name) {
+            return Err(Error::InvalidInput(format!(
+                "{name} is being trained but this model reads it on the host, where no gradient reaches it: \
+                 it cannot be trained (freeze it)"
+            )));
+        }
+        Ok(())
     }
 
     /// Names of all stored tensors (unordered; quantized ones as their
@@ -171,6 +226,11 @@ impl Weights {
 
     /// Shape of a tensor, if present (the logical shape for quantized ones).
     pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
+        if self.live.contains_key(name) {
+            // Live tensors stand for stored ones of the same shape; a new
+            // one is only reached through the typed accessors below.
+            return self.index.get(name).map(|e| e.shape.as_slice());
+        }
         self.quant.get(name).map(|q| q.shape.as_slice()).or_else(|| self.index.get(name).map(|e| e.shape.as_slice()))
     }
 
@@ -238,6 +298,9 @@ impl Weights {
     /// Whether the rank-2 weight `name` goes to the device quantized: its
     /// bits and block, as stored or as [`plan`] decides for the load dtype.
     pub(crate) fn quant_plan(&self, name: &str) -> Option<(u32, usize)> {
+        if self.live.contains_key(name) {
+            return None;
+        }
         if let Some(q) = self.quant.get(name) {
             return Some((q.bits, q.block));
         }
@@ -247,7 +310,7 @@ impl Weights {
     /// Whether the rank-2 weight `name` goes to the device in f16 (load
     /// dtype `f16`, see [`half_plan`]).
     pub(crate) fn is_half(&self, name: &str) -> bool {
-        !self.quant.contains_key(name) && self.shape(name).is_some_and(|s| half_plan(self.dtype, s))
+        !self.live.contains_key(name) && !self.quant.contains_key(name) && self.shape(name).is_some_and(|s| half_plan(self.dtype, s))
     }
 
     /// Rows `start..start + count` of a rank-2 float tensor as f16: the
@@ -265,6 +328,9 @@ impl Weights {
     /// [`Weights::quant_plan`] / [`Weights::is_half`] say: quantized, f16
     /// or f32 (PyTorch layout).
     pub(crate) fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
+        if let Some(Live::Matrix(t)) = self.live_tensor(name, expected)? {
+            return Ok(Matrix::Dense(t.clone().slice(start..start + count)));
+        }
         self.check_shape(name, expected)?;
         if let Some((bits, block)) = self.quant_plan(name) {
             return Ok(Matrix::Quant(self.host_quant(name, expected, start, count, bits, block)?.to_device(device)));
@@ -306,6 +372,7 @@ impl Weights {
 
     /// A tensor as f32 values, checked against the expected shape.
     pub(crate) fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.no_host_read(name)?;
         if self.quant.contains_key(name) {
             self.check_shape(name, expected)?;
             return Ok(self.stored_quant(name, 0, expected[0]).dequantize());
@@ -325,6 +392,7 @@ impl Weights {
     /// Rows `start..start + count` of a rank-2 tensor as f32, decoding only
     /// those bytes (big embedding tables are converted chunk by chunk).
     pub(crate) fn rows(&self, name: &str, expected: &[usize], start: usize, count: usize) -> Result<Vec<f32>> {
+        self.no_host_read(name)?;
         if self.quant.contains_key(name) {
             self.check_shape(name, expected)?;
             if start + count > expected[0] {
@@ -350,6 +418,9 @@ impl Weights {
 
     /// A rank-1 tensor on `device`.
     pub(crate) fn tensor1(&self, name: &str, dim: usize, device: &Device) -> Result<Tensor<1>> {
+        if let Some(Live::Vector(t)) = self.live_tensor(name, &[dim])? {
+            return Ok(t.clone());
+        }
         let v = self.f32(name, &[dim])?;
         Ok(Tensor::from_data(TensorData::new(v, [dim]), device))
     }
@@ -357,6 +428,9 @@ impl Weights {
     /// A PyTorch `nn.Linear` weight (`[out, in]`) transposed to Burn's
     /// `[in, out]` layout on the host, so the device holds it contiguous.
     pub(crate) fn linear_weight(&self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Tensor<2>> {
+        if let Some(Live::Matrix(t)) = self.live_tensor(name, &[d_out, d_in])? {
+            return Ok(t.clone().transpose());
+        }
         let v = self.f32(name, &[d_out, d_in])?;
         let mut t = vec![0f32; v.len()];
         for o in 0..d_out {

@@ -82,7 +82,7 @@ impl DataArgs {
         self.query_max_len + self.passage_max_len
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(m));
         if self.train_group_size < 2 {
             return bad(format!("train_group_size must be at least 2 (one positive and a negative), got {}", self.train_group_size));

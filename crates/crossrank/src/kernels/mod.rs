@@ -19,9 +19,12 @@ pub(crate) use attention::{AttentionPlan, packed_attention};
 pub(crate) use dequant::{dequantize, unpack_rows, widen_f16};
 
 /// Whether `device` is the CPU backend, whose host buffers the fast paths
-/// here read and write in place.
+/// here read and write in place. Not under autodiff (training): the host
+/// paths have no backward pass, so there every layer runs on tensor ops
+/// and gradients flow through them (a Burn autodiff device compares equal
+/// to the device it wraps, hence the second test).
 fn on_host(device: &Device) -> bool {
-    *device == Device::flex()
+    *device == Device::flex() && !device.is_autodiff()
 }
 
 /// Whether linear layers with f16 weights multiply in f16 on `device`. The

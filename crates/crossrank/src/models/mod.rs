@@ -198,7 +198,19 @@ impl Reranking {
         dtype: WeightDtype,
         device: &Device,
     ) -> Result<(Self, Option<u32>, InputLimits)> {
-        let weights = || Weights::open(ck).map(|w| w.with_dtype(dtype));
+        Self::from_weights(|| Weights::open(ck).map(|w| w.with_dtype(dtype)), config, architecture, tokenizer, device)
+    }
+
+    /// [`Reranking::load`] from weights `weights` gives (opened only once
+    /// the config has been checked): a checkpoint's, or training's live
+    /// parameters over them.
+    pub(crate) fn from_weights(
+        weights: impl FnOnce() -> Result<Weights>,
+        config: &[u8],
+        architecture: Architecture,
+        tokenizer: &PairTokenizer,
+        device: &Device,
+    ) -> Result<(Self, Option<u32>, InputLimits)> {
         let (model, score_token, limits) = match architecture {
             Architecture::GemmaForCausalLM => {
                 let cfg = GemmaConfig::from_json(config)?;

@@ -26,7 +26,9 @@ impl Embedding {
             None if w.is_half(name) => dim * 2,
             None => dim * 4,
         };
-        let rows_per_chunk = (MAX_CHUNK_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
+        // A live (trained) table stays whole: a gather from slices would
+        // back-propagate one table-sized gradient per chunk.
+        let rows_per_chunk = if w.is_live(name) { rows.max(1) } else { (MAX_CHUNK_BYTES / row_bytes.max(1)).clamp(1, rows.max(1)) };
         Self::load_chunked(w, name, rows, dim, rows_per_chunk, device)
     }
 

@@ -1,0 +1,211 @@
+//! Fine-tuning against FlagEmbedding 1.4.2's encoder-only runner on
+//! PyTorch (tests/fixtures/gen_finetune_steps.py): three optimizer steps
+//! on bert-tiny with dropout 0 — AdamW, linear warmup, weight decay off
+//! for biases and LayerNorm, gradient clipping, gradient accumulation 2 —
+//! give the same losses, learning rates, gradient norms and weights.
+#![cfg(feature = "train")]
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use common::fixtures;
+use crossrank::finetune::data::{DataArgs, Group, TrainExample, read_jsonl};
+use crossrank::finetune::train::{FineTuner, TrainArgs};
+use crossrank::{Checkpoint, Device};
+use serde_json::Value;
+
+fn reference(name: &str) -> (Value, safetensors::SafeTensors<'static>) {
+    let dir = fixtures().join("finetune");
+    let doc: Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let bytes: &'static [u8] = Box::leak(std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap().into_boxed_slice());
+    (doc, safetensors::SafeTensors::deserialize(bytes).unwrap())
+}
+
+fn f32s(t: &safetensors::tensor::TensorView) -> Vec<f32> {
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn args_from(doc: &Value) -> (DataArgs, TrainArgs) {
+    let a = &doc["args"];
+    let data = DataArgs {
+        train_group_size: a["train_group_size"].as_u64().unwrap() as usize,
+        query_max_len: a["query_max_len"].as_u64().unwrap() as usize,
+        passage_max_len: a["passage_max_len"].as_u64().unwrap() as usize,
+        knowledge_distillation: a["knowledge_distillation"].as_bool().unwrap(),
+        ..DataArgs::default()
+    };
+    let train = TrainArgs {
+        learning_rate: a["learning_rate"].as_f64().unwrap(),
+        per_device_train_batch_size: a["per_device_train_batch_size"].as_u64().unwrap() as usize,
+        gradient_accumulation_steps: a["gradient_accumulation_steps"].as_u64().unwrap() as usize,
+        warmup_ratio: a["warmup_ratio"].as_f64().unwrap(),
+        weight_decay: a["weight_decay"].as_f64().unwrap(),
+        max_steps: Some(a["max_steps"].as_u64().unwrap() as usize),
+        max_grad_norm: a["max_grad_norm"].as_f64().unwrap(),
+        ..TrainArgs::default()
+    };
+    (data, train)
+}
+
+/// The generator's draws: the first positive, the negatives in order.
+fn groups(examples: &[TrainExample], data: &DataArgs) -> Vec<Group> {
+    examples
+        .iter()
+        .map(|e| {
+            let mut passages = vec![e.pos[0].clone()];
+            passages.extend(e.neg.iter().take(data.train_group_size - 1).cloned());
+            let teacher_scores = data.knowledge_distillation.then(|| {
+                let mut t = vec![e.pos_scores.as_ref().unwrap()[0]];
+                t.extend(e.neg_scores.as_ref().unwrap().iter().take(data.train_group_size - 1));
+                t
+            });
+            Group { query: e.query.clone(), passages, teacher_scores }
+        })
+        .collect()
+}
+
+fn check_steps(name: &str) {
+    let (doc, want) = reference(name);
+    let (data, train) = args_from(&doc);
+    let lines: String = doc["examples"].as_array().unwrap().iter().map(|e| format!("{e}\n")).collect();
+    let examples = read_jsonl(&lines, &data).unwrap();
+    let groups = groups(&examples, &data);
+    let mut tuner = FineTuner::new(Checkpoint::dir(fixtures().join("bert-tiny")), data, train, &Device::flex()).unwrap();
+    let (b, ga) = (2, 2);
+    let logged = doc["logged"].as_array().unwrap();
+    for (s, step_groups) in groups.chunks(b * ga).enumerate() {
+        let micro: Vec<Vec<Group>> = step_groups.chunks(b).map(<[Group]>::to_vec).collect();
+        let out = tuner.step(&micro).unwrap();
+        let want_loss = doc["step_losses"][s].as_f64().unwrap();
+        let want_norm = logged[s]["grad_norm"].as_f64().unwrap();
+        let want_lr = logged[s]["learning_rate"].as_f64().unwrap();
+        eprintln!(
+            "{name} step {}: loss {} (want {want_loss}), grad norm {} (want {want_norm}), lr {}",
+            s + 1,
+            out.loss,
+            out.grad_norm,
+            out.learning_rate
+        );
+        assert!((out.loss - want_loss).abs() <= 1e-5, "step {s}: loss {} vs {want_loss}", out.loss);
+        assert!((out.grad_norm - want_norm).abs() <= 1e-5 * want_norm.max(1.0), "step {s}: grad norm {} vs {want_norm}", out.grad_norm);
+        assert!((out.learning_rate - want_lr).abs() <= 1e-12, "step {s}: lr {} vs {want_lr}", out.learning_rate);
+    }
+    // Every weight after three steps.
+    let (mut worst, mut worst_name, mut compared) = (0f32, String::new(), 0usize);
+    for (tensor_name, view) in want.tensors() {
+        let want_vals = f32s(&view);
+        let got: Vec<f32> = if tensor_name == "word_rows" {
+            let table = tuner.parameter("bert.embeddings.word_embeddings.weight").unwrap();
+            let h = view.shape()[1];
+            doc["word_rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| {
+                    let r = r.as_u64().unwrap() as usize;
+                    table[r * h..(r + 1) * h].to_vec()
+                })
+                .collect()
+        } else {
+            tuner.parameter(&tensor_name).unwrap_or_else(|| panic!("no parameter {tensor_name}"))
+        };
+        assert_eq!(got.len(), want_vals.len(), "{tensor_name}");
+        let e = got.iter().zip(&want_vals).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+        // Tensors whose exact gradient is zero: a shared logit bias under a
+        // softmax over the group, a key bias under the softmax over keys
+        // (q·(k + b) shifts every key's logit by q·b). Both sides compute
+        // rounding noise (~1e-8) there, and Adam divides noise by its own
+        // magnitude: steps of up to ±lr in a direction neither run
+        // determines. What is checked there: they moved no more than Adam can.
+        if tensor_name == "classifier.bias" || tensor_name.ends_with("attention.self.key.bias") {
+            let lr = doc["args"]["learning_rate"].as_f64().unwrap() as f32;
+            assert!(e <= 2.0 * 3.0 * lr, "{tensor_name}: {e}");
+            continue;
+        }
+        for (g, w) in got.iter().zip(&want_vals) {
+            let e = (g - w).abs();
+            if e > worst {
+                worst = e;
+                worst_name = tensor_name.clone();
+            }
+        }
+        compared += got.len();
+    }
+    eprintln!("{name}: {compared} weights, max |crossrank − FlagEmbedding| = {worst:.2e} ({worst_name})");
+    assert!(compared > 10_000);
+    assert!(worst <= 1e-5, "{worst_name}: {worst}");
+}
+
+#[test]
+fn three_steps_equal_flagembedding() {
+    check_steps("steps");
+}
+
+#[test]
+fn three_distillation_steps_equal_flagembedding() {
+    check_steps("steps-kd");
+}
+
+/// The whole loop: training writes the log and a Hugging Face checkpoint
+/// that loads and scores like the trainer's own weights; a stop request
+/// saves a resumable checkpoint, and resuming it ends where an
+/// uninterrupted run ends.
+#[test]
+fn train_saves_a_loadable_model_and_resumes() {
+    let (doc, _) = reference("steps");
+    let (data, mut train) = args_from(&doc);
+    train.max_steps = Some(4);
+    train.logging_steps = 1;
+    train.save_steps = 100;
+    let lines: String = doc["examples"].as_array().unwrap().iter().map(|e| format!("{e}\n")).collect();
+    let examples = read_jsonl(&lines, &data).unwrap();
+    let ck = || Checkpoint::dir(fixtures().join("bert-tiny"));
+    let dev = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let full = tmp.path().join("full");
+    let mut t = FineTuner::new(ck(), data.clone(), train.clone(), &dev).unwrap();
+    let report = t.train(&examples, &full, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!((report.steps, report.interrupted), (4, false));
+    let log = std::fs::read_to_string(full.join("train_log.jsonl")).unwrap();
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["step"], 4);
+    assert!(lines.iter().all(|l| l["loss"].as_f64().unwrap().is_finite() && l["learning_rate"].is_number()));
+
+    // The saved checkpoint scores as the trainer does.
+    let probe = vec![Group {
+        query: "what is a panda?".into(),
+        passages: vec!["The giant panda is a bear.".into(), "hi".into(), "Paris is in France.".into(), "x".into()],
+        teacher_scores: None,
+    }];
+    let want = t.score(&probe).unwrap();
+    let r = crossrank::Reranker::load(&Checkpoint::dir(&full), &dev).unwrap();
+    let pairs: Vec<(&str, &str)> = probe[0].passages.iter().map(|p| ("what is a panda?", p.as_str())).collect();
+    let opts = crossrank::ScoreOptions { max_length: 48, ..Default::default() };
+    let got = r.compute_score(&pairs, &opts).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
+    }
+
+    // Interrupted after its first step, then resumed: the same weights.
+    let part = tmp.path().join("part");
+    let mut t2 = FineTuner::new(ck(), data.clone(), train.clone(), &dev).unwrap();
+    let stop = AtomicBool::new(true);
+    let report = t2.train(&examples, &part, &stop, &mut |_| {}).unwrap();
+    assert!(report.interrupted);
+    assert_eq!(report.saved, part.join("checkpoint-1"));
+    let mut t3 = FineTuner::resume(&report.saved, data.clone(), train.clone(), &dev).unwrap();
+    assert_eq!(t3.global_step(), 1);
+    let report = t3.train(&examples, &part, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!((report.steps, report.interrupted), (4, false));
+    for name in ["classifier.weight", "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.LayerNorm.bias"] {
+        let (a, b) = (t.parameter(name).unwrap(), t3.parameter(name).unwrap());
+        let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(err < 1e-6, "{name}: {err}");
+    }
+    // Other arguments are refused on resume.
+    let other = TrainArgs { learning_rate: 1.0, ..train };
+    assert!(FineTuner::resume(&part.join("checkpoint-1"), data, other, &dev).is_err());
+}
