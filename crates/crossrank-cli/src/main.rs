@@ -106,6 +106,71 @@ enum Command {
         #[command(flatten)]
         eval: EvalArgs,
     },
+    /// Training data from a judged dataset split, as FlagEmbedding's
+    /// hn_mine does: per judged query, its relevant documents as "pos" and
+    /// --negative-number "neg" drawn from the first stage's ranks
+    /// --range-for-sampling (relevant ones excluded). Writes JSON Lines for
+    /// `crossrank finetune --train`; prints a JSON summary.
+    Mine {
+        /// The dataset directory (BEIR or FlagEmbedding layout, as `eval`).
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// The first stage ranking the candidates (as `eval --first-stage`).
+        #[arg(long, default_value = "bm25")]
+        first_stage: String,
+        /// Ranks START-END (0-based, END excluded) to draw negatives from.
+        #[arg(long, default_value = "2-200")]
+        range_for_sampling: String,
+        #[arg(long, default_value_t = 15)]
+        negative_number: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Device of a dense first stage.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// The JSON Lines file written (through a temporary file).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fine-tune a cross-encoder (BERT, XLM-R; or a bare encoder such as
+    /// all-MiniLM-L6-v2, given a new one-logit head) as FlagEmbedding's
+    /// encoder-only runner does: groups of one positive and
+    /// train_group_size - 1 negatives, cross-entropy over each group (plus
+    /// distillation from teacher scores), AdamW with warmup and decay.
+    /// Writes DIR/train_log.jsonl, DIR/checkpoint-N every --save-steps and
+    /// the model in Hugging Face layout into DIR; Ctrl-C saves a resumable
+    /// checkpoint. Prints a JSON report.
+    Finetune {
+        /// The starting checkpoint: a directory or a Hugging Face repo id.
+        #[arg(long)]
+        model: String,
+        /// Training data: JSON Lines files of {"query", "pos": [..], "neg":
+        /// [..]} (optionally "pos_scores"/"neg_scores", "prompt"), or
+        /// directories of them.
+        #[arg(long, required = true, num_args = 1..)]
+        train: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// cpu, wgpu or auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Continue from a checkpoint-N directory (`last`: the newest in --out).
+        #[arg(long)]
+        resume_from_checkpoint: Option<PathBuf>,
+        /// Train into a non-empty --out (files there are replaced).
+        #[arg(long)]
+        overwrite_output_dir: bool,
+        #[command(flatten)]
+        data: crossrank::finetune::data::DataArgs,
+        #[command(flatten)]
+        args: crossrank::finetune::train::TrainArgs,
+        /// LLM rerankers (Gemma) train LoRA adapters, merged into the saved weights.
+        #[command(flatten)]
+        lora: crossrank::finetune::train::LoraArgs,
+    },
     /// Serve the model over HTTP: TEI's /rerank, /predict and /embed,
     /// Cohere-style /v1/rerank and /v2/rerank, /health, /info, /metrics,
     /// /docs. Requests from all clients share forward passes.
@@ -282,6 +347,25 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { model, score, serve } => serve_http(model, score, serve),
         Command::Eval { model, score, eval } => run_eval(model, score, eval),
+        Command::Mine { dataset, split, first_stage: spec, range_for_sampling, negative_number, seed, device, out } => {
+            use crossrank::finetune::mine;
+            let t = std::time::Instant::now();
+            let ds = crossrank::eval::data::load(&dataset, &split)?;
+            let args = mine::MineArgs { negative_number, seed, ..range_for_sampling.parse()? };
+            let run = first_stage(&spec, &device, &ds, args.range.1)?;
+            let examples = mine::mine(&ds, &run, &args)?;
+            crossrank::eval::data::write_atomic(&out, mine::to_jsonl(&examples).as_bytes())?;
+            let negatives: usize = examples.iter().map(|e| e.neg.len()).sum();
+            print_json(&serde_json::json!({
+                "out": out, "examples": examples.len(), "negatives": negatives,
+                "queries_without_positive": ds.queries.len() - examples.len(),
+                "seconds": t.elapsed().as_secs_f64(),
+            }))
+        }
+        Command::Finetune { model, train, out, device, resume_from_checkpoint, overwrite_output_dir, data, args, lora } => {
+            let job = FinetuneJob { model, train, out, device, resume_from_checkpoint, overwrite_output_dir };
+            run_finetune(job, data, args, lora)
+        }
         Command::Quantize { model, dtype, out } => {
             let dtype: WeightDtype = dtype.parse()?;
             let ck = Checkpoint::resolve(&model, true)?;
@@ -436,6 +520,173 @@ fn first_stage(spec: &str, device: &str, ds: &crossrank::eval::data::Dataset, de
         return Ok(run);
     }
     Ok(data::read_run(std::path::Path::new(spec))?)
+}
+
+struct FinetuneJob {
+    model: String,
+    train: Vec<PathBuf>,
+    out: PathBuf,
+    device: String,
+    resume_from_checkpoint: Option<PathBuf>,
+    overwrite_output_dir: bool,
+}
+
+/// The training files: the paths given, and the .jsonl/.json files of
+/// directories given (sorted), as FlagEmbedding's `train_data` takes them.
+fn training_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl" || x == "json"))
+                .collect();
+            if inside.is_empty() {
+                bail!("--train {} holds no .jsonl or .json file", p.display());
+            }
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn run_finetune(
+    job: FinetuneJob,
+    data: crossrank::finetune::data::DataArgs,
+    args: crossrank::finetune::train::TrainArgs,
+    lora: crossrank::finetune::train::LoraArgs,
+) -> Result<()> {
+    use crossrank::finetune::{data::read_jsonl, train::FineTuner};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut examples = Vec::new();
+    for f in training_files(&job.train)? {
+        let text = read_input(&f.to_string_lossy())?;
+        examples.extend(read_jsonl(&text, &data).with_context(|| format!("{}", f.display()))?);
+    }
+    if examples.is_empty() {
+        bail!("the training data holds no example");
+    }
+    let resume = match job.resume_from_checkpoint {
+        Some(p) if p.as_os_str() == "last" => Some(last_checkpoint(&job.out)?),
+        other => other,
+    };
+    let non_empty = std::fs::read_dir(&job.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && resume.is_none() && !job.overwrite_output_dir {
+        bail!(
+            "--out {} exists and is not empty: use a new directory, --resume-from-checkpoint, or --overwrite-output-dir",
+            job.out.display()
+        );
+    }
+    let choice: DeviceChoice = job.device.parse()?;
+    let dev = crossrank::device::select(choice)?;
+    eprintln!("crossrank finetune: device {} ({})", dev.kind, dev.reason);
+    let mut tuner = match &resume {
+        Some(ck) => FineTuner::resume(ck, data, args.clone(), &dev.device)?,
+        None => FineTuner::start(Checkpoint::resolve(&job.model, true)?, data, args.clone(), lora, &dev.device)?,
+    };
+    let (tensors, values) = tuner.parameter_count();
+    let total = args.total_steps(examples.len());
+    eprintln!(
+        "{} examples, {} tensors / {:.1} M parameters trained, {total} optimizer steps{}",
+        examples.len(),
+        tensors,
+        values as f64 / 1e6,
+        resume.as_ref().map(|r| format!(", resuming {} at step {}", r.display(), tuner.global_step())).unwrap_or_default()
+    );
+
+    // Ctrl-C (or SIGTERM): finish the step, save checkpoint-N, stop; a
+    // second one aborts (every file is written aside and renamed, so an
+    // abort leaves the last good checkpoint).
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                #[cfg(unix)]
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                for _ in 0..2 {
+                    #[cfg(unix)]
+                    let term_recv = async {
+                        match term.as_mut() {
+                            Some(t) => {
+                                t.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    #[cfg(not(unix))]
+                    let term_recv = std::future::pending::<()>();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        () = term_recv => {},
+                    }
+                    if stop.swap(true, Ordering::SeqCst) {
+                        eprintln!("aborted");
+                        std::process::exit(130);
+                    }
+                    eprintln!("stopping after this step and saving a resumable checkpoint (again to abort)");
+                }
+            });
+        });
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(tuner.global_step() as u64);
+    bar.reset_eta();
+    let report = tuner.train(&examples, &job.out, &stop, &mut |p| {
+        bar.set_position(p.step as u64);
+        bar.set_message(format!("loss {:.4}  {:.1} pairs/s", p.last_loss, p.pairs as f64 / p.seconds.max(1e-9)));
+        if let Some(l) = &p.logged {
+            let line = format!(
+                "step {:>6}  epoch {:.2}  loss {:.4}  lr {:.3e}  grad norm {:.3}  {:.1} pairs/s",
+                l.step,
+                l.epoch,
+                l.loss,
+                l.learning_rate,
+                l.grad_norm,
+                p.pairs as f64 / p.seconds.max(1e-9)
+            );
+            // The bar draws only on a terminal; in a log file the lines still go out.
+            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+        }
+    })?;
+    bar.finish_and_clear();
+    if report.interrupted {
+        eprintln!("stopped at step {}: resume with --resume-from-checkpoint {}", report.steps, report.saved.display());
+    } else {
+        eprintln!(
+            "trained {} steps, {:.1} pairs/s (forward + backward), mean loss {:.4}; model in {}",
+            report.steps,
+            report.pairs_per_second,
+            report.train_loss,
+            report.saved.display()
+        );
+    }
+    print_json(&report)
+}
+
+/// The newest `checkpoint-N` in `out`.
+fn last_checkpoint(out: &std::path::Path) -> Result<PathBuf> {
+    let best = std::fs::read_dir(out)
+        .with_context(|| format!("reading {}", out.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("checkpoint-").and_then(|n| n.parse::<usize>().ok()).map(|n| (n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n);
+    best.map(|(_, p)| p).with_context(|| format!("no checkpoint-N in {}", out.display()))
 }
 
 fn progress_bar(unit: &str) -> indicatif::ProgressBar {

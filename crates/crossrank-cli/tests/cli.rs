@@ -711,3 +711,102 @@ fn eval_equals_flagembeddings_evaluation() {
         check(&metrics["reranked"], &want["models"][model]["metrics"], model);
     }
 }
+
+/// `mine` then `finetune`: BM25-mined training data from a judged split,
+/// a short training run whose model scores through `crossrank score`, the
+/// log, and the refusals (non-empty --out, a bad training line).
+#[test]
+fn mine_and_finetune_write_a_model_that_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = fixtures().join("eval/tiny-beir");
+    let train = tmp.path().join("train.jsonl");
+    let o = crossrank(
+        &[
+            "mine",
+            "--dataset",
+            ds.to_str().unwrap(),
+            "--split",
+            "test",
+            "--range-for-sampling",
+            "0-10",
+            "--negative-number",
+            "3",
+            "--out",
+            train.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["examples"], 3, "{summary}");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&train).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let q1 = lines.iter().find(|l| l["query"].as_str().unwrap().contains("panda")).expect("q1 mined");
+    // q1's relevant documents (grades 2 and 1) are positives, never negatives.
+    let pos: Vec<&str> = q1["pos"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(pos.len(), 2);
+    assert!(q1["neg"].as_array().unwrap().iter().all(|n| !pos.contains(&n.as_str().unwrap())));
+
+    let model = fixtures().join("bert-tiny");
+    let out = tmp.path().join("model");
+    let base = [
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--train-group-size",
+        "3",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "3",
+        "--logging-steps",
+        "1",
+        "--learning-rate",
+        "1e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--weight-decay",
+        "0.01",
+        "--out",
+    ];
+    let o = crossrank(&[&base[..], &[out.to_str().unwrap()]].concat(), "", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["steps"], 3, "{report}");
+    assert!(report["pairs_per_second"].as_f64().unwrap() > 0.0);
+    let log: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.join("train_log.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(log.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    // Warmup: ceil(0.1 × 3) = 1 step at rate 0, then linear decay from 1e-3.
+    assert_eq!(log[0]["learning_rate"].as_f64().unwrap(), 0.0);
+    assert!((log[1]["learning_rate"].as_f64().unwrap() - 1e-3).abs() < 1e-12);
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // The trained model scores, and differently from the one it started from.
+    let pairs = "{\"query\": \"what do pandas eat?\", \"passage\": \"Pandas eat bamboo.\"}\n";
+    let before = crossrank(&["score", "--model", model.to_str().unwrap(), "--device", "cpu"], pairs, &[]);
+    let after = crossrank(&["score", "--model", out.to_str().unwrap(), "--device", "cpu"], pairs, &[]);
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    let (b, a): (Vec<f32>, Vec<f32>) = (serde_json::from_slice(&before.stdout).unwrap(), serde_json::from_slice(&after.stdout).unwrap());
+    assert!(a[0].is_finite() && (a[0] - b[0]).abs() > 1e-4, "{b:?} → {a:?}");
+
+    // A non-empty --out is refused; so is a bad training line (named).
+    let o = crossrank(&[&base[..], &[out.to_str().unwrap()]].concat(), "", &[]);
+    assert!(!o.status.success());
+    assert!(one_line_error(&o).contains("not empty"), "{}", String::from_utf8_lossy(&o.stderr));
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"query\": \"q\", \"pos\": []}}\n", serde_json::to_string(&lines[0]).unwrap())).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let mut args = base.to_vec();
+    args[4] = bad.to_str().unwrap();
+    let o = crossrank(&[&args[..], &[fresh.to_str().unwrap()]].concat(), "", &[]);
+    assert!(!o.status.success());
+    assert!(one_line_error(&o).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -421,6 +421,37 @@ impl PairTokenizer {
         Ok(t.input(&[&first, &second]))
     }
 
+    /// FlagEmbedding's LLM reranker *training* pair
+    /// (`AbsLLMRerankerTrainDataset.__getitem__`): unlike scoring, no "A: "
+    /// / "B: " prefixes; the query cut at `query_max_len +
+    /// passage_max_len / 4` tokens, the passage at `passage_max_len +
+    /// query_max_len / 2`, then `[bos] + query` and `sep + passage` cut
+    /// only_second to `query_max_len + passage_max_len - |prompt| - |sep|`,
+    /// then `sep + prompt`.
+    pub(crate) fn encode_llm_train_pair(
+        &self,
+        query: &str,
+        passage: &str,
+        query_max_len: usize,
+        passage_max_len: usize,
+        t: &LlmTemplate,
+    ) -> Result<Encoded> {
+        let q = self.encode_plain(query, Some(query_max_len + passage_max_len / 4))?;
+        let p = self.encode_plain(passage, Some(passage_max_len + query_max_len / 2))?;
+        let mut first: Vec<u32> = t.bos.into_iter().collect();
+        first.extend_from_slice(q.get_ids());
+        let mut second = t.sep.clone();
+        second.extend_from_slice(p.get_ids());
+        let limit = (query_max_len + passage_max_len).saturating_sub(t.prompt.len() + t.sep.len());
+        let total = first.len() + second.len();
+        // prepare_for_model's only_second: nothing is cut when the second
+        // part is too short to absorb the excess (transformers logs it).
+        if total > limit && second.len() > total - limit {
+            second.truncate(second.len() - (total - limit));
+        }
+        Ok(t.input(&[&first, &second]))
+    }
+
     /// Every token of `prefix + text`: the prefix's own tokens (those ending
     /// within `prefix` without its trailing whitespace), then the text's ids
     /// and byte offsets into `text`. Tokenized in segments of about

@@ -181,6 +181,13 @@ impl Weights {
         self
     }
 
+    /// Serve these tensors from the device instead of the files (see
+    /// [`Weights::live`]): LoRA's merged projections over a frozen base.
+    pub(crate) fn with_live(mut self, live: HashMap<String, Live>) -> Self {
+        self.live = live;
+        self
+    }
+
     /// Only live tensors: a model built entirely from device tensors.
     pub(crate) fn live_only(live: HashMap<String, Live>) -> Self {
         Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live }

@@ -19,44 +19,64 @@
 //! gives the same groups here, but not Python's `random` picks — parity with
 //! FlagEmbedding is for what is done with a group, and tests fix the group.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::tokenize::PairTokenizer;
 
 /// One line of a training file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TrainExample {
     pub query: String,
     pub pos: Vec<String>,
     pub neg: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos_scores: Option<Vec<f64>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neg_scores: Option<Vec<f64>>,
     /// The LLM rerankers' prompt for this example.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// Replaces `query_instruction_for_rerank` for this example.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_prompt: Option<String>,
     /// Replaces `passage_instruction_for_rerank` for this example.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passage_prompt: Option<String>,
 }
 
-/// FlagEmbedding's `AbsRerankerDataArguments`, same names and defaults.
+/// FlagEmbedding's `AbsRerankerDataArguments`, same names and defaults
+/// (the CLI's flags, feature `clap`).
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct DataArgs {
+    /// Passages per query in a training group: one positive, the rest negatives.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 8))]
     pub train_group_size: usize,
+    /// Query tokens (the query is cut at query_max_len + passage_max_len / 4).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 32))]
     pub query_max_len: usize,
+    /// Passage tokens (a pair is at most query_max_len + passage_max_len).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 128))]
     pub passage_max_len: usize,
+    /// Distil from the examples' pos_scores / neg_scores (added to the loss).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub knowledge_distillation: bool,
+    /// Probability of shuffling a long passage's thirds.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.0))]
     pub shuffle_ratio: f64,
+    /// An instruction put before every query.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub query_instruction_for_rerank: Option<String>,
+    /// How instruction and query join (two {}).
+    #[cfg_attr(feature = "clap", arg(long, default_value = "{}{}"))]
     pub query_instruction_format: String,
+    /// An instruction put before every passage.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub passage_instruction_for_rerank: Option<String>,
+    /// How instruction and passage join (two {}).
+    #[cfg_attr(feature = "clap", arg(long, default_value = "{}{}"))]
     pub passage_instruction_format: String,
 }
 
@@ -216,6 +236,8 @@ pub struct Group {
     pub passages: Vec<String>,
     /// The teacher's scores of the same passages (knowledge distillation).
     pub teacher_scores: Option<Vec<f64>>,
+    /// The LLM rerankers' prompt of this example (default: FlagEmbedding's).
+    pub prompt: Option<String>,
 }
 
 /// FlagEmbedding's `_shuffle_text`: with probability `ratio`, a text longer
@@ -273,7 +295,7 @@ pub fn sample_group(ex: &TrainExample, args: &DataArgs, rng: &mut Rng) -> Result
             *p = apply_format(&args.passage_instruction_format, instruction, p);
         }
     }
-    Ok(Group { query, passages, teacher_scores })
+    Ok(Group { query, passages, teacher_scores, prompt: ex.prompt.clone() })
 }
 
 /// A checkpoint's tokenizer, building training pairs.

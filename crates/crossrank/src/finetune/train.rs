@@ -58,33 +58,59 @@ pub enum Schedule {
     /// The learning rate throughout (no warmup).
     Constant,
     /// Warmup, then constant.
+    #[cfg_attr(feature = "clap", value(name = "constant_with_warmup"))]
     ConstantWithWarmup,
 }
 
 /// transformers `TrainingArguments` that the reranker runner uses, under
-/// the same names and with the same defaults.
+/// the same names and with the same defaults (the CLI's flags, feature `clap`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct TrainArgs {
+    /// Peak learning rate (AdamW).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 5e-5))]
     pub learning_rate: f64,
+    /// Passes over the training data (fractions allowed).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3.0))]
     pub num_train_epochs: f64,
-    /// Optimizer steps in all; overrides `num_train_epochs` when set.
+    /// Optimizer steps in all; overrides --num-train-epochs.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub max_steps: Option<usize>,
     /// Groups per micro-batch (`per_device_train_batch_size`); a
-    /// micro-batch scores `batch_size × train_group_size` pairs.
+    /// micro-batch scores batch × train_group_size pairs.
+    #[cfg_attr(feature = "clap", arg(long = "per-device-train-batch-size", visible_alias = "batch-size", default_value_t = 8))]
     pub per_device_train_batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1))]
     pub gradient_accumulation_steps: usize,
+    /// Warmup as a fraction of all steps.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.0))]
     pub warmup_ratio: f64,
-    /// Warmup steps; overrides `warmup_ratio` when positive.
+    /// Warmup steps; overrides --warmup-ratio when positive.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
     pub warmup_steps: usize,
+    /// AdamW weight decay (not on biases and norm weights).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.0))]
     pub weight_decay: f64,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.9))]
     pub adam_beta1: f64,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.999))]
     pub adam_beta2: f64,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1e-8))]
     pub adam_epsilon: f64,
     /// Global gradient-norm clip (0: none).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1.0))]
     pub max_grad_norm: f64,
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Schedule::Linear))]
     pub lr_scheduler_type: Schedule,
+    /// Seeds the data order, the group draws and a new head.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 42))]
     pub seed: u64,
+    /// A train_log.jsonl line every this many steps.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 500))]
     pub logging_steps: usize,
+    /// A resumable checkpoint-N every this many steps.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 500))]
     pub save_steps: usize,
 }
 
@@ -109,6 +135,58 @@ impl Default for TrainArgs {
             save_steps: 500,
         }
     }
+}
+
+/// LoRA for the LLM rerankers (FlagEmbedding's decoder-only
+/// `RerankerModelArguments`, same names and defaults; the CLI's flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct LoraArgs {
+    /// Rank of the adapters.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 64))]
+    pub lora_rank: usize,
+    /// Adapters are scaled by lora_alpha / lora_rank.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 16.0))]
+    pub lora_alpha: f64,
+    /// Accepted for the flag set; dropout is not reproduced (a warning says so when positive).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.1))]
+    pub lora_dropout: f64,
+    /// Linear layers adapted, by their last name component (FlagEmbedding's
+    /// default: every projection of attention and MLP).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', default_value = "v_proj,q_proj,k_proj,gate_proj,down_proj,o_proj,up_proj")
+    )]
+    pub target_modules: Vec<String>,
+    /// Start from a PEFT adapter directory (adapter_config.json +
+    /// adapter_model.safetensors) instead of fresh adapters; its rank,
+    /// alpha and target modules win.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub from_peft: Option<PathBuf>,
+}
+
+impl Default for LoraArgs {
+    fn default() -> Self {
+        LoraArgs {
+            lora_rank: 64,
+            lora_alpha: 16.0,
+            lora_dropout: 0.1,
+            target_modules: ["v_proj", "q_proj", "k_proj", "gate_proj", "down_proj", "o_proj", "up_proj"].map(String::from).to_vec(),
+            from_peft: None,
+        }
+    }
+}
+
+/// LoRA state: the frozen weights adapted, each with its adapter pair
+/// (parameters `MODULE.lora_A.weight` `[r, in]` and `MODULE.lora_B.weight`
+/// `[out, r]`); the model sees `W + (alpha / r) B A`.
+struct Lora {
+    scale: f64,
+    rank: usize,
+    alpha: f64,
+    target_modules: Vec<String>,
+    /// (weight name, frozen `[out, in]` weight, index of A in `params`).
+    targets: Vec<(String, Tensor<2>, usize)>,
 }
 
 impl TrainArgs {
@@ -265,6 +343,9 @@ struct TrainerState {
     /// Loss summed since the last log line, and that line's step.
     loss_since_log: f64,
     last_logged: usize,
+    /// LoRA: the base checkpoint the adapters (`checkpoint-N/adapter`) apply to.
+    #[serde(default)]
+    lora_base: Option<String>,
 }
 
 /// The data arguments a checkpoint was trained with (a resume must use the same).
@@ -323,6 +404,8 @@ pub struct FineTuner {
     args: TrainArgs,
     device: Device,
     state: TrainerState,
+    /// Set for an LLM reranker: only its adapters train.
+    lora: Option<Lora>,
 }
 
 /// transformers' `_init_weights` for a new linear layer: weight ~
@@ -352,9 +435,10 @@ impl FineTuner {
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => (source_arch, None),
             Architecture::BertModel => (Architecture::BertForSequenceClassification, Some("bert.")),
             Architecture::XlmRobertaModel => (Architecture::XlmRobertaForSequenceClassification, Some("roberta.")),
+            Architecture::GemmaForCausalLM => return Self::new_lora(ck, data, args, LoraArgs::default(), device),
             a => {
                 return Err(Error::InvalidInput(format!(
-                    "{a:?}: full fine-tuning trains the encoder cross-encoders (BERT, XLM-R); LLM rerankers train with LoRA"
+                    "{a:?} cannot be fine-tuned yet: crossrank trains the encoder cross-encoders (BERT, XLM-R) and, with LoRA, Gemma"
                 )));
             }
         };
@@ -443,10 +527,158 @@ impl FineTuner {
             data_args: DataArgsState::from(&data),
             loss_since_log: 0.0,
             last_logged: 0,
+            lora_base: None,
         };
-        let tuner =
-            FineTuner { source: ck, config, architecture, new_head, tokenizer, params, kept, data, args, device: device.clone(), state };
+        let tuner = FineTuner {
+            source: ck,
+            config,
+            architecture,
+            new_head,
+            tokenizer,
+            params,
+            kept,
+            data,
+            args,
+            device: device.clone(),
+            state,
+            lora: None,
+        };
         // Fail now, not at the first step, when the weights do not make the model.
+        tuner.model()?;
+        Ok(tuner)
+    }
+
+    /// Start training `ck` as its architecture trains: full fine-tuning for
+    /// the encoders ([`FineTuner::new`]), LoRA with `lora` for the LLM
+    /// rerankers ([`FineTuner::new_lora`]).
+    pub fn start(ck: Checkpoint, data: DataArgs, args: TrainArgs, lora: LoraArgs, device: &Device) -> Result<Self> {
+        if Architecture::of(&ck)?.is_llm() { Self::new_lora(ck, data, args, lora, device) } else { Self::new(ck, data, args, device) }
+    }
+
+    /// Start LoRA training of an LLM reranker (Gemma): adapters on the
+    /// `target_modules` linear layers, everything else frozen; fresh
+    /// adapters as PEFT draws them (A: Kaiming-uniform, B: zeros; `seed`
+    /// draws A) or `from_peft`'s. Other architectures: [`FineTuner::new`].
+    pub fn new_lora(ck: Checkpoint, data: DataArgs, args: TrainArgs, lora: LoraArgs, device: &Device) -> Result<Self> {
+        data.check()?;
+        args.check()?;
+        let config_bytes = ck.read("config.json")?;
+        let config: serde_json::Value = serde_json::from_slice(&config_bytes).map_err(|e| Error::config("config.json", e))?;
+        let architecture = Architecture::from_config_json(&config_bytes)?;
+        if architecture != Architecture::GemmaForCausalLM {
+            return Err(Error::InvalidInput(format!("LoRA training here is for GemmaForCausalLM, not {architecture:?}")));
+        }
+        // A PEFT adapter's own settings win.
+        let mut lora = lora;
+        let peft = match &lora.from_peft {
+            Some(dir) => {
+                let adapter = Checkpoint::dir(dir);
+                let cfg: serde_json::Value = adapter
+                    .read_json("adapter_config.json")?
+                    .ok_or_else(|| Error::MissingFile { file: "adapter_config.json".into(), location: dir.display().to_string() })?;
+                if let Some(r) = cfg.get("r").and_then(|v| v.as_u64()) {
+                    lora.lora_rank = r as usize;
+                }
+                if let Some(a) = cfg.get("lora_alpha").and_then(|v| v.as_f64()) {
+                    lora.lora_alpha = a;
+                }
+                if let Some(t) = cfg.get("target_modules").and_then(|v| v.as_array()) {
+                    lora.target_modules = t.iter().filter_map(|x| x.as_str().map(String::from)).collect();
+                }
+                let bytes = adapter
+                    .read_weights_file("adapter_model.safetensors")?
+                    .ok_or_else(|| Error::MissingFile { file: "adapter_model.safetensors".into(), location: dir.display().to_string() })?;
+                Some(Weights::from_shard_bytes(vec![("adapter_model.safetensors".into(), bytes)])?)
+            }
+            None => None,
+        };
+        if lora.lora_rank == 0 || !(lora.lora_alpha.is_finite() && lora.lora_alpha > 0.0) || lora.target_modules.is_empty() {
+            return Err(Error::InvalidInput("LoRA needs a positive lora_rank and lora_alpha and a target module".into()));
+        }
+        if lora.lora_dropout > 0.0 {
+            tracing::warn!("lora_dropout {} is not applied: crossrank trains without dropout", lora.lora_dropout);
+        }
+        let weights = Weights::open(&ck)?;
+        let mut names: Vec<String> = weights
+            .names()
+            .filter(|n| {
+                n.strip_suffix(".weight").is_some_and(|m| lora.target_modules.iter().any(|t| m.rsplit('.').next() == Some(t.as_str())))
+            })
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return Err(Error::InvalidInput(format!("no linear layer of the model is named by target_modules {:?}", lora.target_modules)));
+        }
+        let r = lora.lora_rank;
+        let mut rng = Rng::new(args.seed ^ 0x6c6f_7261);
+        let (mut params, mut targets) = (Vec::new(), Vec::new());
+        for name in names {
+            let Some(&[out, inp]) = weights.shape(&name).map(<[usize]>::to_vec).as_deref() else {
+                return Err(Error::InvalidInput(format!("{name} is not a matrix: LoRA adapts linear layers")));
+            };
+            let w = Tensor::<2>::from_data(TensorData::new(weights.f32(&name, &[out, inp])?, [out, inp]), device);
+            let module = name.strip_suffix(".weight").unwrap_or(&name).to_string();
+            let (a, b) = match &peft {
+                Some(p) => {
+                    let key = |part: &str| format!("base_model.model.{module}.{part}.weight");
+                    (p.f32(&key("lora_A"), &[r, inp])?, p.f32(&key("lora_B"), &[out, r])?)
+                }
+                None => {
+                    // torch's kaiming_uniform_(a = sqrt(5)): U(±1/sqrt(fan_in)).
+                    let bound = 1.0 / (inp as f64).sqrt();
+                    let a = (0..r * inp).map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32).collect();
+                    (a, vec![0.0; out * r])
+                }
+            };
+            targets.push((name.clone(), w, params.len()));
+            for (part, shape, values) in [("lora_A", vec![r, inp], a), ("lora_B", vec![out, r], b)] {
+                let n = values.len();
+                let pname = format!("{module}.{part}.weight");
+                params.push(Param {
+                    decay: decays(&pname),
+                    value: Tensor::from_data(TensorData::new(values, [n]), device),
+                    name: pname,
+                    shape,
+                    moments: None,
+                    grad: None,
+                });
+            }
+        }
+        drop(weights);
+        let tokenizer = PairTokenizer::from_checkpoint(&ck)?;
+        let state = TrainerState {
+            global_step: 0,
+            epoch: 0,
+            update_in_epoch: 0,
+            total_steps: 0,
+            train_args: args.clone(),
+            data_args: DataArgsState::from(&data),
+            loss_since_log: 0.0,
+            last_logged: 0,
+            lora_base: Some(ck.location()),
+        };
+        let lora = Lora {
+            scale: lora.lora_alpha / r as f64,
+            rank: r,
+            alpha: lora.lora_alpha,
+            target_modules: lora.target_modules.clone(),
+            targets,
+        };
+        let tuner = FineTuner {
+            source: ck,
+            config,
+            architecture,
+            new_head: false,
+            tokenizer,
+            params,
+            kept: Vec::new(),
+            data,
+            args,
+            device: device.clone(),
+            state,
+            lora: Some(lora),
+        };
         tuner.model()?;
         Ok(tuner)
     }
@@ -466,7 +698,14 @@ impl FineTuner {
                 state.data_args
             )));
         }
-        let mut tuner = Self::new(Checkpoint::dir(checkpoint), data, args, device)?;
+        let mut tuner = match &state.lora_base {
+            // The adapters continue over the same base.
+            Some(base) => {
+                let lora = LoraArgs { from_peft: Some(checkpoint.join("adapter")), ..LoraArgs::default() };
+                Self::new_lora(Checkpoint::dir(base), data, args, lora, device)?
+            }
+            None => Self::new(Checkpoint::dir(checkpoint), data, args, device)?,
+        };
         let opt = Checkpoint::dir(checkpoint);
         let moments = Weights::from_shard_bytes(vec![(
             "optimizer.safetensors".into(),
@@ -502,22 +741,43 @@ impl FineTuner {
         p.value.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok()
     }
 
-    /// The model built from `live` tensors (leaves or plain values).
-    fn build(&self, live: HashMap<String, Live>, device: &Device) -> Result<Reranking> {
+    /// The model from parameter values `values` (leaves or plain tensors):
+    /// the values themselves as the weights, or with LoRA the merged
+    /// projections `W + scale · B A` over the frozen checkpoint.
+    fn build(&self, values: &[Tensor<1>], device: &Device) -> Result<Reranking> {
         let config = serde_json::to_vec(&self.config).map_err(|e| Error::config("config.json", e))?;
-        let (model, _, _) = Reranking::from_weights(|| Ok(Weights::live_only(live)), &config, self.architecture, &self.tokenizer, device)?;
+        let weights = || -> Result<Weights> {
+            match &self.lora {
+                Some(lora) => Ok(Weights::open(&self.source)?.with_live(lora.merged(&self.params, values))),
+                None => Ok(Weights::live_only(
+                    self.params.iter().zip(values).map(|(p, v)| (p.name.clone(), as_live(v.clone(), &p.shape))).collect(),
+                )),
+            }
+        };
+        let (model, _, _) = Reranking::from_weights(weights, &config, self.architecture, &self.tokenizer, device)?;
         Ok(model)
     }
 
     fn model(&self) -> Result<Reranking> {
-        let live = self.params.iter().map(|p| (p.name.clone(), as_live(p.value.clone(), &p.shape))).collect();
-        self.build(live, &self.device)
+        let values: Vec<Tensor<1>> = self.params.iter().map(|p| p.value.clone()).collect();
+        self.build(&values, &self.device)
     }
 
     /// The pairs of `groups`, group after group (FlagEmbedding's collator
-    /// flattens them in that order), as the model takes them.
-    fn encode(&self, groups: &[Group]) -> Result<Vec<Encoded>> {
+    /// flattens them in that order), as the model takes them: the
+    /// encoder's pair construction, or the LLM rerankers' training input.
+    pub fn encode_groups(&self, groups: &[Group]) -> Result<Vec<Encoded>> {
         let (q, p) = (self.data.query_max_len, self.data.passage_max_len);
+        if self.architecture.is_llm() {
+            let mut out = Vec::new();
+            for g in groups {
+                let template = self.tokenizer.llm_template(g.prompt.as_deref())?;
+                for passage in &g.passages {
+                    out.push(self.tokenizer.encode_llm_train_pair(&g.query, passage, q, p, &template)?);
+                }
+            }
+            return Ok(out);
+        }
         groups
             .iter()
             .flat_map(|g| g.passages.iter().map(move |passage| (g.query.as_str(), passage.as_str())))
@@ -528,7 +788,7 @@ impl FineTuner {
     /// Scores of pairs with the current weights (no gradient), e.g. to
     /// check a trained model.
     pub fn score(&self, groups: &[Group]) -> Result<Vec<f32>> {
-        let items = self.encode(groups)?;
+        let items = self.encode_groups(groups)?;
         let refs: Vec<&Encoded> = items.iter().collect();
         let logits = self.model()?.forward(&refs, &self.tokenizer, &[], &self.device)?.remove(0);
         Ok(logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default())
@@ -541,12 +801,11 @@ impl FineTuner {
         if groups.iter().any(|x| x.passages.len() != g) {
             return Err(Error::InvalidInput(format!("every group must hold train_group_size = {g} passages")));
         }
-        let items = self.encode(groups)?;
+        let items = self.encode_groups(groups)?;
         let refs: Vec<&Encoded> = items.iter().collect();
         let ad = self.device.clone().autodiff();
         let leaves: Vec<Tensor<1>> = self.params.iter().map(|p| p.value.clone().autodiff().require_grad()).collect();
-        let live = self.params.iter().zip(&leaves).map(|(p, l)| (p.name.clone(), as_live(l.clone(), &p.shape))).collect();
-        let model = self.build(live, &ad)?;
+        let model = self.build(&leaves, &ad)?;
         let logits = model.forward(&refs, &self.tokenizer, &[], &ad)?.remove(0);
         let b = groups.len();
         let grouped = logits.reshape([b, g]);
@@ -718,7 +977,7 @@ impl FineTuner {
                 self.state.update_in_epoch = 0;
             }
         }
-        self.save_final(out)?;
+        self.save_model(out)?;
         Ok(self.report(pairs, started, loss_sum, steps_here, total, false, out.to_path_buf()))
     }
 
@@ -765,13 +1024,58 @@ impl FineTuner {
         })?;
         let config = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::config("config.json", e))?;
         staging.write("config.json", &config)?;
+        if let Some(lora) = &self.lora {
+            return self.write_lora(lora, staging);
+        }
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self.kept.clone();
         for p in &self.params {
-            let v = p.value.clone().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
-            tensors.push((p.name.clone(), Dtype::F32, p.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+            tensors.push((p.name.clone(), Dtype::F32, p.shape.clone(), host_bytes(p.value.clone())?));
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         write_weights(staging.path(), &tensors, HashMap::from([("format".to_string(), "pt".to_string())]))?;
+        Ok(())
+    }
+
+    /// LoRA's output: the checkpoint with the adapters merged into their
+    /// weights (stored f32; every other tensor as it was), and the adapters
+    /// themselves in PEFT's layout under `adapter/`.
+    fn write_lora(&self, lora: &Lora, staging: &Staging) -> Result<()> {
+        let weights = Weights::open(&self.source)?;
+        let values: Vec<Tensor<1>> = self.params.iter().map(|p| p.value.clone()).collect();
+        let merged = lora.merged(&self.params, &values);
+        let mut names: Vec<String> = weights.names().map(str::to_string).collect();
+        names.sort();
+        let mut tensors = Vec::with_capacity(names.len());
+        for name in names {
+            match merged.get(&name) {
+                Some(Live::Matrix(t)) => tensors.push((name.clone(), Dtype::F32, t.dims().to_vec(), host_bytes(t.clone())?)),
+                _ => {
+                    let (dtype, shape, bytes) = weights.raw(&name).expect("listed");
+                    tensors.push((name.clone(), dtype, shape.to_vec(), bytes.to_vec()));
+                }
+            }
+        }
+        write_weights(staging.path(), &tensors, HashMap::from([("format".to_string(), "pt".to_string())]))?;
+        let adapter: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+            .params
+            .iter()
+            .map(|p| Ok((format!("base_model.model.{}", p.name), Dtype::F32, p.shape.clone(), host_bytes(p.value.clone())?)))
+            .collect::<Result<_>>()?;
+        let dir = staging.path().join("adapter");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        let (files, _) = write_weights(&dir, &adapter, HashMap::from([("format".to_string(), "pt".to_string())]))?;
+        if files.len() != 1 {
+            return Err(Error::InvalidInput("the adapters are too large for one file".into()));
+        }
+        let (from, to) = (dir.join(&files[0]), dir.join("adapter_model.safetensors"));
+        std::fs::rename(&from, &to).map_err(|e| Error::write(&to, e))?;
+        let config = serde_json::json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
+            "lora_dropout": 0.0, "target_modules": lora.target_modules, "bias": "none",
+            "base_model_name_or_path": self.source.location(), "inference_mode": true,
+        });
+        staging
+            .write("adapter/adapter_config.json", &serde_json::to_vec_pretty(&config).map_err(|e| Error::InvalidInput(e.to_string()))?)?;
         Ok(())
     }
 
@@ -785,13 +1089,7 @@ impl FineTuner {
         for p in &self.params {
             if let Some((m, v)) = &p.moments {
                 for (kind, t) in [("exp_avg", m), ("exp_avg_sq", v)] {
-                    let vals = t.clone().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
-                    tensors.push((
-                        format!("{kind}.{}", p.name),
-                        Dtype::F32,
-                        vec![p.numel()],
-                        vals.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                    ));
+                    tensors.push((format!("{kind}.{}", p.name), Dtype::F32, vec![p.numel()], host_bytes(t.clone())?));
                 }
             }
         }
@@ -812,10 +1110,11 @@ impl FineTuner {
         Ok(target)
     }
 
-    /// The final model into `out` itself: written aside, then each file
-    /// renamed into place (weights before config), so `out` never holds a
-    /// half-written file.
-    fn save_final(&self, out: &Path) -> Result<()> {
+    /// The model as it stands into `out` (Hugging Face layout; with LoRA
+    /// the merged checkpoint plus `adapter/`): written aside, then each
+    /// file renamed into place (weights before config), so `out` never
+    /// holds a half-written file.
+    pub fn save_model(&self, out: &Path) -> Result<()> {
         let staging = Staging::new(&out.join("final"))?;
         self.write_model(&staging)?;
         let mut files: Vec<PathBuf> = Vec::new();
@@ -831,6 +1130,28 @@ impl FineTuner {
         }
         Ok(())
     }
+}
+
+impl Lora {
+    /// `W + scale · B A` for every target, from parameter values `values`
+    /// (in `params` order).
+    fn merged(&self, params: &[Param], values: &[Tensor<1>]) -> HashMap<String, Live> {
+        self.targets
+            .iter()
+            .map(|(name, w, i)| {
+                let (pa, pb) = (&params[*i], &params[*i + 1]);
+                let a = values[*i].clone().reshape([pa.shape[0], pa.shape[1]]);
+                let b = values[*i + 1].clone().reshape([pb.shape[0], pb.shape[1]]);
+                (name.clone(), Live::Matrix(w.clone() + b.matmul(a).mul_scalar(self.scale as f32)))
+            })
+            .collect()
+    }
+}
+
+/// A tensor's f32 values as little-endian bytes.
+fn host_bytes<const D: usize>(t: Tensor<D>) -> Result<Vec<u8>> {
+    let v = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
+    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
