@@ -285,3 +285,33 @@ fn lora_steps_on_gemma_equal_flagembedding() {
         assert!((g - w).abs() < 1e-4, "{got:?} vs {want_scores:?}");
     }
 }
+
+/// The same three steps on wgpu (lavapipe in CI): autodiff over the GPU
+/// backend gives FlagEmbedding's losses and weights as the CPU does.
+#[test]
+fn three_steps_on_wgpu_equal_flagembedding() {
+    let Some(dev) = common::wgpu_device() else { return };
+    let (doc, want) = reference("steps");
+    let (data, train) = args_from(&doc);
+    let lines: String = doc["examples"].as_array().unwrap().iter().map(|e| format!("{e}\n")).collect();
+    let examples = read_jsonl(&lines, &data).unwrap();
+    let groups = groups(&examples, &data);
+    let mut tuner = FineTuner::new(Checkpoint::dir(fixtures().join("bert-tiny")), data, train, &dev).unwrap();
+    for (s, step_groups) in groups.chunks(4).enumerate() {
+        let micro: Vec<Vec<Group>> = step_groups.chunks(2).map(<[Group]>::to_vec).collect();
+        let out = tuner.step(&micro).unwrap();
+        let want_loss = doc["step_losses"][s].as_f64().unwrap();
+        eprintln!("wgpu step {}: loss {} (want {want_loss})", s + 1, out.loss);
+        assert!((out.loss - want_loss).abs() <= 1e-4, "step {s}: {} vs {want_loss}", out.loss);
+    }
+    let mut worst = 0f32;
+    for (name, view) in want.tensors() {
+        if name == "word_rows" || name == "classifier.bias" || name.ends_with("attention.self.key.bias") {
+            continue;
+        }
+        let got = tuner.parameter(&name).unwrap();
+        worst = got.iter().zip(f32s(&view)).map(|(g, w)| (g - w).abs()).fold(worst, f32::max);
+    }
+    eprintln!("wgpu: max weight difference {worst:.2e}");
+    assert!(worst <= 1e-4, "{worst}");
+}
