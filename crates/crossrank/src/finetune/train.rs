@@ -348,6 +348,23 @@ struct TrainerState {
     lora_base: Option<String>,
 }
 
+impl TrainerState {
+    /// Step 0 of a run with these arguments.
+    fn start(args: &TrainArgs, data: &DataArgs, lora_base: Option<String>) -> Self {
+        TrainerState {
+            global_step: 0,
+            epoch: 0,
+            update_in_epoch: 0,
+            total_steps: 0,
+            train_args: args.clone(),
+            data_args: DataArgsState::from(data),
+            loss_since_log: 0.0,
+            last_logged: 0,
+            lora_base,
+        }
+    }
+}
+
 /// The data arguments a checkpoint was trained with (a resume must use the same).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DataArgsState {
@@ -459,7 +476,7 @@ impl FineTuner {
         names.sort();
         let (mut params, mut kept) = (Vec::new(), Vec::new());
         for stored in names {
-            let (dtype, shape, bytes) = weights.raw(&stored).expect("listed");
+            let (dtype, shape, bytes) = weights.raw(&stored).ok_or_else(|| Error::MissingTensor { name: stored.clone() })?;
             if [".q8", ".q4", ".qscale"].iter().any(|s| stored.ends_with(s)) {
                 return Err(Error::InvalidInput(format!(
                     "{stored}: the checkpoint is quantized; fine-tune the f32/bf16/f16 original and quantize the result"
@@ -518,17 +535,7 @@ impl FineTuner {
             })
             .collect();
         let tokenizer = PairTokenizer::from_checkpoint(&ck)?;
-        let state = TrainerState {
-            global_step: 0,
-            epoch: 0,
-            update_in_epoch: 0,
-            total_steps: 0,
-            train_args: args.clone(),
-            data_args: DataArgsState::from(&data),
-            loss_since_log: 0.0,
-            last_logged: 0,
-            lora_base: None,
-        };
+        let state = TrainerState::start(&args, &data, None);
         let tuner = FineTuner {
             source: ck,
             config,
@@ -647,17 +654,7 @@ impl FineTuner {
         }
         drop(weights);
         let tokenizer = PairTokenizer::from_checkpoint(&ck)?;
-        let state = TrainerState {
-            global_step: 0,
-            epoch: 0,
-            update_in_epoch: 0,
-            total_steps: 0,
-            train_args: args.clone(),
-            data_args: DataArgsState::from(&data),
-            loss_since_log: 0.0,
-            last_logged: 0,
-            lora_base: Some(ck.location()),
-        };
+        let state = TrainerState::start(&args, &data, Some(ck.location()));
         let lora = Lora {
             scale: lora.lora_alpha / r as f64,
             rank: r,
@@ -1050,7 +1047,7 @@ impl FineTuner {
             match merged.get(&name) {
                 Some(Live::Matrix(t)) => tensors.push((name.clone(), Dtype::F32, t.dims().to_vec(), host_bytes(t.clone())?)),
                 _ => {
-                    let (dtype, shape, bytes) = weights.raw(&name).expect("listed");
+                    let (dtype, shape, bytes) = weights.raw(&name).ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
                     tensors.push((name.clone(), dtype, shape.to_vec(), bytes.to_vec()));
                 }
             }
@@ -1121,7 +1118,9 @@ impl FineTuner {
         collect_files(staging.path(), &mut files)?;
         files.sort_by_key(|f| f.file_name().is_some_and(|n| n == "config.json"));
         for f in files {
-            let rel = f.strip_prefix(staging.path()).expect("inside");
+            let rel = f
+                .strip_prefix(staging.path())
+                .map_err(|_| Error::InvalidInput(format!("{} is outside the staging directory", f.display())))?;
             let dest = out.join(rel);
             if let Some(d) = dest.parent() {
                 std::fs::create_dir_all(d).map_err(|e| Error::write(d, e))?;
