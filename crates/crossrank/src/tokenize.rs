@@ -428,6 +428,7 @@ impl PairTokenizer {
     /// query_max_len / 2`, then `[bos] + query` and `sep + passage` cut
     /// only_second to `query_max_len + passage_max_len - |prompt| - |sep|`,
     /// then `sep + prompt`.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn encode_llm_train_pair(
         &self,
         query: &str,

@@ -51,8 +51,9 @@ pub(crate) struct Weights {
     live: HashMap<String, Live>,
 }
 
-/// A tensor given to [`Weights::with_live`].
+/// A tensor given to [`Weights::with_live`] (only training makes them).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 pub(crate) enum Live {
     Vector(Tensor<1>),
     Matrix(Tensor<2>),
@@ -183,12 +184,14 @@ impl Weights {
 
     /// Serve these tensors from the device instead of the files (see
     /// [`Weights::live`]): LoRA's merged projections over a frozen base.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn with_live(mut self, live: HashMap<String, Live>) -> Self {
         self.live = live;
         self
     }
 
     /// Only live tensors: a model built entirely from device tensors.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn live_only(live: HashMap<String, Live>) -> Self {
         Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live }
     }
