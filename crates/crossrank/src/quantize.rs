@@ -251,22 +251,10 @@ pub(crate) fn write_weights(out: &Path, tensors: &[Encoded], metadata: HashMap<S
     let mut bytes_out = 0u64;
     for (k, shard) in shards.iter().enumerate() {
         let file = if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", k + 1) };
-        let views = shard
-            .iter()
-            .map(|&i| {
-                let (name, dt, shape, bytes) = &tensors[i];
-                weight_map.insert(name.clone(), serde_json::Value::String(file.clone()));
-                TensorView::new(*dt, shape.clone(), bytes)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| Error::InvalidInput(format!("cannot write {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let path = out.join(&file);
-        safetensors::serialize_to_file(views, Some(metadata.clone()), &path).map_err(|e| match e {
-            safetensors::SafeTensorError::IoError(io) => Error::write(&path, io),
-            e => Error::InvalidInput(format!("cannot write {}: {e}", path.display())),
-        })?;
-        bytes_out += std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        for &i in shard {
+            weight_map.insert(tensors[i].0.clone(), serde_json::Value::String(file.clone()));
+        }
+        bytes_out += write_safetensors(&out.join(&file), shard.iter().map(|&i| &tensors[i]), &metadata)?;
         files.push(file);
     }
     if n > 1 {
@@ -276,4 +264,26 @@ pub(crate) fn write_weights(out: &Path, tensors: &[Encoded], metadata: HashMap<S
         std::fs::write(&path, &bytes).map_err(|e| Error::write(path, e))?;
     }
     Ok((files, bytes_out))
+}
+
+/// One safetensors file of `tensors` at `path` (never sharded: state that
+/// is read back whole, such as optimizer moments); returns its size.
+pub(crate) fn write_safetensors<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = &'a Encoded>,
+    metadata: &HashMap<String, String>,
+) -> Result<u64> {
+    let views = tensors
+        .into_iter()
+        .map(|(name, dt, shape, bytes)| {
+            TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::InvalidInput(format!("cannot write {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, Some(metadata.clone()), path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => Error::write(path, io),
+        e => Error::InvalidInput(format!("cannot write {}: {e}", path.display())),
+    })?;
+    Ok(std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len())
 }

@@ -41,7 +41,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::files::Staging;
 use crate::models::{Architecture, Reranking};
-use crate::quantize::{copy_other_files, write_weights};
+use crate::quantize::{copy_other_files, write_safetensors, write_weights};
 use crate::tokenize::{Encoded, PairTokenizer};
 use crate::weights::{Live, Weights};
 
@@ -735,7 +735,7 @@ impl FineTuner {
     /// checkpoint name.
     pub fn parameter(&self, name: &str) -> Option<Vec<f32>> {
         let p = self.params.iter().find(|p| p.name == name)?;
-        p.value.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok()
+        host_f32(p.value.clone()).ok()
     }
 
     /// The model from parameter values `values` (leaves or plain tensors):
@@ -788,7 +788,7 @@ impl FineTuner {
         let items = self.encode_groups(groups)?;
         let refs: Vec<&Encoded> = items.iter().collect();
         let logits = self.model()?.forward(&refs, &self.tokenizer, &[], &self.device)?.remove(0);
-        Ok(logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default())
+        host_f32(logits)
     }
 
     /// One micro-batch: forward, the group loss, backward with the loss
@@ -1060,12 +1060,7 @@ impl FineTuner {
             .collect::<Result<_>>()?;
         let dir = staging.path().join("adapter");
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        let (files, _) = write_weights(&dir, &adapter, HashMap::from([("format".to_string(), "pt".to_string())]))?;
-        if files.len() != 1 {
-            return Err(Error::InvalidInput("the adapters are too large for one file".into()));
-        }
-        let (from, to) = (dir.join(&files[0]), dir.join("adapter_model.safetensors"));
-        std::fs::rename(&from, &to).map_err(|e| Error::write(&to, e))?;
+        write_safetensors(&dir.join("adapter_model.safetensors"), &adapter, &HashMap::from([("format".to_string(), "pt".to_string())]))?;
         let config = serde_json::json!({
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
             "lora_dropout": 0.0, "target_modules": lora.target_modules, "bias": "none",
@@ -1090,17 +1085,8 @@ impl FineTuner {
                 }
             }
         }
-        let opt = staging.path().join("optimizer");
-        std::fs::create_dir_all(&opt).map_err(|e| Error::write(&opt, e))?;
-        write_weights(&opt, &tensors, HashMap::new())?;
-        // One file: the optimizer state is never sharded on load.
-        let files: Vec<_> = std::fs::read_dir(&opt).map_err(|e| Error::io(&opt, e))?.flatten().collect();
-        if files.len() != 1 {
-            return Err(Error::InvalidInput("optimizer state too large for one file".into()));
-        }
-        let dest = staging.path().join("optimizer.safetensors");
-        std::fs::rename(files[0].path(), &dest).map_err(|e| Error::write(&dest, e))?;
-        std::fs::remove_dir(&opt).map_err(|e| Error::write(&opt, e))?;
+        // One file, whatever its size: the moments are read back whole.
+        write_safetensors(&staging.path().join("optimizer.safetensors"), &tensors, &HashMap::new())?;
         let state = serde_json::to_vec_pretty(&self.state).map_err(|e| Error::InvalidInput(e.to_string()))?;
         staging.write("trainer_state.json", &state)?;
         staging.commit()?;
@@ -1147,10 +1133,14 @@ impl Lora {
     }
 }
 
+/// A tensor's values as f32, read back from the device.
+fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))
+}
+
 /// A tensor's f32 values as little-endian bytes.
 fn host_bytes<const D: usize>(t: Tensor<D>) -> Result<Vec<u8>> {
-    let v = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    Ok(host_f32(t)?.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
