@@ -395,6 +395,13 @@ impl PairTokenizer {
         self.encode_plain(text, None)?.get_ids().first().copied().ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
     }
 
+    /// The id of the last token of `text` (FlagEmbedding's layer-wise
+    /// trainer takes `tokenizer('Yes', add_special_tokens=False)['input_ids'][-1]`).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    pub(crate) fn last_token(&self, text: &str) -> Result<u32> {
+        self.encode_plain(text, None)?.get_ids().last().copied().ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
+    }
+
     /// A pair as FlagLLMReranker (decoder_only/base.py) builds it:
     /// `[bos] + tok("A: "+q)[:qmax]`, then `sep + tok("B: "+p)[:max]` cut
     /// from the end (only_second, strictly-longer rule) to fit

@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -37,7 +38,7 @@ use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
 use super::data::{DataArgs, Group, Rng, TrainExample, sample_group};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, ShardBytes};
 use crate::error::{Error, Result};
 use crate::files::Staging;
 use crate::models::{Architecture, Reranking};
@@ -163,6 +164,28 @@ pub struct LoraArgs {
     /// alpha and target modules win.
     #[cfg_attr(feature = "clap", arg(long))]
     pub from_peft: Option<PathBuf>,
+    /// Layer-wise MiniCPM from a raw MiniCPM causal LM (FlagEmbedding's
+    /// `from_raw_model`): the first layer that gets a score head
+    /// (FlagEmbedding's default 8). A layer-wise reranker checkpoint keeps
+    /// its own (giving another is an error).
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(default)]
+    pub start_layer: Option<usize>,
+    /// Layer-wise MiniCPM from a raw causal LM: one score head per layer
+    /// from `start_layer` (true) or one shared head (FlagEmbedding's
+    /// default, false). Heads start as the LM head's "Yes" row, frozen.
+    #[cfg_attr(feature = "clap", arg(long, num_args = 0..=1, default_missing_value = "true"))]
+    #[serde(default)]
+    pub head_multi: Option<bool>,
+    /// Layer-wise MiniCPM: score every layer from `start_layer` while
+    /// training and add FlagEmbedding's per-layer losses (cross-entropy for
+    /// each, distillation from the last layer into the earlier ones), as
+    /// FlagEmbedding up to 1.2 trained. Off by default: FlagEmbedding 1.4.2
+    /// calls the model without `cutoff_layers`, so only the last layer's
+    /// score enters its loss.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(default)]
+    pub train_all_layers: bool,
 }
 
 impl Default for LoraArgs {
@@ -173,6 +196,9 @@ impl Default for LoraArgs {
             lora_dropout: 0.1,
             target_modules: ["v_proj", "q_proj", "k_proj", "gate_proj", "down_proj", "o_proj", "up_proj"].map(String::from).to_vec(),
             from_peft: None,
+            start_layer: None,
+            head_multi: None,
+            train_all_layers: false,
         }
     }
 }
@@ -187,6 +213,14 @@ struct Lora {
     target_modules: Vec<String>,
     /// (weight name, frozen `[out, in]` weight, index of A in `params`).
     targets: Vec<(String, Tensor<2>, usize)>,
+    /// Layer-wise MiniCPM: every head layer enters the loss.
+    all_layers: bool,
+    /// Frozen tensors the base checkpoint does not have (the score heads
+    /// of a layer-wise model made from a raw MiniCPM), as one safetensors
+    /// buffer, and stored tensors the trained model leaves out (the raw
+    /// model's LM head).
+    base_extra: Option<Arc<Vec<u8>>>,
+    base_drop: Vec<String>,
 }
 
 impl TrainArgs {
@@ -346,11 +380,15 @@ struct TrainerState {
     /// LoRA: the base checkpoint the adapters (`checkpoint-N/adapter`) apply to.
     #[serde(default)]
     lora_base: Option<String>,
+    /// LoRA: the arguments the run started with (a resume keeps them).
+    #[serde(default)]
+    lora_args: Option<LoraArgs>,
 }
 
 impl TrainerState {
     /// Step 0 of a run with these arguments.
-    fn start(args: &TrainArgs, data: &DataArgs, lora_base: Option<String>) -> Self {
+    fn start(args: &TrainArgs, data: &DataArgs, lora: Option<(String, LoraArgs)>) -> Self {
+        let (lora_base, lora_args) = lora.map_or((None, None), |(b, a)| (Some(b), Some(a)));
         TrainerState {
             global_step: 0,
             epoch: 0,
@@ -361,6 +399,7 @@ impl TrainerState {
             loss_since_log: 0.0,
             last_logged: 0,
             lora_base,
+            lora_args,
         }
     }
 }
@@ -447,16 +486,16 @@ impl FineTuner {
         args.check()?;
         let config_bytes = ck.read("config.json")?;
         let mut config: serde_json::Value = serde_json::from_slice(&config_bytes).map_err(|e| Error::config("config.json", e))?;
+        if is_raw_minicpm(&config) {
+            return Self::new_lora(ck, data, args, LoraArgs::default(), device);
+        }
         let source_arch = Architecture::from_config_json(&config_bytes)?;
         let (architecture, prefix) = match source_arch {
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => (source_arch, None),
             Architecture::BertModel => (Architecture::BertForSequenceClassification, Some("bert.")),
             Architecture::XlmRobertaModel => (Architecture::XlmRobertaForSequenceClassification, Some("roberta.")),
-            Architecture::GemmaForCausalLM => return Self::new_lora(ck, data, args, LoraArgs::default(), device),
-            a => {
-                return Err(Error::InvalidInput(format!(
-                    "{a:?} cannot be fine-tuned yet: crossrank trains the encoder cross-encoders (BERT, XLM-R) and, with LoRA, Gemma"
-                )));
+            Architecture::GemmaForCausalLM | Architecture::LayerWiseMiniCpmForCausalLM => {
+                return Self::new_lora(ck, data, args, LoraArgs::default(), device);
             }
         };
         let new_head = prefix.is_some();
@@ -559,22 +598,61 @@ impl FineTuner {
     /// the encoders ([`FineTuner::new`]), LoRA with `lora` for the LLM
     /// rerankers ([`FineTuner::new_lora`]).
     pub fn start(ck: Checkpoint, data: DataArgs, args: TrainArgs, lora: LoraArgs, device: &Device) -> Result<Self> {
-        if Architecture::of(&ck)?.is_llm() { Self::new_lora(ck, data, args, lora, device) } else { Self::new(ck, data, args, device) }
+        let config: serde_json::Value = serde_json::from_slice(&ck.read("config.json")?).map_err(|e| Error::config("config.json", e))?;
+        if is_raw_minicpm(&config) || Architecture::of(&ck)?.is_llm() {
+            Self::new_lora(ck, data, args, lora, device)
+        } else {
+            Self::new(ck, data, args, device)
+        }
     }
 
-    /// Start LoRA training of an LLM reranker (Gemma): adapters on the
+    /// Start LoRA training of an LLM reranker: adapters on the
     /// `target_modules` linear layers, everything else frozen; fresh
     /// adapters as PEFT draws them (A: Kaiming-uniform, B: zeros; `seed`
-    /// draws A) or `from_peft`'s. Other architectures: [`FineTuner::new`].
+    /// draws A) or `from_peft`'s. Gemma (bge-reranker-v2-gemma), a
+    /// layer-wise MiniCPM reranker (FlagEmbedding's `from_finetuned_model`)
+    /// or a raw MiniCPM causal LM made into one (`from_raw_model`: score
+    /// heads for `start_layer..` from its LM head's "Yes" row).
     pub fn new_lora(ck: Checkpoint, data: DataArgs, args: TrainArgs, lora: LoraArgs, device: &Device) -> Result<Self> {
         data.check()?;
         args.check()?;
         let config_bytes = ck.read("config.json")?;
-        let config: serde_json::Value = serde_json::from_slice(&config_bytes).map_err(|e| Error::config("config.json", e))?;
-        let architecture = Architecture::from_config_json(&config_bytes)?;
-        if architecture != Architecture::GemmaForCausalLM {
-            return Err(Error::InvalidInput(format!("LoRA training here is for GemmaForCausalLM, not {architecture:?}")));
+        let mut config: serde_json::Value = serde_json::from_slice(&config_bytes).map_err(|e| Error::config("config.json", e))?;
+        let raw_minicpm = is_raw_minicpm(&config);
+        let architecture =
+            if raw_minicpm { Architecture::LayerWiseMiniCpmForCausalLM } else { Architecture::from_config_json(&config_bytes)? };
+        if !architecture.is_llm() {
+            return Err(Error::InvalidInput(format!(
+                "LoRA training is for the LLM rerankers (Gemma, layer-wise MiniCPM), not {architecture:?}"
+            )));
         }
+        let layerwise_flags = lora.start_layer.is_some() || lora.head_multi.is_some() || lora.train_all_layers;
+        if architecture == Architecture::GemmaForCausalLM && layerwise_flags {
+            return Err(Error::InvalidInput(
+                "start_layer, head_multi and train_all_layers apply to the layer-wise MiniCPM, not Gemma".into(),
+            ));
+        }
+        if architecture == Architecture::LayerWiseMiniCpmForCausalLM && !raw_minicpm {
+            // FlagEmbedding's from_finetuned_model: the checkpoint's heads and
+            // settings stand (its flags only shape a raw model's new heads).
+            let own_start = config.get("start_layer").and_then(|v| v.as_u64()).unwrap_or(8) as usize;
+            let own_multi = config.get("head_multi").and_then(|v| v.as_bool()).unwrap_or(true);
+            if lora.start_layer.is_some_and(|s| s != own_start) || lora.head_multi.is_some_and(|h| h != own_multi) {
+                return Err(Error::InvalidInput(format!(
+                    "this layer-wise reranker has start_layer {own_start} and head_multi {own_multi}; \
+                     start_layer / head_multi choose the heads of a raw MiniCPM (from_raw_model) and cannot change them"
+                )));
+            }
+        }
+        let tokenizer = PairTokenizer::from_checkpoint(&ck)?;
+        let (base_extra, base_drop) = if raw_minicpm {
+            let (extra, new_config) = raw_minicpm_heads(&ck, &config, &tokenizer, &lora)?;
+            config = new_config;
+            (Some(Arc::new(extra)), vec!["lm_head.weight".to_string()])
+        } else {
+            (None, Vec::new())
+        };
+        let start_args = lora.clone();
         // A PEFT adapter's own settings win.
         let mut lora = lora;
         let peft = match &lora.from_peft {
@@ -653,14 +731,16 @@ impl FineTuner {
             }
         }
         drop(weights);
-        let tokenizer = PairTokenizer::from_checkpoint(&ck)?;
-        let state = TrainerState::start(&args, &data, Some(ck.location()));
+        let state = TrainerState::start(&args, &data, Some((ck.location(), LoraArgs { from_peft: None, ..start_args })));
         let lora = Lora {
             scale: lora.lora_alpha / r as f64,
             rank: r,
             alpha: lora.lora_alpha,
             target_modules: lora.target_modules.clone(),
             targets,
+            all_layers: lora.train_all_layers,
+            base_extra,
+            base_drop,
         };
         let tuner = FineTuner {
             source: ck,
@@ -698,7 +778,7 @@ impl FineTuner {
         let mut tuner = match &state.lora_base {
             // The adapters continue over the same base.
             Some(base) => {
-                let lora = LoraArgs { from_peft: Some(checkpoint.join("adapter")), ..LoraArgs::default() };
+                let lora = LoraArgs { from_peft: Some(checkpoint.join("adapter")), ..state.lora_args.clone().unwrap_or_default() };
                 Self::new_lora(Checkpoint::dir(base), data, args, lora, device)?
             }
             None => Self::new(Checkpoint::dir(checkpoint), data, args, device)?,
@@ -745,7 +825,7 @@ impl FineTuner {
         let config = serde_json::to_vec(&self.config).map_err(|e| Error::config("config.json", e))?;
         let weights = || -> Result<Weights> {
             match &self.lora {
-                Some(lora) => Ok(Weights::open(&self.source)?.with_live(lora.merged(&self.params, values))),
+                Some(lora) => Ok(lora.base_weights(&self.source)?.with_live(lora.merged(&self.params, values))),
                 None => Ok(Weights::live_only(
                     self.params.iter().zip(values).map(|(p, v)| (p.name.clone(), as_live(v.clone(), &p.shape))).collect(),
                 )),
@@ -787,7 +867,10 @@ impl FineTuner {
     pub fn score(&self, groups: &[Group]) -> Result<Vec<f32>> {
         let items = self.encode_groups(groups)?;
         let refs: Vec<&Encoded> = items.iter().collect();
-        let logits = self.model()?.forward(&refs, &self.tokenizer, &[], &self.device)?.remove(0);
+        let model = self.model()?;
+        // The model's own score: a layer-wise model's last layer.
+        let cutoffs = model.cutoff_layers(None, self.architecture)?;
+        let logits = model.forward(&refs, &self.tokenizer, &cutoffs, &self.device)?.remove(0);
         host_f32(logits)
     }
 
@@ -803,12 +886,30 @@ impl FineTuner {
         let ad = self.device.clone().autodiff();
         let leaves: Vec<Tensor<1>> = self.params.iter().map(|p| p.value.clone().autodiff().require_grad()).collect();
         let model = self.build(&leaves, &ad)?;
-        let logits = model.forward(&refs, &self.tokenizer, &[], &ad)?.remove(0);
+        // FlagEmbedding 1.4.2 scores a layer-wise model at its last layer
+        // only (no cutoff_layers); train_all_layers scores every head layer.
+        let cutoffs = match &self.lora {
+            Some(l) if l.all_layers => model.scoring_layers(),
+            _ => model.cutoff_layers(None, self.architecture)?,
+        };
         let b = groups.len();
-        let grouped = logits.reshape([b, g]);
-        let log_probs = activation::log_softmax(grouped, 1);
-        // Cross-entropy with the positive (index 0) as the target, mean over groups.
-        let mut loss = log_probs.clone().slice([0..b, 0..1]).mean().neg();
+        let grouped: Vec<Tensor<2>> =
+            model.forward(&refs, &self.tokenizer, &cutoffs, &ad)?.into_iter().map(|l| l.reshape([b, g])).collect();
+        let log_probs: Vec<Tensor<2>> = grouped.iter().map(|l| activation::log_softmax(l.clone(), 1)).collect();
+        // Cross-entropy with the positive (index 0) as the target, mean over
+        // groups; summed over the scored layers (CrossDecoderModel.forward).
+        let mut loss = log_probs[0].clone().slice([0..b, 0..1]).mean().neg();
+        for lp in &log_probs[1..] {
+            loss = loss - lp.clone().slice([0..b, 0..1]).mean();
+        }
+        let distill = |loss: Tensor<1>, lp: &Tensor<2>, teacher: &Tensor<2>| loss - (lp.clone() * teacher.clone()).sum_dim(1).mean();
+        if !self.data.knowledge_distillation && log_probs.len() > 1 {
+            // No teacher scores: the last layer teaches the earlier ones.
+            let teacher = activation::softmax(grouped[grouped.len() - 1].clone().detach(), 1);
+            for lp in &log_probs[..log_probs.len() - 1] {
+                loss = distill(loss, lp, &teacher);
+            }
+        }
         if self.data.knowledge_distillation {
             let mut teacher = Vec::with_capacity(b * g);
             for group in groups {
@@ -823,7 +924,9 @@ impl FineTuner {
                 teacher.extend(e.iter().map(|x| (x / s) as f32));
             }
             let teacher = Tensor::<2>::from_data(TensorData::new(teacher, [b, g]), &ad);
-            loss = loss - (log_probs * teacher).sum_dim(1).mean();
+            for lp in &log_probs {
+                loss = distill(loss, lp, &teacher);
+            }
         }
         let value = f64::from(loss.clone().inner().into_scalar::<f32>());
         if !value.is_finite() {
@@ -1037,10 +1140,10 @@ impl FineTuner {
     /// weights (stored f32; every other tensor as it was), and the adapters
     /// themselves in PEFT's layout under `adapter/`.
     fn write_lora(&self, lora: &Lora, staging: &Staging) -> Result<()> {
-        let weights = Weights::open(&self.source)?;
+        let weights = lora.base_weights(&self.source)?;
         let values: Vec<Tensor<1>> = self.params.iter().map(|p| p.value.clone()).collect();
         let merged = lora.merged(&self.params, &values);
-        let mut names: Vec<String> = weights.names().map(str::to_string).collect();
+        let mut names: Vec<String> = weights.names().filter(|n| !lora.base_drop.iter().any(|d| d == n)).map(str::to_string).collect();
         names.sort();
         let mut tensors = Vec::with_capacity(names.len());
         for name in names {
@@ -1118,6 +1221,15 @@ impl FineTuner {
 }
 
 impl Lora {
+    /// The frozen base: the checkpoint's tensors, plus any made for it.
+    fn base_weights(&self, source: &Checkpoint) -> Result<Weights> {
+        let mut shards = source.weight_files()?;
+        if let Some(extra) = &self.base_extra {
+            shards.push(("new score heads".into(), ShardBytes::Shared(extra.clone())));
+        }
+        Weights::from_shard_bytes(shards)
+    }
+
     /// `W + scale · B A` for every target, from parameter values `values`
     /// (in `params` order).
     fn merged(&self, params: &[Param], values: &[Tensor<1>]) -> HashMap<String, Live> {
@@ -1131,6 +1243,83 @@ impl Lora {
             })
             .collect()
     }
+}
+
+/// A raw MiniCPM causal LM (`MiniCPMForCausalLM`, or a `minicpm` config
+/// without the layer-wise architecture): FlagEmbedding's `from_raw_model`.
+fn is_raw_minicpm(config: &serde_json::Value) -> bool {
+    let arch = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
+    match arch {
+        Some(a) => a == "MiniCPMForCausalLM",
+        None => config.get("model_type").and_then(|m| m.as_str()) == Some("minicpm"),
+    }
+}
+
+/// FlagEmbedding's `get_model` for `from_raw_model` with head_type
+/// "simple": one-logit heads `lm_head.{j}.linear_head.weight` for layers
+/// `start_layer..=num_hidden_layers` (or one `lm_head.linear_head.weight`
+/// without head_multi), each the LM head's row for the last token of
+/// "Yes" (the tied embedding row unless `tie_word_embeddings` is false).
+/// Returns the heads as a safetensors buffer and the layer-wise config.
+///
+/// The config points transformers at FlagEmbedding's model code on the
+/// Hub (`BAAI/bge-reranker-v2-minicpm-layerwise`), as FlagEmbedding's own
+/// merged output does by taking that repository's config.
+fn raw_minicpm_heads(
+    ck: &Checkpoint,
+    config: &serde_json::Value,
+    tokenizer: &PairTokenizer,
+    lora: &LoraArgs,
+) -> Result<(Vec<u8>, serde_json::Value)> {
+    let get =
+        |k: &str| config.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| Error::config("config.json", format!("no {k}")));
+    let (hidden, vocab, layers) = (get("hidden_size")?, get("vocab_size")?, get("num_hidden_layers")?);
+    let start_layer = lora.start_layer.unwrap_or(8);
+    let head_multi = lora.head_multi.unwrap_or(false);
+    if start_layer > layers {
+        return Err(Error::InvalidInput(format!(
+            "start_layer {start_layer} is past the model's {layers} layers (FlagEmbedding's default is 8: give --start-layer)"
+        )));
+    }
+    let yes = tokenizer.last_token("Yes")?;
+    if yes as usize >= vocab {
+        return Err(Error::InvalidInput(format!("the tokenizer's \"Yes\" (id {yes}) is outside the vocabulary ({vocab})")));
+    }
+    let weights = Weights::open(ck)?;
+    let tied = config.get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(true);
+    let head = if tied || !weights.contains("lm_head.weight") { "model.embed_tokens.weight" } else { "lm_head.weight" };
+    let row: Vec<u8> = weights.row(head, &[vocab, hidden], yes as usize)?.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let names: Vec<String> = if head_multi {
+        (0..=layers - start_layer).map(|j| format!("lm_head.{j}.linear_head.weight")).collect()
+    } else {
+        vec!["lm_head.linear_head.weight".into()]
+    };
+    let views = names
+        .iter()
+        .map(|n| {
+            safetensors::tensor::TensorView::new(Dtype::F32, vec![1, hidden], &row)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::InvalidInput(format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::InvalidInput(format!("score heads: {e}")))?;
+    let mut config = config.clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert("architectures".into(), serde_json::json!(["LayerWiseMiniCPMForCausalLM"]));
+        obj.insert("start_layer".into(), serde_json::json!(start_layer));
+        obj.insert("head_multi".into(), serde_json::json!(head_multi));
+        obj.insert("head_type".into(), serde_json::json!("simple"));
+        let hub = "BAAI/bge-reranker-v2-minicpm-layerwise--";
+        obj.insert(
+            "auto_map".into(),
+            serde_json::json!({
+                "AutoConfig": format!("{hub}configuration_minicpm_reranker.LayerWiseMiniCPMConfig"),
+                "AutoModel": format!("{hub}modeling_minicpm_reranker.LayerWiseMiniCPMModel"),
+                "AutoModelForCausalLM": format!("{hub}modeling_minicpm_reranker.LayerWiseMiniCPMForCausalLM"),
+            }),
+        );
+    }
+    Ok((bytes, config))
 }
 
 /// A tensor's values as f32, read back from the device.

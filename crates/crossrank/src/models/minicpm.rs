@@ -80,6 +80,12 @@ impl MiniCpmConfig {
         self.decoder.hidden_act.unwrap_or(Activation::Silu)
     }
 
+    /// The layers with a score head: `start_layer..=num_hidden_layers`.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    pub(crate) fn scoring_layers(&self) -> Vec<usize> {
+        (self.start_layer..=self.decoder.num_hidden_layers).collect()
+    }
+
     /// FlagEmbedding's handling of `cutoff_layers`: default the last layer;
     /// layers outside `[start_layer, num_hidden_layers]` are dropped; none
     /// left is an error.

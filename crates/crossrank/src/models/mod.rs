@@ -263,6 +263,16 @@ impl Reranking {
         }
     }
 
+    /// Every layer a layer-wise model has a score head for
+    /// (`start_layer..=num_hidden_layers`); empty for every other model.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    pub(crate) fn scoring_layers(&self) -> Vec<usize> {
+        match self {
+            Self::MiniCpm(m) => m.config().scoring_layers(),
+            _ => vec![],
+        }
+    }
+
     /// Scores of one batch of unpadded sequences, one `[batch]` tensor per
     /// scoring layer.
     pub(crate) fn forward(
