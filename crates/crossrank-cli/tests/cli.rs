@@ -810,3 +810,93 @@ fn mine_and_finetune_write_a_model_that_scores() {
     assert!(!o.status.success());
     assert!(one_line_error(&o).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Ctrl-C on the real binary: SIGINT mid-run finishes the step, saves a
+/// resumable `checkpoint-N`, reports `interrupted`, exits 0; resuming from
+/// `last` reaches the step count the run was given.
+#[cfg(unix)]
+#[test]
+fn finetune_interrupted_by_sigint_saves_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.jsonl");
+    let line = |q: &str, p: &str| {
+        serde_json::json!({"query": q, "pos": [p], "neg": ["Paris is the capital of France.", "Water boils at 100 degrees."]}).to_string()
+    };
+    std::fs::write(
+        &train,
+        [line("what do pandas eat?", "Pandas eat bamboo."), line("capital of japan", "Tokyo is the capital of Japan.")].join("\n"),
+    )
+    .unwrap();
+    let model = fixtures().join("bert-tiny");
+    let out = tmp.path().join("out");
+    let steps = "400";
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "finetune",
+            "--model",
+            model.to_str().unwrap(),
+            "--train",
+            train.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--train-group-size",
+            "3",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            steps,
+            "--logging-steps",
+            "1",
+            "--save-steps",
+            "100000",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args(args(&[]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for training to be under way (a logged step), then Ctrl-C.
+    let log = out.join("train_log.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < 2 {
+        assert!(started.elapsed().as_secs() < 120, "no training step logged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["interrupted"], true, "{report}");
+    let at = report["steps"].as_u64().unwrap();
+    assert!(at >= 2 && at < 400, "{report}");
+    let ck = out.join(format!("checkpoint-{at}"));
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["global_step"].as_u64(), Some(at));
+    assert!(ck.join("model.safetensors").is_file() && ck.join("optimizer.safetensors").is_file());
+    assert!(!out.join("model.safetensors").exists(), "no final model from an interrupted run");
+
+    let o = crossrank(&args(&["--resume-from-checkpoint", "last"]).iter().map(String::as_str).collect::<Vec<_>>(), "", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((report["steps"].as_u64(), report["interrupted"].as_bool()), (Some(400), Some(false)), "{report}");
+    assert!(out.join("model.safetensors").is_file());
+    let logged: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged.last(), Some(&400));
+}
