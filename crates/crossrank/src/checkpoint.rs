@@ -146,6 +146,27 @@ impl Checkpoint {
     /// hf-hub's standard cache (`HF_HOME`, `HF_ENDPOINT` honoured) with a
     /// progress bar when `progress` (feature `hub`).
     pub fn resolve(spec: &str, progress: bool) -> Result<Checkpoint> {
+        #[cfg(feature = "hub")]
+        let progress = if progress { crate::hub::Progress::Bar } else { crate::hub::Progress::Silent };
+        Self::resolve_inner(spec, progress)
+    }
+
+    /// [`Checkpoint::resolve`], reporting a download to `on_progress` (file,
+    /// bytes so far, size) instead of a terminal bar: for an application's
+    /// own progress display.
+    #[cfg(feature = "hub")]
+    pub fn resolve_with_progress(
+        spec: &str,
+        on_progress: impl Fn(&crate::hub::DownloadProgress) + Send + Sync + 'static,
+    ) -> Result<Checkpoint> {
+        Self::resolve_inner(spec, crate::hub::Progress::Callback(Box::new(on_progress)))
+    }
+
+    fn resolve_inner(
+        spec: &str,
+        #[cfg(feature = "hub")] progress: crate::hub::Progress,
+        #[cfg(not(feature = "hub"))] progress: bool,
+    ) -> Result<Checkpoint> {
         let path = Path::new(spec);
         if path.is_dir() {
             return Ok(Checkpoint::dir(path));

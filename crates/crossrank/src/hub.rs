@@ -100,6 +100,24 @@ struct FileMeta {
     size: Option<u64>,
 }
 
+/// How a download reports: not at all, a terminal bar, or to the caller.
+pub(crate) enum Progress {
+    Silent,
+    Bar,
+    Callback(Box<dyn Fn(&DownloadProgress) + Send + Sync>),
+}
+
+/// Where a Hub download stands ([`crate::Checkpoint::resolve_with_progress`]):
+/// the file being fetched and its bytes so far (files already cached are
+/// not reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadProgress {
+    pub file: String,
+    pub bytes: u64,
+    /// The file's size, when the server says.
+    pub total: Option<u64>,
+}
+
 /// One download session for `repo@revision`.
 struct Session {
     agent: ureq::Agent,
@@ -109,7 +127,7 @@ struct Session {
     revision: String,
     /// `<cache>/models--owner--name`.
     root: PathBuf,
-    progress: bool,
+    progress: Progress,
     offline: bool,
     /// The commit every file of this session comes from.
     commit: Option<String>,
@@ -122,7 +140,7 @@ struct Session {
 struct Moved;
 
 impl Session {
-    fn new(repo: &str, revision: &str, progress: bool) -> Result<Self> {
+    fn new(repo: &str, revision: &str, progress: Progress) -> Result<Self> {
         validate_repo_id(repo)?;
         validate_revision(revision)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -321,7 +339,7 @@ impl Session {
         let dir = blob.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
         let tmp = blob.with_extension(format!("incomplete-{}", std::process::id()));
-        let bar = self.progress.then(|| {
+        let bar = matches!(self.progress, Progress::Bar).then(|| {
             let bar = indicatif::ProgressBar::new(meta.size.unwrap_or(0));
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
@@ -347,6 +365,9 @@ impl Session {
                 out.write_all(&buf[..n]).map_err(|e| Error::write(&tmp, e))?;
                 if let Some(b) = &bar {
                     b.inc(n as u64);
+                }
+                if let Progress::Callback(f) = &self.progress {
+                    f(&DownloadProgress { file: file.to_string(), bytes: total, total: meta.size });
                 }
             }
             if let Some(s) = meta.size.filter(|&s| s != total) {
@@ -393,7 +414,7 @@ fn link(blob: &Path, pointer: &Path) -> std::io::Result<()> {
 }
 
 /// Download a checkpoint's files; returns the snapshot directory.
-pub(crate) fn download(repo: &str, revision: &str, progress: bool) -> Result<PathBuf> {
+pub(crate) fn download(repo: &str, revision: &str, progress: Progress) -> Result<PathBuf> {
     let mut s = Session::new(repo, revision, progress)?;
     match fetch_all(&mut s)? {
         Ok(dir) => Ok(dir),

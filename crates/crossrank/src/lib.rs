@@ -39,6 +39,8 @@ pub use burn::tensor::Device;
 pub use checkpoint::Checkpoint;
 pub use embed::{EmbedOptions, Embedder, Pooling};
 pub use error::{Error, Result};
+#[cfg(feature = "hub")]
+pub use hub::DownloadProgress;
 pub use models::Architecture;
 pub use quant::WeightDtype;
 pub use rerank::{LongPassages, PassageScore, PassageWindows, Ranked, Reranker, ScoreOptions, Window, rank, sigmoid};

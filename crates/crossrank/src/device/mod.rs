@@ -112,6 +112,58 @@ pub async fn select_async(choice: DeviceChoice) -> Result<SelectedDevice> {
     }
 }
 
+/// The wgpu crate, at the version whose handles Burn's runtime accepts
+/// (for [`from_wgpu`]: an application's own device, e.g. eframe's).
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub use burn::tensor::wgpu::wgpu;
+
+/// What a device an application creates must request so the models can
+/// share it ([`from_wgpu`]): the adapter's limits and features, as Burn's
+/// runtime asks for its own devices (large storage bindings and workgroup
+/// memory for the kernels; f16 where the adapter has it). Give this to the
+/// toolkit that creates the device (eframe: `WgpuSetupCreateNew::device_descriptor`).
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub fn shared_device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
+    wgpu::DeviceDescriptor {
+        label: Some("crossrank (shared)"),
+        required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+        required_limits: adapter.limits(),
+        memory_hints: wgpu::MemoryHints::MemoryUsage,
+        ..Default::default()
+    }
+}
+
+/// Run the models on an application's own wgpu device and queue (a GUI
+/// toolkit's, say) instead of opening a second device on the same GPU: one
+/// set of driver allocations, one queue. The device should have been
+/// requested with [`shared_device_descriptor`]; it passes the same
+/// self-check as `auto` before it is used. Register a device once and
+/// clone the returned [`Device`] (each call creates a new runtime).
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub fn from_wgpu(instance: wgpu::Instance, adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<SelectedDevice> {
+    let info = adapter.get_info();
+    let gpu = GpuInfo {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        software: info.device_type == wgpu::DeviceType::Cpu,
+        shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
+        max_binding_bytes: device.limits().max_storage_buffer_binding_size as u64,
+    };
+    let setup = burn::tensor::wgpu::WgpuSetup { instance, adapter, device, queue, backend: info.backend };
+    let device = Device::wgpu_options()
+        .setup(setup)
+        .init()
+        .map_err(|e| Error::Device(format!("cannot use the application's GPU device {}: {e}", gpu.name)))?;
+    let diff = block(self_check::self_check(&device, SELF_CHECK_TOLERANCE))
+        .map_err(|e| Error::Device(format!("the application's GPU device {} failed the self-check: {e}", gpu.name)))?;
+    Ok(SelectedDevice {
+        reason: format!("the application's GPU device {} (shared; self-check max abs diff {diff:.1e})", gpu.name),
+        device,
+        kind: "wgpu",
+        adapter: Some(gpu),
+    })
+}
+
 fn gpu_kind(info: &GpuInfo) -> &'static str {
     if info.backend == "BrowserWebGpu" { "webgpu" } else { "wgpu" }
 }
