@@ -130,7 +130,13 @@ impl SearchApp {
                 return;
             }
         };
-        let shared = if self.device == DeviceMode::Shared { self.shared_device() } else { None };
+        let hardware_window = self.render.as_ref().is_some_and(|rs| rs.adapter.get_info().device_type != eframe::wgpu::DeviceType::Cpu);
+        let shared = match self.device {
+            DeviceMode::Shared => self.shared_device(),
+            // auto: share the window's GPU when it is a real one.
+            DeviceMode::Auto if hardware_window => self.shared_device(),
+            _ => None,
+        };
         let embedder = Some(self.embedder.trim().to_string()).filter(|e| !e.is_empty());
         self.loading = true;
         self.loaded = false;

@@ -17,7 +17,9 @@ use crossrank::{Checkpoint, Device, EmbedOptions, Embedder, LongPassages, Rerank
 pub enum DeviceMode {
     /// The window's own wgpu device (one device for UI and models).
     Shared,
-    /// crossrank's `auto`: a hardware GPU that passes the self-check, else the CPU.
+    /// The window's device when it is a hardware GPU (and passes the
+    /// self-check), else crossrank's `auto` (a hardware GPU, else the CPU:
+    /// a software adapter is slower than the CPU backend).
     Auto,
     Cpu,
     /// A second wgpu device, opened by crossrank (software adapters too).
@@ -30,7 +32,7 @@ impl DeviceMode {
     pub fn label(self) -> &'static str {
         match self {
             DeviceMode::Shared => "GPU shared with the window",
-            DeviceMode::Auto => "auto",
+            DeviceMode::Auto => "auto (shared hardware GPU, else CPU)",
             DeviceMode::Cpu => "CPU",
             DeviceMode::Wgpu => "GPU (own device)",
         }
@@ -120,8 +122,12 @@ const EXTENSIONS: &[&str] = &["md", "markdown", "txt", "text", "rst", "org", "ad
 /// long passages are read whole and the best window is what the UI
 /// highlights (the CLI gives the same ranking with `--long-passages maxp
 /// --max-length 256`).
+///
+/// Passes are capped at 4096 tokens (16 windows): Mesa's lavapipe failed
+/// to allocate a pass of 32 windows of MiniLM (a 192 MiB buffer) after a
+/// few searches, and interactive queries gain nothing from bigger passes.
 pub fn score_options() -> ScoreOptions {
-    ScoreOptions { long_passages: LongPassages::Maxp, max_length: WINDOW_TOKENS, ..ScoreOptions::default() }
+    ScoreOptions { long_passages: LongPassages::Maxp, max_length: WINDOW_TOKENS, max_batch_tokens: Some(4096), ..ScoreOptions::default() }
 }
 
 struct Passage {
@@ -196,7 +202,7 @@ impl Engine {
     fn load(&mut self, spec: &ModelSpec, send: &dyn Fn(Event)) -> Result<(), String> {
         let started = Instant::now();
         let (device, reason) = match (spec.device, &spec.shared) {
-            (DeviceMode::Shared, Some((d, why))) => (d.clone(), why.clone()),
+            (DeviceMode::Shared | DeviceMode::Auto, Some((d, why))) => (d.clone(), why.clone()),
             (mode, _) => {
                 let choice = match mode {
                     DeviceMode::Cpu => crossrank::device::DeviceChoice::Cpu,

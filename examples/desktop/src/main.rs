@@ -37,8 +37,10 @@ pub struct Args {
     /// Embedding model for dense retrieval next to BM25 (directory or repo id).
     #[arg(long)]
     pub embedder: Option<String>,
-    /// shared (the window's GPU device), auto, cpu or wgpu (a second device).
-    #[arg(long, default_value = "shared", value_parser = engine::DeviceMode::parse)]
+    /// auto (the window's GPU when it is a hardware one, else crossrank's
+    /// auto: a hardware GPU or the CPU), shared (the window's device, even
+    /// a software one), cpu, or wgpu (a second GPU device).
+    #[arg(long, default_value = "auto", value_parser = engine::DeviceMode::parse)]
     pub device: engine::DeviceMode,
     /// Weight storage: f32, f16, q8, q4 or q4-all.
     #[arg(long, default_value = "f32")]
