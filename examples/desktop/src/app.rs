@@ -44,6 +44,8 @@ pub struct SearchApp {
     indexed: Option<(usize, usize, usize, f64)>,
     results: Option<Results>,
     self_test: Option<SelfTest>,
+    /// The folder chooser, when open.
+    browser: Option<Browser>,
     outcome: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
@@ -97,6 +99,7 @@ impl SearchApp {
             indexed: None,
             results: None,
             self_test,
+            browser: None,
             outcome,
             args,
         };
@@ -321,6 +324,13 @@ impl SearchApp {
             ui.horizontal(|ui| {
                 let edit = ui.add(egui::TextEdit::singleline(&mut self.folder).hint_text("/path/to/notes").desired_width(560.0));
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Browse…").clicked() {
+                    let start = Some(PathBuf::from(self.folder.trim()))
+                        .filter(|p| p.is_dir())
+                        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+                        .unwrap_or_else(|| PathBuf::from("/"));
+                    self.browser = Some(Browser::at(start));
+                }
                 if ui.add_enabled(self.indexing.is_none(), egui::Button::new("Index")).clicked() || enter {
                     self.index();
                 }
@@ -354,6 +364,51 @@ impl SearchApp {
             });
             ui.end_row();
         });
+    }
+
+    /// The folder chooser (a small window: no system dialog library, whose
+    /// Linux backends would pull in a D-Bus or GTK stack).
+    fn browse(&mut self, ctx: &egui::Context) {
+        let Some(b) = &mut self.browser else { return };
+        let mut open = true;
+        let mut chosen = None;
+        egui::Window::new("Choose a folder to index").open(&mut open).collapsible(false).default_width(520.0).show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                if ui.add_enabled(b.dir.parent().is_some(), egui::Button::new("⬆ Up")).clicked() {
+                    if let Some(p) = b.dir.parent().map(PathBuf::from) {
+                        *b = Browser::at(p);
+                    }
+                }
+                ui.label(RichText::new(b.dir.display().to_string()).strong());
+            });
+            ui.label(RichText::new(format!("{} text files here (not counting subfolders)", b.text_files)).weak());
+            ui.separator();
+            let mut enter = None;
+            egui::ScrollArea::vertical().max_height(360.0).show(ui, |ui| {
+                if b.subdirs.is_empty() {
+                    ui.label(RichText::new("no subfolders").weak());
+                }
+                for name in &b.subdirs {
+                    if ui.selectable_label(false, format!("📁 {name}")).clicked() {
+                        enter = Some(b.dir.join(name));
+                    }
+                }
+            });
+            if let Some(p) = enter {
+                *b = Browser::at(p);
+            }
+            ui.separator();
+            if ui.button("Index this folder").clicked() {
+                chosen = Some(b.dir.clone());
+            }
+        });
+        if let Some(dir) = chosen {
+            self.folder = dir.display().to_string();
+            self.browser = None;
+            self.index();
+        } else if !open {
+            self.browser = None;
+        }
     }
 
     fn status_line(&self, ui: &mut egui::Ui) {
@@ -423,6 +478,37 @@ impl SearchApp {
     }
 }
 
+/// One directory of the folder chooser: its visible subfolders (sorted)
+/// and how many files here the index would read.
+struct Browser {
+    dir: PathBuf,
+    subdirs: Vec<String>,
+    text_files: usize,
+}
+
+impl Browser {
+    fn at(dir: PathBuf) -> Self {
+        let mut subdirs = Vec::new();
+        let mut text_files = 0;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let path = e.path();
+                if path.is_dir() {
+                    subdirs.push(name);
+                } else if engine::is_text_file(&path) {
+                    text_files += 1;
+                }
+            }
+        }
+        subdirs.sort_by_key(|n| n.to_lowercase());
+        Browser { dir, subdirs, text_files }
+    }
+}
+
 /// The passage, or an excerpt around its scoring window when long, with
 /// the window highlighted.
 fn passage_job(ui: &egui::Ui, text: &str, span: Option<(usize, usize)>) -> LayoutJob {
@@ -474,6 +560,8 @@ impl eframe::App for SearchApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.browse(&ctx);
         egui::Panel::top("settings").show(ui, |ui| {
             ui.add_space(6.0);
             self.settings(ui);

@@ -393,8 +393,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut usize,
         if kind.is_dir() && depth < 32 {
             collect(root, &path, out, skipped, depth + 1);
         } else if kind.is_file() || kind.is_symlink() && path.is_file() {
-            let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-            if !EXTENSIONS.contains(&ext.as_str()) {
+            if !is_text_file(&path) {
                 continue;
             }
             if entry.metadata().map_or(true, |m| m.len() > MAX_FILE_BYTES) {
@@ -406,6 +405,12 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut usize,
             }
         }
     }
+}
+
+/// Whether the index reads this file (by its extension).
+pub fn is_text_file(path: &Path) -> bool {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    EXTENSIONS.contains(&ext.as_str())
 }
 
 /// Paragraphs (blank-line separated) gathered into passages of about

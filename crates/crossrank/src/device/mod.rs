@@ -142,13 +142,7 @@ pub fn shared_device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescript
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub fn from_wgpu(instance: wgpu::Instance, adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<SelectedDevice> {
     let info = adapter.get_info();
-    let gpu = GpuInfo {
-        name: info.name.clone(),
-        backend: format!("{:?}", info.backend),
-        software: info.device_type == wgpu::DeviceType::Cpu,
-        shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
-        max_binding_bytes: device.limits().max_storage_buffer_binding_size as u64,
-    };
+    let gpu = gpu::describe(&adapter, &device, "the application's GPU", info.device_type == wgpu::DeviceType::Cpu);
     let setup = burn::tensor::wgpu::WgpuSetup { instance, adapter, device, queue, backend: info.backend };
     let device = Device::wgpu_options()
         .setup(setup)
@@ -261,14 +255,7 @@ mod gpu {
             .init_with_setup_async()
             .await
             .map_err(|e| Error::Device(format!("cannot open GPU adapter {}: {e}", c.name)))?;
-        let info = setup.adapter.get_info();
-        let info = GpuInfo {
-            name: if info.name.is_empty() { c.name.clone() } else { info.name.clone() },
-            backend: format!("{:?}", info.backend),
-            software: c.software(),
-            shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
-            max_binding_bytes: setup.device.limits().max_storage_buffer_binding_size as u64,
-        };
+        let info = describe(&setup.adapter, &setup.device, &c.name, c.software());
         let mut opened = registry()?;
         // A concurrent caller may have opened it meanwhile: keep one.
         if let Some((_, device, info)) = opened.iter().find(|(k, ..)| *k == key) {
@@ -276,6 +263,19 @@ mod gpu {
         }
         opened.push((key, device.clone(), info.clone()));
         Ok((device, info))
+    }
+
+    /// What an opened adapter and device offer (`fallback_name` when the
+    /// adapter reports none).
+    pub(super) fn describe(adapter: &wgpu::Adapter, device: &wgpu::Device, fallback_name: &str, software: bool) -> GpuInfo {
+        let info = adapter.get_info();
+        GpuInfo {
+            name: if info.name.is_empty() { fallback_name.to_string() } else { info.name.clone() },
+            backend: format!("{:?}", info.backend),
+            software,
+            shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
+            max_binding_bytes: device.limits().max_storage_buffer_binding_size as u64,
+        }
     }
 
     /// Native: every adapter on Vulkan, Metal and DX12, addressed as Burn's
