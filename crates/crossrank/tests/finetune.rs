@@ -211,15 +211,10 @@ fn train_saves_a_loadable_model_and_resumes() {
     assert!(FineTuner::resume(&part.join("checkpoint-1"), data, other, &dev).is_err());
 }
 
-/// LoRA on Gemma against FlagEmbedding's decoder-only runner with PEFT
-/// (tests/fixtures/gen_finetune_lora.py): from the adapters PEFT drew, two
-/// steps — the training inputs token for token (no "A: "/"B: ", per-example
-/// prompts), the losses, gradient norms (the second is clipped) and every
-/// adapter value; then the merged checkpoint scores as the trainer does.
-#[test]
-fn lora_steps_on_gemma_equal_flagembedding() {
-    let dir = fixtures().join("finetune");
-    let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("lora.json")).unwrap()).unwrap();
+/// A LoRA fixture's arguments (the generators' `args`: group size, lengths,
+/// lr, batch, weight decay, steps) and its examples as the generator drew
+/// their groups.
+fn lora_setup(doc: &Value) -> (DataArgs, TrainArgs, Vec<Group>) {
     let a = &doc["args"];
     let data = DataArgs {
         train_group_size: a["train_group_size"].as_u64().unwrap() as usize,
@@ -237,6 +232,19 @@ fn lora_steps_on_gemma_equal_flagembedding() {
     let lines: String = doc["examples"].as_array().unwrap().iter().map(|e| format!("{e}\n")).collect();
     let examples = read_jsonl(&lines, &data).unwrap();
     let groups = groups(&examples, &data);
+    (data, train, groups)
+}
+
+/// LoRA on Gemma against FlagEmbedding's decoder-only runner with PEFT
+/// (tests/fixtures/gen_finetune_lora.py): from the adapters PEFT drew, two
+/// steps — the training inputs token for token (no "A: "/"B: ", per-example
+/// prompts), the losses, gradient norms (the second is clipped) and every
+/// adapter value; then the merged checkpoint scores as the trainer does.
+#[test]
+fn lora_steps_on_gemma_equal_flagembedding() {
+    let dir = fixtures().join("finetune");
+    let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("lora.json")).unwrap()).unwrap();
+    let (data, train, groups) = lora_setup(&doc);
     let lora = LoraArgs { lora_dropout: 0.0, from_peft: Some(dir.join("lora-init")), ..LoraArgs::default() };
     let mut tuner = FineTuner::new_lora(Checkpoint::dir(fixtures().join("gemma-tiny")), data, train, lora, &Device::flex()).unwrap();
     assert_eq!(tuner.parameter_count().0, 2 * 7 * 2, "A and B for the 7 projections of 2 layers");
@@ -322,23 +330,7 @@ fn derive_raw_minicpm(dst: &std::path::Path) {
 fn lora_steps_on_layerwise_minicpm_equal_flagembedding() {
     let dir = fixtures().join("finetune");
     let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("layerwise.json")).unwrap()).unwrap();
-    let a = &doc["args"];
-    let data = DataArgs {
-        train_group_size: a["train_group_size"].as_u64().unwrap() as usize,
-        query_max_len: a["query_max_len"].as_u64().unwrap() as usize,
-        passage_max_len: a["passage_max_len"].as_u64().unwrap() as usize,
-        ..DataArgs::default()
-    };
-    let train = TrainArgs {
-        learning_rate: a["learning_rate"].as_f64().unwrap(),
-        per_device_train_batch_size: a["per_device_train_batch_size"].as_u64().unwrap() as usize,
-        weight_decay: a["weight_decay"].as_f64().unwrap(),
-        max_steps: Some(a["max_steps"].as_u64().unwrap() as usize),
-        ..TrainArgs::default()
-    };
-    let lines: String = doc["examples"].as_array().unwrap().iter().map(|e| format!("{e}\n")).collect();
-    let examples = read_jsonl(&lines, &data).unwrap();
-    let groups = groups(&examples, &data);
+    let (data, train, groups) = lora_setup(&doc);
     let raw = tempfile::tempdir().unwrap();
     derive_raw_minicpm(raw.path());
     for run in ["finetuned", "raw", "all"] {
