@@ -105,6 +105,8 @@ fn main() -> Result<()> {
     let batch_size: usize = arg("--batch").map(|s| s.parse()).transpose()?.unwrap_or(32);
     let opts = ScoreOptions { batch_size, max_length: 512, ..Default::default() };
     let mut rows = Vec::new();
+    let int8 = crossrank::device::cpu_int8_kernels();
+    println!("CPU int8 kernels: {int8}\n");
     println!(
         "| device | dtype | model.safetensors MB | load s | RSS after load GB | first call s | pairs/s (mean of {iters}) | tokens/pair |"
     );
@@ -153,7 +155,7 @@ fn main() -> Result<()> {
             rows.push(serde_json::json!({
                 "system": format!("crossrank {d} {dt}"), "device": d, "dtype": dt, "file_mb": file_mb,
                 "load_s": load, "rss_gb": rss, "first_s": first, "pairs_per_s": pps, "tokens_per_pair": tokens,
-                "batch": batch_size, "scores": scores,
+                "batch": batch_size, "scores": scores, "cpu_int8": int8,
             }));
             drop(r);
         }

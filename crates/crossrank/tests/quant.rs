@@ -149,8 +149,13 @@ fn quantized_models_agree_on_wgpu() {
             let cpu = scores(&Reranker::load_with_dtype(&ck, &Device::flex(), dtype).unwrap(), model);
             let gpu = scores(&Reranker::load_with_dtype(&ck, &dev, dtype).unwrap(), model);
             let err = max_abs_err(&cpu, &gpu);
-            eprintln!("{model} {} wgpu vs cpu: max abs diff {err:.2e}", dtype.as_str());
-            assert!(err <= 1e-3, "{model} {}: {err}", dtype.as_str());
+            // The CPU quantizes activations to 16 bits for its integer
+            // kernels, the GPU keeps them f32: relative to the scores'
+            // scale (gemma-tiny's reach 5; measured 1.2e-3 there, 1.7e-4
+            // on xlmr-tiny).
+            let tol = 1e-3 * scale(&cpu).max(1.0);
+            eprintln!("{model} {} wgpu vs cpu: max abs diff {err:.2e} (tolerance {tol:.1e})", dtype.as_str());
+            assert!(err <= tol, "{model} {}: {err} > {tol}", dtype.as_str());
         }
     }
 }

@@ -6,13 +6,17 @@
 //! backend (Burn's `flex`) gets host fast paths where Burn's generic CPU
 //! kernels measured slow — per-sequence attention, GELU, softmax's exp,
 //! q8/q4 dequantization — and every other device (native wgpu, WebGPU)
-//! gets plain tensor ops. Next here: int8 GEMMs, wasm SIMD.
+//! gets plain tensor ops — except quantized linear layers, which run
+//! integer GEMMs there (`int8`: AVX-512 VNNI, AVX2, wasm SIMD128).
 
 mod activation;
 mod attention;
 mod dequant;
+pub(crate) mod int8;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::quant::QuantMatrix;
 
 pub(crate) use activation::gelu;
 pub(crate) use attention::{AttentionPlan, packed_attention};
@@ -25,6 +29,42 @@ pub(crate) use dequant::{dequantize, unpack_rows, widen_f16};
 /// to the device it wraps, hence the second test).
 fn on_host(device: &Device) -> bool {
     *device == Device::flex() && !device.is_autodiff()
+}
+
+/// `x Wᵀ + b` for a quantized `W` with int8 activations and integer dot
+/// products (see [`int8`]) where `x` is on the CPU backend and this
+/// machine has an integer path for the weight's block; otherwise `x` comes
+/// back (`Err`) and the caller multiplies in f32.
+pub(crate) fn quant_linear<const D: usize>(x: Tensor<D>, w: &QuantMatrix, bias: Option<&Tensor<1>>) -> Result<Tensor<D>, Tensor<D>> {
+    let path = int8::path();
+    let (packed, scales, bits, block, k) = w.parts();
+    if path == int8::Path::Off || !on_host(&x.device()) || !matches!(block, 16 | 32) {
+        return Err(x);
+    }
+    let (device, mut dims) = (x.device(), x.dims());
+    let m = dims[..D - 1].iter().product::<usize>();
+    let n = packed.dims()[0];
+    let f32s = |t: TensorData| t.convert::<f32>();
+    let words = packed.clone().into_data().convert::<i32>();
+    let words = words.as_slice::<i32>().expect("i32 words");
+    // SAFETY: i32 and u32 have the same size and alignment; the kernels
+    // read the words' bits.
+    let words = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u32>(), words.len()) };
+    let (scales, bias) = (f32s(scales.clone().into_data()), bias.map(|b| f32s(b.clone().into_data())));
+    let (scales, bias) = (scales.as_slice::<f32>().expect("f32"), bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32")));
+    // `x` is moved in: the host copy is the tensor's own buffer when
+    // nothing else holds it.
+    let xs = f32s(x.into_data());
+    let view = int8::Weights { n, k, bits, block, words, scales };
+    let y = int8::linear(path, xs.as_slice::<f32>().expect("f32"), m, &view, bias).expect("a supported block");
+    dims[D - 1] = n;
+    Ok(Tensor::from_data(TensorData::new(y, dims), &device))
+}
+
+/// Which integer kernels quantized linear layers use on the CPU here (for
+/// reports: "AVX2 (vpmaddwd)", "off (dequantize + f32 GEMM)", ...).
+pub(crate) fn int8_kernels() -> &'static str {
+    int8::path().name()
 }
 
 /// Whether linear layers with f16 weights multiply in f16 on `device`. The

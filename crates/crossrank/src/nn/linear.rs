@@ -29,6 +29,9 @@ pub(crate) struct Linear {
     bias: Option<Tensor<1>>,
     /// Multiply in f16 (f16 weights on a GPU that has the type).
     half_compute: bool,
+    /// Quantized weights: whether the input may be quantized to int8 too
+    /// (`quant::int8_activations`), where the kernels have integer GEMMs.
+    int8: bool,
 }
 
 enum LinearWeight {
@@ -70,7 +73,7 @@ impl Linear {
         let half_compute = matches!(&weight, LinearWeight::Half(h) if h.native().is_some()) && kernels::half_products(device);
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) { Some(w.tensor1(&bias_name, d_out, device)?) } else { None };
-        Ok(Self { weight, bias, half_compute })
+        Ok(Self { weight, bias, half_compute, int8: crate::quant::int8_activations(prefix) })
     }
 
     /// One layer computing `parts` side by side (outputs concatenated), e.g.
@@ -98,7 +101,8 @@ impl Linear {
             _ => LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1)),
         };
         let half_compute = matches!(weight, LinearWeight::Half(_)) && parts.iter().all(|p| p.half_compute);
-        Linear { weight, bias, half_compute }
+        let int8 = parts.iter().all(|p| p.int8);
+        Linear { weight, bias, half_compute, int8 }
     }
 
     fn d_out(&self) -> usize {
@@ -119,6 +123,14 @@ impl Linear {
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // Integer GEMM where the kernels have one (the CPU backend).
+        let x = match &self.weight {
+            LinearWeight::Quant(q) if self.int8 => match kernels::quant_linear(x, q, self.bias.as_ref()) {
+                Ok(y) => return y,
+                Err(x) => x,
+            },
+            _ => x,
+        };
         let weight = match &self.weight {
             LinearWeight::Half(h) if self.half_compute => match h.native() {
                 Some(w) => w.clone().transpose(),
@@ -181,7 +193,7 @@ mod tests {
                 _ => LinearWeight::Half(HalfMatrix::packed(w.iter().map(|&x| half::f16::from_f32(x)).collect(), d_out, d_in, &dev)),
             };
             let bias = (seed != 2).then(|| Tensor::<1>::from_data(TensorData::new(vals(d_out, seed + 7), [d_out]), &dev));
-            Linear { weight, bias, half_compute: false }
+            Linear { weight, bias, half_compute: false, int8: true }
         };
         let x = Tensor::<2>::from_data(TensorData::new(vals(n * d_in, 9), [n, d_in]), &dev);
         for kinds in [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3], [0, 1, 2], [2, 3, 2]] {

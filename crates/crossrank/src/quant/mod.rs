@@ -203,6 +203,17 @@ impl HostQuant {
     }
 }
 
+/// Whether the linear layer `prefix` (a Hugging Face module name) takes
+/// int8 activations when its weights are quantized and the CPU has integer
+/// kernels (`kernels::int8`); the others dequantize their weights and
+/// multiply in f32.
+pub(crate) fn int8_activations(prefix: &str) -> bool {
+    match std::env::var("CROSSRANK_INT8_SKIP") {
+        Ok(v) => !v.split(',').any(|s| !s.is_empty() && prefix.contains(s)),
+        Err(_) => true,
+    }
+}
+
 /// Whether a weight of `shape` is stored in f16 under `dtype`: the same
 /// matrices q8 would quantize (rank 2, at least [`MIN_QUANT_ROWS`] rows),
 /// with an even row length so two values share a 32-bit word where the

@@ -40,6 +40,12 @@ impl QuantMatrix {
         self.packed.device()
     }
 
+    /// The packed words `[rows, cols·bits/32]`, the scales `[rows, cols/block]`,
+    /// bits, block and columns (for the integer kernels).
+    pub(crate) fn parts(&self) -> (&Tensor<2, Int>, &Tensor<2>, u32, usize, usize) {
+        (&self.packed, &self.scales, self.bits, self.block, self.cols)
+    }
+
     /// The rows of `parts` one after another (one layer's q, k and v), or
     /// `None` if they are not quantized alike.
     pub(crate) fn cat_rows(parts: Vec<QuantMatrix>) -> Option<QuantMatrix> {

@@ -1,0 +1,340 @@
+//! Integer GEMM for quantized linear layers on the CPU backend (native and
+//! wasm): `y = x Wᵀ + b` with `W` in the checkpoint's q8/q4 block format
+//! (one f16 scale per block of 16 or 32 weights along a row) and `x`
+//! quantized on the fly per row and block — llama.cpp's Q8_0 × Q8_0
+//! arrangement: integer dot products inside a block, one scale multiply per
+//! block — but to **16-bit** activations, not 8:
+//!
+//! * int8 activations cost fidelity everywhere, not in one layer: the real
+//!   all-MiniLM-L6-v2 q8 fell from cosine 0.99945 (weight-only) to 0.99815
+//!   vs f32, under the 0.999 gate, and keeping any one kind of layer in f32
+//!   (q/k/v, attention output, intermediate, output, first or last layer)
+//!   left it at 0.9982–0.9988. With 16-bit activations it is weight-only
+//!   quantization's 0.99945.
+//! * It costs nothing on AVX2 and wasm SIMD128, whose exact integer
+//!   multiply-add is i16 × i16 (`vpmaddwd`, `i32x4.dot_i16x8_s`;
+//!   `vpmaddubsw`'s u8 × s8 pair sums saturate i16 at 255·127·2), and
+//!   AVX-512 VNNI has the i16 form too (`vpdpwssd`, 32 products per
+//!   instruction and fused accumulation: twice an f32 FMA's 16).
+//!
+//! The arithmetic every path computes, bit for bit (the scalar
+//! [`reference`] is the definition; each SIMD path is tested against it):
+//!
+//! * activations, per row `m` and block `b`: `amax = max |x|`,
+//!   `d = amax / 32767`, `q = round_half_even(x · (32767 / amax))` (0 where
+//!   `amax` is 0 or not finite), so `|q| ≤ 32767`;
+//! * weights: the stored unsigned field minus 2^(bits−1) (q8: −127..127,
+//!   q4: −7..7), scale `s` (the f16 block scale);
+//! * per output `(m, n)`: `acc = 0`; for each block in order
+//!   `acc += (i32_dot as f32 · s[n, b]) · d[m, b]`, three roundings, no
+//!   fused multiply-add (wasm SIMD128 has none); then `acc + bias`.
+//!
+//! The integer dot of a block is exact on every path (|dot| ≤ 32·127·32767
+//! < 2^31), and every path applies the same f32 operations in the same
+//! order, so all paths give identical outputs; a blocked loop over K
+//! accumulates through the output buffer, which keeps that order.
+//!
+//! Paths, chosen once at run time (`path()`), overridable with
+//! `CROSSRANK_INT8=off|scalar|avx2|avx512` (for benchmarks: `off` restores
+//! dequantize-to-f32 + f32 GEMM):
+//! * x86-64 AVX-512 VNNI (`vpdpwssd`);
+//! * x86-64 AVX2 (`vpmaddwd` + `vpaddd`);
+//! * wasm32 SIMD128 (`i32x4.dot_i16x8_s`, the same arrangement as AVX2);
+//! * the scalar reference elsewhere (aarch64 has no SIMD path yet: it keeps
+//!   the f32 path, which is faster there than scalar integer code).
+
+mod scalar;
+#[cfg(target_arch = "wasm32")]
+mod simd128;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+pub(crate) use scalar::reference;
+
+/// Which integer kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Not used: quantized layers dequantize to f32 and run the f32 GEMM.
+    Off,
+    Scalar,
+    Avx2,
+    Avx512Vnni,
+    Simd128,
+}
+
+impl Path {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Path::Off => "off (dequantize + f32 GEMM)",
+            Path::Scalar => "scalar",
+            Path::Avx2 => "AVX2 (vpmaddwd)",
+            Path::Avx512Vnni => "AVX-512 VNNI (vpdpwssd)",
+            Path::Simd128 => "wasm SIMD128 (i32x4.dot_i16x8_s)",
+        }
+    }
+
+    /// Whether this machine can run the path.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Path::Off | Path::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => x86::has_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Vnni => x86::has_avx512_vnni(),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Path::Simd128 => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest path this machine has (the scalar code is slower than
+    /// dequantize + f32 SIMD GEMM, so without a SIMD path the answer is
+    /// `Off`).
+    fn best() -> Path {
+        [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
+    }
+}
+
+/// The integer path quantized linear layers use on this machine:
+/// `CROSSRANK_INT8` if set to an available path, else the best one.
+pub(crate) fn path() -> Path {
+    static PATH: OnceLock<Path> = OnceLock::new();
+    *PATH.get_or_init(|| {
+        let wanted = std::env::var("CROSSRANK_INT8").ok().map(|v| match v.to_ascii_lowercase().as_str() {
+            "off" | "0" | "f32" => Some(Path::Off),
+            "scalar" => Some(Path::Scalar),
+            "avx2" => Some(Path::Avx2),
+            "avx512" | "vnni" | "avx512vnni" => Some(Path::Avx512Vnni),
+            "simd128" => Some(Path::Simd128),
+            _ => None,
+        });
+        match wanted.flatten() {
+            Some(p) if p.available() => p,
+            Some(p) => {
+                tracing::warn!(
+                    "CROSSRANK_INT8={:?}: {} is not available here; using {}",
+                    std::env::var("CROSSRANK_INT8").unwrap_or_default(),
+                    p.name(),
+                    Path::best().name()
+                );
+                Path::best()
+            }
+            None => Path::best(),
+        }
+    })
+}
+
+/// A quantized weight matrix `[n, k]` as stored: `bits`-wide unsigned
+/// fields of 32-bit words (low field first) and one scale per block.
+#[derive(Clone, Copy)]
+pub(crate) struct Weights<'a> {
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) bits: u32,
+    pub(crate) block: usize,
+    /// `[n, k * bits / 32]`.
+    pub(crate) words: &'a [u32],
+    /// `[n, k / block]`.
+    pub(crate) scales: &'a [f32],
+}
+
+impl Weights<'_> {
+    /// The signed value at `(row, col)`.
+    #[inline(always)]
+    pub(crate) fn q(&self, row: usize, col: usize) -> i32 {
+        let per_word = 32 / self.bits as usize;
+        let idx = row * self.k + col;
+        let field = (self.words[idx / per_word] >> ((idx % per_word) as u32 * self.bits)) & ((1u32 << self.bits) - 1);
+        field as i32 - (1i32 << (self.bits - 1))
+    }
+
+    fn blocks(&self) -> usize {
+        self.k / self.block
+    }
+}
+
+/// Activations quantized per row and block: i16 values (within ±32767)
+/// and block scales `d`.
+pub(crate) struct Acts {
+    pub(crate) m: usize,
+    pub(crate) q: Vec<i16>,
+    pub(crate) d: Vec<f32>,
+}
+
+/// The activations' largest magnitude.
+const QMAX: f32 = 32767.0;
+
+/// Round half to even for |v| < 2^22 with two f32 additions (the FPU's
+/// default rounding): the same on every target, and vectorizable without
+/// SSE4.1's `roundps`.
+#[inline(always)]
+fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    (v + MAGIC) - MAGIC
+}
+
+/// Quantize `[m, k]` row-major f32 activations per row and `block`.
+pub(crate) fn quantize_acts(x: &[f32], m: usize, k: usize, block: usize) -> Acts {
+    let blocks = k / block;
+    let mut q = vec![0i16; m * k];
+    let mut d = vec![0f32; m * blocks];
+    let row = |((xr, qr), dr): ((&[f32], &mut [i16]), &mut [f32])| {
+        for (b, (xb, qb)) in xr.chunks_exact(block).zip(qr.chunks_exact_mut(block)).enumerate() {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let (scale, inv) = if amax > 0.0 && amax.is_finite() { (amax / QMAX, QMAX / amax) } else { (0.0, 0.0) };
+            for (v, o) in xb.iter().zip(qb.iter_mut()) {
+                // Clamped: NaN maps to 0, and |x·inv| ≤ QMAX up to rounding.
+                *o = round_even((v * inv).clamp(-QMAX, QMAX)) as i16;
+            }
+            dr[b] = scale;
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (x.par_chunks_exact(k).zip(q.par_chunks_exact_mut(k))).zip(d.par_chunks_exact_mut(blocks)).with_min_len(16).for_each(row);
+    }
+    #[cfg(not(feature = "rayon"))]
+    (x.chunks_exact(k).zip(q.chunks_exact_mut(k))).zip(d.chunks_exact_mut(blocks)).for_each(row);
+    Acts { m, q, d }
+}
+
+/// `out[m, n] = Σ_b dot_b · s · d (+ bias[n])` for `x` `[m, k]` on `path`,
+/// or `None` when the path does not take this shape (block not 16 or 32,
+/// or `Off`), for the caller's f32 fallback.
+pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>) -> Option<Vec<f32>> {
+    if !matches!(w.block, 16 | 32) || w.k % w.block != 0 || x.len() != m * w.k {
+        return None;
+    }
+    let mut out = match path {
+        Path::Off => return None,
+        Path::Scalar => reference(&quantize_acts(x, m, w.k, w.block), w),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => x86::avx2_linear(x, m, w),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => x86::vnni_linear(x, m, w),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Path::Simd128 => simd128::linear(x, m, w),
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    if let Some(b) = bias {
+        for row in out.chunks_exact_mut(w.n) {
+            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
+    }
+    Some(out)
+}
+
+/// An output buffer of `len` values the kernels write before they read
+/// (the first pass over k starts from zero), so it is not zeroed first:
+/// for reranker batches that is tens of MB per layer, zeroed for nothing.
+pub(super) fn uninit_output(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns, and every value is written
+    // by a kernel (tiles cover the whole output) before anything reads it.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// A raw output pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+pub(super) struct OutPtr(pub(super) *mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Run `task(m0, m1, p0, p1)` over a grid that covers rows `0..m` and
+/// column panels `0..panels`, in parallel where there are threads: row
+/// chunks of `mc` (a multiple of the kernel's rows), and panel groups when
+/// there are too few row chunks to keep every thread busy.
+pub(super) fn grid(m: usize, panels: usize, mc: usize, task: impl Fn(usize, usize, usize, usize) + Send + Sync) {
+    let m_chunks = m.div_ceil(mc);
+    #[cfg(feature = "rayon")]
+    let threads = rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    let threads = 1;
+    let want = 4 * threads;
+    let p_groups = if m_chunks >= want { 1 } else { want.div_ceil(m_chunks).min(panels).max(1) };
+    let per_group = panels.div_ceil(p_groups);
+    let p_groups = panels.div_ceil(per_group);
+    let run = |t: usize| {
+        let (mi, pi) = (t / p_groups, t % p_groups);
+        let (m0, p0) = (mi * mc, pi * per_group);
+        task(m0, (m0 + mc).min(m), p0, (p0 + per_group).min(panels));
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (0..m_chunks * p_groups).into_par_iter().for_each(run);
+    }
+    #[cfg(not(feature = "rayon"))]
+    (0..m_chunks * p_groups).for_each(run);
+}
+
+/// `f(i, chunk)` over `v` in chunks of `size`, in parallel where there
+/// are threads (panel packing).
+pub(super) fn for_each_panel<T: Send>(v: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        v.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(not(feature = "rayon"))]
+    v.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// Row `n`'s stored unsigned fields as bytes (q8: `q + 128`; q4: `q + 8`).
+fn row_fields(w: &Weights, n: usize, out: &mut [u8]) {
+    let words = w.k * w.bits as usize / 32;
+    let src = &w.words[n * words..(n + 1) * words];
+    if w.bits == 8 {
+        for (o, word) in out.chunks_exact_mut(4).zip(src) {
+            o.copy_from_slice(&word.to_le_bytes());
+        }
+    } else {
+        for (o, &word) in out.chunks_exact_mut(8).zip(src) {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = ((word >> (4 * i)) & 15) as u8;
+            }
+        }
+    }
+}
+
+/// Weights repacked for the i16 kernels: panels of `cols` output columns,
+/// each `[k/2][cols][2]` (a k-pair of every column side by side, as
+/// `vpmaddwd` / `i32x4.dot_i16x8_s` / `vpdpwssd` pair them), signed;
+/// padding columns 0.
+pub(super) fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
+    let (k, panels) = (w.k, w.n.div_ceil(cols));
+    let mut packed = vec![0i16; panels * k * cols];
+    let offset = 1i16 << (w.bits - 1);
+    for_each_panel(&mut packed, k * cols, |p, panel| {
+        let mut row = vec![0u8; k];
+        for c in 0..cols.min(w.n - p * cols) {
+            row_fields(w, p * cols + c, &mut row);
+            for (kk, &u) in row.iter().enumerate() {
+                panel[(kk / 2) * 2 * cols + c * 2 + (kk & 1)] = u as i16 - offset;
+            }
+        }
+    });
+    packed
+}
+
+/// Panel scales `[blocks][cols]` (0 for padding columns) for every panel.
+pub(super) fn panel_scales(w: &Weights, cols: usize) -> Vec<f32> {
+    let (blocks, panels) = (w.blocks(), w.n.div_ceil(cols));
+    let mut s = vec![0f32; panels * blocks * cols];
+    for n in 0..w.n {
+        let (p, c) = (n / cols, n % cols);
+        for b in 0..blocks {
+            s[(p * blocks + b) * cols + c] = w.scales[n * blocks + b];
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

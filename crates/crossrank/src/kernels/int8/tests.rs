@@ -1,0 +1,193 @@
+use super::*;
+use crate::quant::HostQuant;
+
+/// Deterministic values with a few outliers (as transformer activations
+/// have), some exact zeros and a whole zero block.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|i| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = ((s >> 33) as f64 / (1u64 << 31) as f64) as f32 * 2.0 - 1.0;
+            if (64..96).contains(&i) {
+                0.0
+            } else if i % 53 == 0 {
+                u * 9.0
+            } else if i % 11 == 0 {
+                0.0
+            } else {
+                u
+            }
+        })
+        .collect()
+}
+
+fn host(n: usize, k: usize, bits: u32, block: usize, seed: u64) -> (HostQuant, Vec<f32>) {
+    let q = HostQuant::quantize(&values(n * k, seed), n, k, bits, block);
+    let scales = q.scales.iter().map(|s| s.to_f32()).collect();
+    (q, scales)
+}
+
+fn view<'a>(q: &'a HostQuant, scales: &'a [f32]) -> Weights<'a> {
+    Weights { n: q.rows, k: q.cols, bits: q.bits, block: q.block, words: &q.packed, scales }
+}
+
+const PATHS: [Path; 4] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Simd128];
+
+/// Every SIMD path available here gives the reference's outputs bit for
+/// bit: tile edges in rows and columns, several K chunks, both blocks and
+/// both widths.
+#[test]
+fn every_path_equals_the_reference_bit_for_bit() {
+    let mut ran = vec![];
+    for path in PATHS.into_iter().filter(|p| p.available()) {
+        ran.push(path.name());
+        for (m, n, k) in [(1, 16, 32), (5, 17, 64), (7, 40, 160), (13, 96, 1088), (50, 33, 544), (64, 64, 2048)] {
+            for (bits, block) in [(8, 32), (8, 16), (4, 32), (4, 16)] {
+                let (q, scales) = host(n, k, bits, block, (m * n + k) as u64 + bits as u64);
+                let w = view(&q, &scales);
+                let x = values(m * k, 7 + m as u64);
+                let want = reference(&quantize_acts(&x, m, k, block), &w);
+                let bias = values(n, 99);
+                let got = linear(path, &x, m, &w, Some(&bias)).expect("a supported shape");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), (w + bias[i % n]).to_bits(), "{path:?} m {m} n {n} k {k} q{bits}/{block} at {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+    eprintln!("int8 paths checked: {ran:?}; in use: {}", path().name());
+    assert!(path() == Path::Off || ran.contains(&path().name()), "the path in use was not checked");
+    #[cfg(target_arch = "x86_64")]
+    assert!(!std::is_x86_feature_detected!("avx2") || ran.contains(&Path::Avx2.name()));
+}
+
+/// The reference computes Σ_b s·d·Σ q_w·q_x exactly up to f32 rounding:
+/// checked against f64 arithmetic on the dequantized operands, and against
+/// the f32 product with unquantized activations (the error 16-bit
+/// activations add: within 1e-4 of the output scale).
+#[test]
+fn the_reference_is_the_block_quantized_product() {
+    let (m, n, k) = (9, 24, 256);
+    for (bits, block) in [(8, 32), (4, 16)] {
+        let (q, scales) = host(n, k, bits, block, 3);
+        let w = view(&q, &scales);
+        let x = values(m * k, 11);
+        let a = quantize_acts(&x, m, k, block);
+        let got = reference(&a, &w);
+        let wf = q.dequantize();
+        let blocks = k / block;
+        let mut scale = 0f64;
+        let mut worst_act = 0f64;
+        for r in 0..m {
+            for c in 0..n {
+                let mut exact = 0f64;
+                let mut float_acts = 0f64;
+                for i in 0..k {
+                    let xq = a.q[r * k + i] as f64 * a.d[r * blocks + i / block] as f64;
+                    exact += xq * wf[c * k + i] as f64;
+                    float_acts += x[r * k + i] as f64 * wf[c * k + i] as f64;
+                }
+                let g = got[r * n + c] as f64;
+                assert!((g - exact).abs() <= 1e-5 * (1.0 + exact.abs()), "q{bits}: {g} vs {exact}");
+                scale = f64::max(scale, float_acts.abs());
+                worst_act = f64::max(worst_act, (g - float_acts).abs());
+            }
+        }
+        assert!(worst_act <= 1e-4 * scale, "q{bits}: activation quantization error {worst_act} of {scale}");
+    }
+}
+
+#[test]
+fn activations_quantize_within_half_a_step() {
+    let (m, k, block) = (3, 128, 32);
+    let mut x = values(m * k, 5);
+    x[200] = f32::NAN;
+    x[300] = f32::INFINITY;
+    let a = quantize_acts(&x, m, k, block);
+    for (i, (&v, &q)) in x.iter().zip(&a.q).enumerate() {
+        let d = a.d[i / block];
+        assert!((-32767..=32767).contains(&q));
+        if !v.is_finite() || i / block == 300 / block {
+            // A block with a non-finite value quantizes to 0 (scale 0) but
+            // for NaN's own block, whose other values keep theirs.
+            continue;
+        }
+        assert!((v - q as f32 * d).abs() <= d * 0.5 + 1e-9, "{v} vs {q}·{d}");
+    }
+    assert_eq!(a.q[200], 0);
+    // The all-zero block and the one holding +inf: scale 0, values 0.
+    assert_eq!((a.d[2], a.d[300 / block]), (0.0, 0.0));
+    assert!(a.q[64..96].iter().all(|&q| q == 0));
+    // The largest magnitude of a block maps to ±32767.
+    assert!(a.q[..32].iter().any(|&q| q.abs() == 32767));
+}
+
+#[test]
+fn unsupported_blocks_fall_back() {
+    let (q, scales) = host(16, 128, 8, 64, 1);
+    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
+    let (q, scales) = host(16, 128, 8, 32, 1);
+    assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
+}
+
+/// Kernel speed on bge-reranker-base's shapes, for tuning (not a gate):
+/// `cargo test --release -p crossrank --lib int8_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn int8_speed() {
+    let m = 2048;
+    for (n, k) in [(2304, 768), (3072, 768), (768, 3072)] {
+        let (q, scales) = host(n, k, 8, 32, 1);
+        let w = view(&q, &scales);
+        let x = values(m * k, 2);
+        for path in [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().filter(|p| p.available()) {
+            let s = best_of(7, || {
+                std::hint::black_box(linear(path, &x, m, &w, None));
+            });
+            eprintln!("{} m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
+        }
+        // The f32 GEMM quantized layers used before (the same crate Burn's
+        // CPU backend multiplies with), on the dequantized weights.
+        let wf = q.dequantize();
+        let mut y = vec![0f32; m * n];
+        let s = best_of(7, || {
+            // SAFETY: the strides describe x [m, k], Wᵀ [k, n] and y [m, n].
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    wf.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
+        });
+        eprintln!("f32 gemm m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", s * 1e3, (m * n * k) as f64 / s / 1e9);
+    }
+}
+
+/// The fastest of `reps` runs of `f`, in seconds (this machine is shared).
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
