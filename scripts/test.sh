@@ -14,6 +14,17 @@ else
   exit 1
 fi
 
+# The wasm SIMD128 integer kernels, alone, bit for bit against the scalar
+# reference (tests/wasm-int8: wasm32-wasip1 under Node's WASI).
+if rustup target list --installed 2>/dev/null | grep -q wasm32-wasip1; then
+  echo "== wasm SIMD128 integer kernels (tests/wasm-int8, Node WASI)"
+  RUSTFLAGS="-C target-feature=+simd128" cargo build -q --release --target wasm32-wasip1 --manifest-path tests/wasm-int8/Cargo.toml
+  node --no-warnings tests/wasm-int8/run.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/wasm-int8.wasm"
+else
+  echo "wasm32-wasip1 target missing: rustup target add wasm32-wasip1" >&2
+  exit 1
+fi
+
 echo "== cargo test --workspace"
 # One test binary at a time keeps peak memory and lavapipe contention low.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"  # silences Mesa's warning

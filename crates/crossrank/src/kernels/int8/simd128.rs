@@ -60,11 +60,13 @@ unsafe fn task<const B: usize>(
                     let ap = a.q.as_ptr().add(r0 * k + b0 * B);
                     let dp = a.d.as_ptr().add(r0 * blocks + b0);
                     let cp = out.add(r0 * n + p * NR);
+                    // The first pass over k writes the output, later ones add to it.
+                    let first = b0 == 0;
                     let (c, ldc) = if cols == NR {
                         (cp, n)
                     } else {
                         scratch.fill(0.0);
-                        for r in 0..rows {
+                        for r in (0..rows).filter(|_| !first) {
                             for j in 0..cols {
                                 scratch[r * NR + j] = *cp.add(r * n + j);
                             }
