@@ -209,6 +209,9 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &Weights, bias: Option<
     if !matches!(w.block, 16 | 32) || w.k % w.block != 0 || x.len() != m * w.k {
         return None;
     }
+    if m == 0 || w.n == 0 {
+        return (path != Path::Off).then(|| vec![0f32; m * w.n]);
+    }
     let mut out = match path {
         Path::Off => return None,
         Path::Scalar => reference(&quantize_acts(x, m, w.k, w.block), w),
@@ -232,7 +235,7 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &Weights, bias: Option<
 /// An output buffer of `len` values the kernels write before they read
 /// (the first pass over k starts from zero), so it is not zeroed first:
 /// for reranker batches that is tens of MB per layer, zeroed for nothing.
-pub(super) fn uninit_output(len: usize) -> Vec<f32> {
+fn uninit_output(len: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(len);
     // SAFETY: f32 has no invalid bit patterns, and every value is written
     // by a kernel (tiles cover the whole output) before anything reads it.
@@ -240,9 +243,111 @@ pub(super) fn uninit_output(len: usize) -> Vec<f32> {
     v
 }
 
+/// Rows of activations a task covers (a multiple of every kernel's rows).
+const MC: usize = 48;
+/// Values of k per pass over a panel: a panel chunk (8–16 KB) stays in L1
+/// while a task's rows stream through it.
+const KC: usize = 256;
+
+/// A SIMD micro-kernel: one tile of `rows` (up to its `mr`) × its `nr`
+/// columns over `nb` blocks of `block`, from i16 activation rows `a`
+/// (stride `lda`) with block scales `d` (stride `ldd`), a panel chunk
+/// (`[k/2][nr][2]`, see [`pack_i16`]) and its scales `sw` (`[nb][nr]`),
+/// accumulated into `c` (stride `ldc`) — from zero on the `first` pass
+/// over k, when `c` holds nothing yet.
+#[allow(dead_code)] // no SIMD kernel on some targets
+pub(super) type Tile = unsafe fn(
+    rows: usize,
+    block: usize,
+    a: *const i16,
+    lda: usize,
+    d: *const f32,
+    ldd: usize,
+    panel: *const i16,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+);
+
+/// `[m, n]` outputs (no bias) with the micro-kernel `tile` of `mr` × `nr`:
+/// activations quantized, weights repacked into panels, then tiles over a
+/// grid of row chunks × panel groups (in parallel where there are
+/// threads), k in chunks of [`KC`] accumulated through the output.
+///
+/// # Safety
+/// `tile` must run on this CPU (its target features checked).
+#[allow(dead_code)] // no SIMD kernel on some targets
+pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: usize, tile: Tile) -> Vec<f32> {
+    let a = quantize_acts(x, m, w.k, w.block);
+    let panels = w.n.div_ceil(nr);
+    let (packed, scales) = (pack_i16(w, nr), panel_scales(w, nr));
+    let mut out = uninit_output(m * w.n);
+    let o = OutPtr(out.as_mut_ptr());
+    let (k, n, block, blocks) = (w.k, w.n, w.block, w.blocks());
+    let kcb = KC / block;
+    grid(m, panels, MC, |m0, m1, p0, p1| {
+        let o = o;
+        // An edge tile (fewer than `nr` columns) goes through `scratch`.
+        let mut scratch = vec![0f32; mr * nr];
+        for b0 in (0..blocks).step_by(kcb) {
+            let (nb, first) = (kcb.min(blocks - b0), b0 == 0);
+            for p in p0..p1 {
+                let cols = nr.min(n - p * nr);
+                // SAFETY: every offset is inside `a`, `packed`, `scales` and
+                // the output (tiles cover rows m0..m1 and columns of panel
+                // p, which no other task writes); `tile` runs on this CPU.
+                unsafe {
+                    let panel = packed.as_ptr().add(p * k * nr + b0 * block * nr);
+                    let sw = scales.as_ptr().add((p * blocks + b0) * nr);
+                    for r0 in (m0..m1).step_by(mr) {
+                        let rows = mr.min(m1 - r0);
+                        let ap = a.q.as_ptr().add(r0 * k + b0 * block);
+                        let dp = a.d.as_ptr().add(r0 * blocks + b0);
+                        let cp = o.0.add(r0 * n + p * nr);
+                        if cols == nr {
+                            tile(rows, block, ap, k, dp, blocks, panel, sw, nb, cp, n, first);
+                            continue;
+                        }
+                        scratch.fill(0.0);
+                        for r in (0..rows).filter(|_| !first) {
+                            for j in 0..cols {
+                                scratch[r * nr + j] = *cp.add(r * n + j);
+                            }
+                        }
+                        tile(rows, block, ap, k, dp, blocks, panel, sw, nb, scratch.as_mut_ptr(), nr, first);
+                        for r in 0..rows {
+                            for j in 0..cols {
+                                *cp.add(r * n + j) = scratch[r * nr + j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// The micro-kernel for `rows` and `block` among const-generic variants:
+/// `dispatch!(f, rows, block, [4, 3, 2, 1], (args...))` calls
+/// `f::<rows, block>(args...)` for block 16 or 32.
+#[allow(unused_macros)]
+macro_rules! dispatch {
+    ($f:ident, $rows:expr, $block:expr, [$($r:literal),*], $args:tt) => {
+        match ($rows, $block) {
+            $(($r, 16) => $f::<$r, 16> $args, ($r, _) => $f::<$r, 32> $args,)*
+            _ => unreachable!("rows beyond the kernel's tile"),
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(super) use dispatch;
+
 /// A raw output pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
+struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
@@ -250,7 +355,7 @@ unsafe impl Sync for OutPtr {}
 /// column panels `0..panels`, in parallel where there are threads: row
 /// chunks of `mc` (a multiple of the kernel's rows), and panel groups when
 /// there are too few row chunks to keep every thread busy.
-pub(super) fn grid(m: usize, panels: usize, mc: usize, task: impl Fn(usize, usize, usize, usize) + Send + Sync) {
+fn grid(m: usize, panels: usize, mc: usize, task: impl Fn(usize, usize, usize, usize) + Send + Sync) {
     let m_chunks = m.div_ceil(mc);
     #[cfg(feature = "rayon")]
     let threads = rayon::current_num_threads();
@@ -276,7 +381,7 @@ pub(super) fn grid(m: usize, panels: usize, mc: usize, task: impl Fn(usize, usiz
 
 /// `f(i, chunk)` over `v` in chunks of `size`, in parallel where there
 /// are threads (panel packing).
-pub(super) fn for_each_panel<T: Send>(v: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+fn for_each_panel<T: Send>(v: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
@@ -307,7 +412,7 @@ fn row_fields(w: &Weights, n: usize, out: &mut [u8]) {
 /// each `[k/2][cols][2]` (a k-pair of every column side by side, as
 /// `vpmaddwd` / `i32x4.dot_i16x8_s` / `vpdpwssd` pair them), signed;
 /// padding columns 0.
-pub(super) fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
+fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
     let (k, panels) = (w.k, w.n.div_ceil(cols));
     let mut packed = vec![0i16; panels * k * cols];
     let offset = 1i16 << (w.bits - 1);
@@ -324,7 +429,7 @@ pub(super) fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
 }
 
 /// Panel scales `[blocks][cols]` (0 for padding columns) for every panel.
-pub(super) fn panel_scales(w: &Weights, cols: usize) -> Vec<f32> {
+fn panel_scales(w: &Weights, cols: usize) -> Vec<f32> {
     let (blocks, panels) = (w.blocks(), w.n.div_ceil(cols));
     let mut s = vec![0f32; panels * blocks * cols];
     for n in 0..w.n {

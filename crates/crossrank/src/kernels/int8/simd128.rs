@@ -5,91 +5,32 @@
 
 use std::arch::wasm32::*;
 
-use super::{Acts, OutPtr, Weights, grid, pack_i16, panel_scales, quantize_acts};
+use super::{Weights, dispatch, run_tiles};
 
 const NR: usize = 8;
 const MR: usize = 4;
-const MC: usize = 48;
-const KC: usize = 512;
 
 pub(super) fn linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
-    let a = quantize_acts(x, m, w.k, w.block);
-    let panels = w.n.div_ceil(NR);
-    let packed = pack_i16(w, NR);
-    let scales = panel_scales(w, NR);
-    let mut out = super::uninit_output(m * w.n);
-    let o = OutPtr(out.as_mut_ptr());
-    let (packed, scales, a) = (&packed, &scales, &a);
-    grid(m, panels, MC, |m0, m1, p0, p1| {
-        let o = o;
-        // SAFETY: tasks write disjoint tiles of `out`.
-        unsafe {
-            match w.block {
-                16 => task::<16>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-                _ => task::<32>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-            }
-        }
-    });
-    out
+    // SAFETY: built with simd128 (the module's cfg).
+    unsafe { run_tiles(x, m, w, NR, MR, tiles) }
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn task<const B: usize>(
-    a: &Acts,
-    packed: &[i16],
-    scales: &[f32],
-    w: &Weights,
-    m0: usize,
-    m1: usize,
-    p0: usize,
-    p1: usize,
-    out: *mut f32,
+unsafe fn tiles(
+    rows: usize,
+    block: usize,
+    a: *const i16,
+    lda: usize,
+    d: *const f32,
+    ldd: usize,
+    panel: *const i16,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
 ) {
-    unsafe {
-        let (k, n, blocks) = (w.k, w.n, w.blocks());
-        let kcb = KC / B;
-        let mut scratch = [0f32; MR * NR];
-        for b0 in (0..blocks).step_by(kcb) {
-            let nb = kcb.min(blocks - b0);
-            for p in p0..p1 {
-                let cols = NR.min(n - p * NR);
-                let panel = packed.as_ptr().add(p * k * NR + b0 * B * NR);
-                let sw = scales.as_ptr().add((p * blocks + b0) * NR);
-                for r0 in (m0..m1).step_by(MR) {
-                    let rows = MR.min(m1 - r0);
-                    let ap = a.q.as_ptr().add(r0 * k + b0 * B);
-                    let dp = a.d.as_ptr().add(r0 * blocks + b0);
-                    let cp = out.add(r0 * n + p * NR);
-                    // The first pass over k writes the output, later ones add to it.
-                    let first = b0 == 0;
-                    let (c, ldc) = if cols == NR {
-                        (cp, n)
-                    } else {
-                        scratch.fill(0.0);
-                        for r in (0..rows).filter(|_| !first) {
-                            for j in 0..cols {
-                                scratch[r * NR + j] = *cp.add(r * n + j);
-                            }
-                        }
-                        (scratch.as_mut_ptr(), NR)
-                    };
-                    match rows {
-                        4 => tile::<4, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        3 => tile::<3, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        2 => tile::<2, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        _ => tile::<1, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                    }
-                    if cols != NR {
-                        for r in 0..rows {
-                            for j in 0..cols {
-                                *cp.add(r * n + j) = scratch[r * NR + j];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    unsafe { dispatch!(tile, rows, block, [4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
 }
 
 #[allow(clippy::too_many_arguments)]

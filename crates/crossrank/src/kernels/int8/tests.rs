@@ -128,6 +128,10 @@ fn unsupported_blocks_fall_back() {
     let (q, scales) = host(16, 128, 8, 64, 1);
     assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
     let (q, scales) = host(16, 128, 8, 32, 1);
+    // No rows: no output, on every path.
+    for path in PATHS.into_iter().filter(|p| p.available()) {
+        assert_eq!(linear(path, &[], 0, &view(&q, &scales), None), Some(vec![]));
+    }
     assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
 }
 

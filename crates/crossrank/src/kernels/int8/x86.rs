@@ -14,18 +14,12 @@
 //!   into the accumulator).
 //!
 //! Per block, the i32 lanes become f32 and are accumulated as the module
-//! docs define (`acc + (dot · s) · d`), in f32 accumulators that live in
-//! the output tile across a chunk of `KC` values of k.
+//! docs define (`acc + (dot · s) · d`); `run_tiles` (mod.rs) drives the
+//! tiles.
 
 use std::arch::x86_64::*;
 
-use super::{Acts, OutPtr, Weights, grid, pack_i16, panel_scales, quantize_acts};
-
-/// Rows of activations a task covers (a multiple of both kernels' `MR`).
-const MC: usize = 48;
-/// Values of k per pass over a panel: a panel chunk (8 KB for AVX2, 16 KB
-/// for AVX-512) stays in L1 while a task's rows stream through it.
-const KC: usize = 256;
+use super::{Weights, dispatch, run_tiles};
 
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -42,94 +36,27 @@ const MR2: usize = 4;
 
 pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     assert!(has_avx2());
-    let a = quantize_acts(x, m, w.k, w.block);
-    let panels = w.n.div_ceil(NR2);
-    let packed = pack_i16(w, NR2);
-    let scales = panel_scales(w, NR2);
-    let mut out = super::uninit_output(m * w.n);
-    let o = OutPtr(out.as_mut_ptr());
-    let (packed, scales, a) = (&packed, &scales, &a);
-    grid(m, panels, MC, |m0, m1, p0, p1| {
-        let o = o;
-        // SAFETY: AVX2 + FMA checked above; tasks write disjoint tiles.
-        unsafe {
-            match w.block {
-                16 => avx2_task::<16>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-                _ => avx2_task::<32>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-            }
-        }
-    });
-    out
+    // SAFETY: AVX2 + FMA checked above.
+    unsafe { run_tiles(x, m, w, NR2, MR2, avx2_tiles) }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_task<const B: usize>(
-    a: &Acts,
-    packed: &[i16],
-    scales: &[f32],
-    w: &Weights,
-    m0: usize,
-    m1: usize,
-    p0: usize,
-    p1: usize,
-    out: *mut f32,
+unsafe fn avx2_tiles(
+    rows: usize,
+    block: usize,
+    a: *const i16,
+    lda: usize,
+    d: *const f32,
+    ldd: usize,
+    panel: *const i16,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
 ) {
-    unsafe {
-        let (k, n, blocks) = (w.k, w.n, w.blocks());
-        let kcb = KC / B;
-        let mut scratch = [0f32; MR2 * NR2];
-        for b0 in (0..blocks).step_by(kcb) {
-            let nb = kcb.min(blocks - b0);
-            for p in p0..p1 {
-                let cols = NR2.min(n - p * NR2);
-                let panel = packed.as_ptr().add(p * k * NR2 + b0 * B * NR2);
-                let sw = scales.as_ptr().add((p * blocks + b0) * NR2);
-                for r0 in (m0..m1).step_by(MR2) {
-                    let rows = MR2.min(m1 - r0);
-                    let ap = a.q.as_ptr().add(r0 * k + b0 * B);
-                    let dp = a.d.as_ptr().add(r0 * blocks + b0);
-                    let cp = out.add(r0 * n + p * NR2);
-                    let first = b0 == 0;
-                    let (c, ldc) = if cols == NR2 { (cp, n) } else { (tile_in(&mut scratch, NR2, cp, n, rows, cols, first), NR2) };
-                    match rows {
-                        4 => avx2_tile::<4, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        3 => avx2_tile::<3, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        2 => avx2_tile::<2, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        _ => avx2_tile::<1, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                    }
-                    if cols != NR2 {
-                        tile_out(&scratch, cp, n, rows, cols, NR2);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Copy a partial output tile (`rows` × `cols` at `c`, stride `ldc`) into
-/// `scratch` (stride `width`, zeros beyond `cols`) for a full-width kernel;
-/// nothing to copy on the `first` pass over k (the output is not written yet).
-unsafe fn tile_in(scratch: &mut [f32], width: usize, c: *const f32, ldc: usize, rows: usize, cols: usize, first: bool) -> *mut f32 {
-    unsafe {
-        scratch.fill(0.0);
-        for r in (0..rows).filter(|_| !first) {
-            for j in 0..cols {
-                scratch[r * width + j] = *c.add(r * ldc + j);
-            }
-        }
-        scratch.as_mut_ptr()
-    }
-}
-
-unsafe fn tile_out(scratch: &[f32], c: *mut f32, ldc: usize, rows: usize, cols: usize, width: usize) {
-    unsafe {
-        for r in 0..rows {
-            for j in 0..cols {
-                *c.add(r * ldc + j) = scratch[r * width + j];
-            }
-        }
-    }
+    unsafe { dispatch!(avx2_tile, rows, block, [4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
 }
 
 /// One `R` × 16 tile over `nb` blocks of `B`: `a` i16 rows (stride `lda`),
@@ -192,71 +119,27 @@ const MR5: usize = 6;
 
 pub(super) fn vnni_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     assert!(has_avx512_vnni());
-    let a = quantize_acts(x, m, w.k, w.block);
-    let panels = w.n.div_ceil(NR5);
-    let packed = pack_i16(w, NR5);
-    let scales = panel_scales(w, NR5);
-    let mut out = super::uninit_output(m * w.n);
-    let o = OutPtr(out.as_mut_ptr());
-    let (packed, scales, a) = (&packed, &scales, &a);
-    grid(m, panels, MC, |m0, m1, p0, p1| {
-        let o = o;
-        // SAFETY: AVX-512 F/BW/VNNI checked above; tasks write disjoint tiles.
-        unsafe {
-            match w.block {
-                16 => vnni_task::<16>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-                _ => vnni_task::<32>(a, packed, scales, w, m0, m1, p0, p1, o.0),
-            }
-        }
-    });
-    out
+    // SAFETY: AVX-512 F/BW/VNNI checked above.
+    unsafe { run_tiles(x, m, w, NR5, MR5, vnni_tiles) }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn vnni_task<const B: usize>(
-    a: &Acts,
-    packed: &[i16],
-    scales: &[f32],
-    w: &Weights,
-    m0: usize,
-    m1: usize,
-    p0: usize,
-    p1: usize,
-    out: *mut f32,
+unsafe fn vnni_tiles(
+    rows: usize,
+    block: usize,
+    a: *const i16,
+    lda: usize,
+    d: *const f32,
+    ldd: usize,
+    panel: *const i16,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
 ) {
-    unsafe {
-        let (k, n, blocks) = (w.k, w.n, w.blocks());
-        let kcb = KC / B;
-        let mut scratch = [0f32; MR5 * NR5];
-        for b0 in (0..blocks).step_by(kcb) {
-            let nb = kcb.min(blocks - b0);
-            for p in p0..p1 {
-                let cols = NR5.min(n - p * NR5);
-                let panel = packed.as_ptr().add(p * k * NR5 + b0 * B * NR5);
-                let sw = scales.as_ptr().add((p * blocks + b0) * NR5);
-                for r0 in (m0..m1).step_by(MR5) {
-                    let rows = MR5.min(m1 - r0);
-                    let ap = a.q.as_ptr().add(r0 * k + b0 * B);
-                    let dp = a.d.as_ptr().add(r0 * blocks + b0);
-                    let cp = out.add(r0 * n + p * NR5);
-                    let first = b0 == 0;
-                    let (c, ldc) = if cols == NR5 { (cp, n) } else { (tile_in(&mut scratch, NR5, cp, n, rows, cols, first), NR5) };
-                    match rows {
-                        6 => vnni_tile::<6, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        5 => vnni_tile::<5, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        4 => vnni_tile::<4, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        3 => vnni_tile::<3, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        2 => vnni_tile::<2, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                        _ => vnni_tile::<1, B>(ap, k, dp, blocks, panel, sw, nb, c, ldc, first),
-                    }
-                    if cols != NR5 {
-                        tile_out(&scratch, cp, n, rows, cols, NR5);
-                    }
-                }
-            }
-        }
-    }
+    unsafe { dispatch!(vnni_tile, rows, block, [6, 5, 4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
 }
 
 /// One `R` × 32 tile over `nb` blocks of `B`: `a` i16 rows (stride `lda`),
