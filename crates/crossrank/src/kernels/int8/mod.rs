@@ -249,27 +249,29 @@ const MC: usize = 48;
 /// while a task's rows stream through it.
 const KC: usize = 256;
 
-/// A SIMD micro-kernel: one tile of `rows` (up to its `mr`) × its `nr`
-/// columns over `nb` blocks of `block`, from i16 activation rows `a`
+/// What a SIMD micro-kernel computes: one tile of up to its `mr` rows ×
+/// its `nr` columns over `nb` blocks, from i16 activation rows `a`
 /// (stride `lda`) with block scales `d` (stride `ldd`), a panel chunk
 /// (`[k/2][nr][2]`, see [`pack_i16`]) and its scales `sw` (`[nb][nr]`),
 /// accumulated into `c` (stride `ldc`) — from zero on the `first` pass
 /// over k, when `c` holds nothing yet.
+#[derive(Clone, Copy)]
+pub(super) struct TileArgs {
+    pub(super) a: *const i16,
+    pub(super) lda: usize,
+    pub(super) d: *const f32,
+    pub(super) ldd: usize,
+    pub(super) panel: *const i16,
+    pub(super) sw: *const f32,
+    pub(super) nb: usize,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) first: bool,
+}
+
+/// A micro-kernel for `rows` rows and blocks of `block`.
 #[allow(dead_code)] // no SIMD kernel on some targets
-pub(super) type Tile = unsafe fn(
-    rows: usize,
-    block: usize,
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-);
+pub(super) type Tile = unsafe fn(rows: usize, block: usize, t: TileArgs);
 
 /// `[m, n]` outputs (no bias) with the micro-kernel `tile` of `mr` × `nr`:
 /// activations quantized, weights repacked into panels, then tiles over a
@@ -306,8 +308,9 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
                         let ap = a.q.as_ptr().add(r0 * k + b0 * block);
                         let dp = a.d.as_ptr().add(r0 * blocks + b0);
                         let cp = o.0.add(r0 * n + p * nr);
+                        let t = TileArgs { a: ap, lda: k, d: dp, ldd: blocks, panel, sw, nb, c: cp, ldc: n, first };
                         if cols == nr {
-                            tile(rows, block, ap, k, dp, blocks, panel, sw, nb, cp, n, first);
+                            tile(rows, block, t);
                             continue;
                         }
                         scratch.fill(0.0);
@@ -316,7 +319,7 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
                                 scratch[r * nr + j] = *cp.add(r * n + j);
                             }
                         }
-                        tile(rows, block, ap, k, dp, blocks, panel, sw, nb, scratch.as_mut_ptr(), nr, first);
+                        tile(rows, block, TileArgs { c: scratch.as_mut_ptr(), ldc: nr, ..t });
                         for r in 0..rows {
                             for j in 0..cols {
                                 *cp.add(r * n + j) = scratch[r * nr + j];
@@ -330,20 +333,27 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
     out
 }
 
-/// The micro-kernel for `rows` and `block` among const-generic variants:
-/// `dispatch!(f, rows, block, [4, 3, 2, 1], (args...))` calls
-/// `f::<rows, block>(args...)` for block 16 or 32.
+/// A [`Tile`] from a micro-kernel generic over rows and block:
+/// `tiles!(name, kernel, [4, 3, 2, 1], #[target_feature(...)])` defines
+/// `unsafe fn name(rows, block, t)` calling `kernel::<rows, block>(t)`
+/// (block 16 or 32) with the kernel's target features.
 #[allow(unused_macros)]
-macro_rules! dispatch {
-    ($f:ident, $rows:expr, $block:expr, [$($r:literal),*], $args:tt) => {
-        match ($rows, $block) {
-            $(($r, 16) => $f::<$r, 16> $args, ($r, _) => $f::<$r, 32> $args,)*
-            _ => unreachable!("rows beyond the kernel's tile"),
+macro_rules! tiles {
+    ($name:ident, $f:ident, [$($r:literal),*] $(, #[$attr:meta])?) => {
+        $(#[$attr])?
+        unsafe fn $name(rows: usize, block: usize, t: super::TileArgs) {
+            // SAFETY: the caller's (`Tile`).
+            unsafe {
+                match (rows, block) {
+                    $(($r, 16) => $f::<$r, 16>(t), ($r, _) => $f::<$r, 32>(t),)*
+                    _ => unreachable!("rows beyond the kernel's tile"),
+                }
+            }
         }
     };
 }
 #[allow(unused_imports)]
-pub(super) use dispatch;
+pub(super) use tiles;
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]

@@ -5,7 +5,7 @@
 
 use std::arch::wasm32::*;
 
-use super::{Weights, dispatch, run_tiles};
+use super::{TileArgs, Weights, run_tiles, tiles};
 
 const NR: usize = 8;
 const MR: usize = 4;
@@ -15,38 +15,11 @@ pub(super) fn linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     unsafe { run_tiles(x, m, w, NR, MR, tiles) }
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn tiles(
-    rows: usize,
-    block: usize,
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
-    unsafe { dispatch!(tile, rows, block, [4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
-}
+tiles!(tiles, tile, [4, 3, 2, 1]);
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn tile<const R: usize, const B: usize>(
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
+unsafe fn tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
     unsafe {
         let mut accf = [[f32x4_splat(0.0); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {

@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Weights, dispatch, run_tiles};
+use super::{TileArgs, Weights, run_tiles, tiles};
 
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -40,44 +40,16 @@ pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     unsafe { run_tiles(x, m, w, NR2, MR2, avx2_tiles) }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tiles(
-    rows: usize,
-    block: usize,
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
-    unsafe { dispatch!(avx2_tile, rows, block, [4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
-}
+tiles!(avx2_tiles, avx2_tile, [4, 3, 2, 1], #[target_feature(enable = "avx2,fma")]);
 
 /// One `R` × 16 tile over `nb` blocks of `B`: `a` i16 rows (stride `lda`),
 /// `d` their block scales (stride `ldd`), `panel` `[k/2][16][2]`, `sw`
 /// `[nb][16]`; accumulates into `c` (stride `ldc`; from zero on the `first` pass over k,
 /// when `c` holds nothing yet).
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile<const R: usize, const B: usize>(
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
+unsafe fn avx2_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
     unsafe {
         let mut accf = [[_mm256_setzero_ps(); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
@@ -123,44 +95,16 @@ pub(super) fn vnni_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     unsafe { run_tiles(x, m, w, NR5, MR5, vnni_tiles) }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn vnni_tiles(
-    rows: usize,
-    block: usize,
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
-    unsafe { dispatch!(vnni_tile, rows, block, [6, 5, 4, 3, 2, 1], (a, lda, d, ldd, panel, sw, nb, c, ldc, first)) }
-}
+tiles!(vnni_tiles, vnni_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]);
 
 /// One `R` × 32 tile over `nb` blocks of `B`: `a` i16 rows (stride `lda`),
 /// `d` their block scales (stride `ldd`), `panel` `[k/2][32][2]`, `sw`
 /// `[nb][32]`; accumulates into `c` (stride `ldc`; from zero on the `first`
 /// pass over k).
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn vnni_tile<const R: usize, const B: usize>(
-    a: *const i16,
-    lda: usize,
-    d: *const f32,
-    ldd: usize,
-    panel: *const i16,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    ldc: usize,
-    first: bool,
-) {
+unsafe fn vnni_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
     unsafe {
         let mut accf = [[_mm512_setzero_ps(); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
