@@ -109,7 +109,10 @@ pub(crate) fn path() -> Path {
             "avx2" => Some(Path::Avx2),
             "avx512" | "vnni" | "avx512vnni" => Some(Path::Avx512Vnni),
             "simd128" => Some(Path::Simd128),
-            _ => None,
+            other => {
+                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, simd128; ignored");
+                None
+            }
         });
         match wanted.flatten() {
             Some(p) if p.available() => p,
