@@ -206,7 +206,11 @@ mod tests {
             assert_eq!(matches!(fused.weight, LinearWeight::Dense(_)), !same_kind || kinds[0] == 0, "{kinds:?}");
             let got = fused.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
             let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(err < 1e-5, "{kinds:?}: {err}");
+            // A mix with a quantized part fuses into f32: that part's
+            // outputs lose the CPU integer kernels' 16-bit activation
+            // rounding (measured 4.2e-5 here); alike parts fuse exactly.
+            let tol = if !same_kind && kinds.contains(&1) { 1e-4 } else { 1e-5 };
+            assert!(err < tol, "{kinds:?}: {err}");
         }
     }
 }
