@@ -14,9 +14,7 @@ mod attention;
 mod dequant;
 pub(crate) mod int8;
 
-use burn::tensor::{Device, Tensor, TensorData};
-
-use crate::quant::QuantMatrix;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub(crate) use activation::gelu;
 pub(crate) use attention::{AttentionPlan, packed_attention};
@@ -35,9 +33,13 @@ fn on_host(device: &Device) -> bool {
 /// products (see [`int8`]) where `x` is on the CPU backend and this
 /// machine has an integer path for the weight's block; otherwise `x` comes
 /// back (`Err`) and the caller multiplies in f32.
-pub(crate) fn quant_linear<const D: usize>(x: Tensor<D>, w: &QuantMatrix, bias: Option<&Tensor<1>>) -> Result<Tensor<D>, Tensor<D>> {
+/// The weight comes as `QuantMatrix::parts` (kernels do not import quant).
+pub(crate) fn quant_linear<const D: usize>(
+    x: Tensor<D>,
+    (packed, scales, bits, block, k): (&Tensor<2, Int>, &Tensor<2>, u32, usize, usize),
+    bias: Option<&Tensor<1>>,
+) -> Result<Tensor<D>, Tensor<D>> {
     let path = int8::path();
-    let (packed, scales, bits, block, k) = w.parts();
     if path == int8::Path::Off || !on_host(&x.device()) || !matches!(block, 16 | 32) {
         return Err(x);
     }

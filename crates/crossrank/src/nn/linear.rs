@@ -125,7 +125,7 @@ impl Linear {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         // Integer GEMM where the kernels have one (the CPU backend).
         let x = match &self.weight {
-            LinearWeight::Quant(q) if self.int8 => match kernels::quant_linear(x, q, self.bias.as_ref()) {
+            LinearWeight::Quant(q) if self.int8 => match kernels::quant_linear(x, q.parts(), self.bias.as_ref()) {
                 Ok(y) => return y,
                 Err(x) => x,
             },

@@ -1,5 +1,4 @@
 use super::*;
-use crate::quant::HostQuant;
 
 /// Deterministic values with a few outliers (as transformer activations
 /// have), some exact zeros and a whole zero block.
@@ -22,14 +21,31 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn host(n: usize, k: usize, bits: u32, block: usize, seed: u64) -> (HostQuant, Vec<f32>) {
-    let q = HostQuant::quantize(&values(n * k, seed), n, k, bits, block);
-    let scales = q.scales.iter().map(|s| s.to_f32()).collect();
-    (q, scales)
+/// A stored `[n, k]` matrix: random fields (never the unused 0) and scales.
+struct Host {
+    n: usize,
+    k: usize,
+    bits: u32,
+    block: usize,
+    packed: Vec<u32>,
+    scales: Vec<f32>,
 }
 
-fn view<'a>(q: &'a HostQuant, scales: &'a [f32]) -> Weights<'a> {
-    Weights { n: q.rows, k: q.cols, bits: q.bits, block: q.block, words: &q.packed, scales }
+fn host(n: usize, k: usize, bits: u32, block: usize, seed: u64) -> Host {
+    let v = values(n * k + n * k / block, seed);
+    let per_word = 32 / bits as usize;
+    let top = (1u32 << bits) - 1;
+    let mut packed = vec![0u32; n * k / per_word];
+    for (i, x) in v[..n * k].iter().enumerate() {
+        let field = 1 + ((x.abs() * 1000.0) as u32 + i as u32) % top;
+        packed[i / per_word] |= field << ((i % per_word) as u32 * bits);
+    }
+    let scales = v[n * k..].iter().map(|x| (x.abs() + 0.01) * 0.01).collect();
+    Host { n, k, bits, block, packed, scales }
+}
+
+fn view(q: &Host) -> Weights<'_> {
+    Weights { n: q.n, k: q.k, bits: q.bits, block: q.block, words: &q.packed, scales: &q.scales }
 }
 
 const PATHS: [Path; 4] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Simd128];
@@ -44,8 +60,8 @@ fn every_path_equals_the_reference_bit_for_bit() {
         ran.push(path.name());
         for (m, n, k) in [(1, 16, 32), (5, 17, 64), (7, 40, 160), (13, 96, 1088), (50, 33, 544), (64, 64, 2048)] {
             for (bits, block) in [(8, 32), (8, 16), (4, 32), (4, 16)] {
-                let (q, scales) = host(n, k, bits, block, (m * n + k) as u64 + bits as u64);
-                let w = view(&q, &scales);
+                let q = host(n, k, bits, block, (m * n + k) as u64 + bits as u64);
+                let w = view(&q);
                 let x = values(m * k, 7 + m as u64);
                 let want = reference(&quantize_acts(&x, m, k, block), &w);
                 let bias = values(n, 99);
@@ -70,12 +86,12 @@ fn every_path_equals_the_reference_bit_for_bit() {
 fn the_reference_is_the_block_quantized_product() {
     let (m, n, k) = (9, 24, 256);
     for (bits, block) in [(8, 32), (4, 16)] {
-        let (q, scales) = host(n, k, bits, block, 3);
-        let w = view(&q, &scales);
+        let q = host(n, k, bits, block, 3);
+        let w = view(&q);
         let x = values(m * k, 11);
         let a = quantize_acts(&x, m, k, block);
         let got = reference(&a, &w);
-        let wf = q.dequantize();
+        let wf: Vec<f32> = (0..n * k).map(|i| w.q(i / k, i % k) as f32 * w.scales[i / w.block]).collect();
         let blocks = k / block;
         let mut scale = 0f64;
         let mut worst_act = 0f64;
@@ -125,14 +141,14 @@ fn activations_quantize_within_half_a_step() {
 
 #[test]
 fn unsupported_blocks_fall_back() {
-    let (q, scales) = host(16, 128, 8, 64, 1);
-    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
-    let (q, scales) = host(16, 128, 8, 32, 1);
+    let q = host(16, 128, 8, 64, 1);
+    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q), None).is_none());
+    let q = host(16, 128, 8, 32, 1);
     // No rows: no output, on every path.
     for path in PATHS.into_iter().filter(|p| p.available()) {
-        assert_eq!(linear(path, &[], 0, &view(&q, &scales), None), Some(vec![]));
+        assert_eq!(linear(path, &[], 0, &view(&q), None), Some(vec![]));
     }
-    assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q, &scales), None).is_none());
+    assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q), None).is_none());
 }
 
 /// Kernel speed on bge-reranker-base's shapes, for tuning (not a gate):
@@ -142,8 +158,8 @@ fn unsupported_blocks_fall_back() {
 fn int8_speed() {
     let m = 2048;
     for (n, k) in [(2304, 768), (3072, 768), (768, 3072)] {
-        let (q, scales) = host(n, k, 8, 32, 1);
-        let w = view(&q, &scales);
+        let q = host(n, k, 8, 32, 1);
+        let w = view(&q);
         let x = values(m * k, 2);
         for path in [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().filter(|p| p.available()) {
             let s = best_of(7, || {
@@ -153,7 +169,7 @@ fn int8_speed() {
         }
         // The f32 GEMM quantized layers used before (the same crate Burn's
         // CPU backend multiplies with), on the dequantized weights.
-        let wf = q.dequantize();
+        let wf: Vec<f32> = (0..n * k).map(|i| w.q(i / k, i % k) as f32 * w.scales[i / w.block]).collect();
         let mut y = vec![0f32; m * n];
         let s = best_of(7, || {
             // SAFETY: the strides describe x [m, k], Wᵀ [k, n] and y [m, n].
