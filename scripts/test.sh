@@ -14,16 +14,10 @@ else
   exit 1
 fi
 
-# The wasm SIMD128 integer kernels, alone, bit for bit against the scalar
-# reference (tests/wasm-int8: wasm32-wasip1 under Node's WASI).
-if rustup target list --installed 2>/dev/null | grep -q wasm32-wasip1; then
-  echo "== wasm SIMD128 integer kernels (tests/wasm-int8, Node WASI)"
-  RUSTFLAGS="-C target-feature=+simd128" cargo build -q --release --target wasm32-wasip1 --manifest-path tests/wasm-int8/Cargo.toml
-  node --no-warnings tests/wasm-int8/run.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/wasm-int8.wasm"
-else
-  echo "wasm32-wasip1 target missing: rustup target add wasm32-wasip1" >&2
-  exit 1
-fi
+# The integer kernels for other CPUs, alone, bit for bit against the scalar
+# reference under emulators (tests/int8-cross: wasm32 SIMD128 under Node's
+# WASI; aarch64 NEON and dot-product kernels under qemu-user).
+./tests/int8-cross/run.sh
 
 echo "== cargo test --workspace"
 # One test binary at a time keeps peak memory and lavapipe contention low.

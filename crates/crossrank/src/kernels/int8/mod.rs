@@ -35,14 +35,34 @@
 //! accumulates through the output buffer, which keeps that order.
 //!
 //! Paths, chosen once at run time (`path()`), overridable with
-//! `CROSSRANK_INT8=off|scalar|avx2|avx512` (for benchmarks: `off` restores
-//! dequantize-to-f32 + f32 GEMM):
+//! `CROSSRANK_INT8=off|scalar|avx2|avx512|neon|dotprod|simd128` (for
+//! benchmarks: `off` restores dequantize-to-f32 + f32 GEMM):
 //! * x86-64 AVX-512 VNNI (`vpdpwssd`);
 //! * x86-64 AVX2 (`vpmaddwd` + `vpaddd`);
+//! * aarch64 with the dot-product extension (`sdot`/`udot`: Apple M1 and
+//!   later, Graviton 2 and later, Cortex-A55/A76 and later): a 16-bit
+//!   activation is two 8-bit digits, `q = 256·hi + lo`, so one block's
+//!   dot is `256·sdot(hi, w) + udot(lo, w + 128) − 128·Σlo` — two
+//!   instructions per 16 products, twice `smlal`'s rate ([`Layout::I8Quads`]);
+//! * aarch64 NEON without it (`smlal`/`smlal2`, i16 × i16 widened);
 //! * wasm32 SIMD128 (`i32x4.dot_i16x8_s`, the same arrangement as AVX2);
-//! * the scalar reference elsewhere (aarch64 has no SIMD path yet: it keeps
-//!   the f32 path, which is faster there than scalar integer code).
+//! * the scalar reference elsewhere.
+//!
+//! Not here, and why: AMX (`tdpbssd` is 8-bit × 8-bit only: the digit
+//! split would need two tiles per product and AMX's tile setup per call;
+//! unmeasurable without such a CPU); aarch64 i8mm (`smmla`, 2×8×2 per
+//! instruction, would double `sdot`'s rate again, but needs a third
+//! layout and its speed cannot be measured here: qemu runs it, slowly);
+//! wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies
+//! by 7-bit unsigned values only, so a 16-bit activation takes three
+//! digits, and V8 lowers it on x86-64 without VNNI to `pmaddubsw` +
+//! `pmaddwd` + `paddd`: 9 instructions per 16 products where
+//! `i32x4.dot_i16x8_s` + `i32x4.add` take 4 — slower on the hosts most
+//! visitors have; with AVX-VNNI it would be one `vpdpbusd` per digit, 3
+//! per 16, a gain only there, which a page cannot detect).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
@@ -61,6 +81,8 @@ pub(crate) enum Path {
     Scalar,
     Avx2,
     Avx512Vnni,
+    Neon,
+    Dotprod,
     Simd128,
 }
 
@@ -71,6 +93,8 @@ impl Path {
             Path::Scalar => "scalar",
             Path::Avx2 => "AVX2 (vpmaddwd)",
             Path::Avx512Vnni => "AVX-512 VNNI (vpdpwssd)",
+            Path::Neon => "aarch64 NEON (smlal)",
+            Path::Dotprod => "aarch64 dot product (sdot/udot)",
             Path::Simd128 => "wasm SIMD128 (i32x4.dot_i16x8_s)",
         }
     }
@@ -83,6 +107,10 @@ impl Path {
             Path::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
             Path::Avx512Vnni => x86::has_avx512_vnni(),
+            #[cfg(target_arch = "aarch64")]
+            Path::Neon => aarch64::has_neon(),
+            #[cfg(target_arch = "aarch64")]
+            Path::Dotprod => aarch64::has_dotprod(),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Path::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -94,7 +122,7 @@ impl Path {
     /// dequantize + f32 SIMD GEMM, so without a SIMD path the answer is
     /// `Off`).
     fn best() -> Path {
-        [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
+        [Path::Avx512Vnni, Path::Avx2, Path::Dotprod, Path::Neon, Path::Simd128].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
     }
 }
 
@@ -108,9 +136,11 @@ pub(crate) fn path() -> Path {
             "scalar" => Some(Path::Scalar),
             "avx2" => Some(Path::Avx2),
             "avx512" | "vnni" | "avx512vnni" => Some(Path::Avx512Vnni),
+            "neon" | "smlal" => Some(Path::Neon),
+            "dotprod" | "sdot" => Some(Path::Dotprod),
             "simd128" => Some(Path::Simd128),
             other => {
-                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, simd128; ignored");
+                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, neon, dotprod, simd128; ignored");
                 None
             }
         });
@@ -222,6 +252,10 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &Weights, bias: Option<
         Path::Avx2 => x86::avx2_linear(x, m, w),
         #[cfg(target_arch = "x86_64")]
         Path::Avx512Vnni => x86::vnni_linear(x, m, w),
+        #[cfg(target_arch = "aarch64")]
+        Path::Neon => aarch64::neon_linear(x, m, w),
+        #[cfg(target_arch = "aarch64")]
+        Path::Dotprod => aarch64::dotprod_linear(x, m, w),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Path::Simd128 => simd128::linear(x, m, w),
         #[allow(unreachable_patterns)]
@@ -253,23 +287,38 @@ const MC: usize = 48;
 const KC: usize = 256;
 
 /// What a SIMD micro-kernel computes: one tile of up to its `mr` rows ×
-/// its `nr` columns over `nb` blocks, from i16 activation rows `a`
-/// (stride `lda`) with block scales `d` (stride `ldd`), a panel chunk
-/// (`[k/2][nr][2]`, see [`pack_i16`]) and its scales `sw` (`[nb][nr]`),
-/// accumulated into `c` (stride `ldc`) — from zero on the `first` pass
-/// over k, when `c` holds nothing yet.
+/// its `nr` columns over `nb` blocks, from activation rows `a` (stride
+/// `lda` i16 values; see [`Layout`] for what they hold) with block scales
+/// `d` (stride `ldd`), a panel chunk (bytes, laid out as the kernel's
+/// [`Layout`] says) and its scales `sw` (`[nb][nr]`), accumulated into `c`
+/// (stride `ldc`) — from zero on the `first` pass over k, when `c` holds
+/// nothing yet.
 #[derive(Clone, Copy)]
 pub(super) struct TileArgs {
     pub(super) a: *const i16,
     pub(super) lda: usize,
     pub(super) d: *const f32,
     pub(super) ldd: usize,
-    pub(super) panel: *const i16,
+    pub(super) panel: *const u8,
     pub(super) sw: *const f32,
     pub(super) nb: usize,
     pub(super) c: *mut f32,
     pub(super) ldc: usize,
     pub(super) first: bool,
+}
+
+/// How a micro-kernel wants its operands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // some targets use one layout only
+pub(super) enum Layout {
+    /// Weights as i16 panels `[k/2][nr][2]` ([`pack_i16`]), activations as
+    /// i16 rows: for `vpmaddwd`, `vpdpwssd`, `i32x4.dot_i16x8_s`, `smlal`.
+    I16Pairs,
+    /// Weights as i8 panels `[k/4][nr][4]` ([`pack_i8`]); each block of
+    /// `B` activations re-encoded in place as two 8-bit digits
+    /// ([`to_digits`]): `B` signed high bytes then `B` unsigned low bytes,
+    /// `q = 256·hi + lo` — for 8-bit dot products (`sdot`/`udot`).
+    I8Quads,
 }
 
 /// A micro-kernel for `rows` rows and blocks of `block`.
@@ -284,10 +333,24 @@ pub(super) type Tile = unsafe fn(rows: usize, block: usize, t: TileArgs);
 /// # Safety
 /// `tile` must run on this CPU (its target features checked).
 #[allow(dead_code)] // no SIMD kernel on some targets
-pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: usize, tile: Tile) -> Vec<f32> {
-    let a = quantize_acts(x, m, w.k, w.block);
+pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: usize, layout: Layout, tile: Tile) -> Vec<f32> {
+    let mut a = quantize_acts(x, m, w.k, w.block);
     let panels = w.n.div_ceil(nr);
-    let (packed, scales) = (pack_i16(w, nr), panel_scales(w, nr));
+    let scales = panel_scales(w, nr);
+    // The panels as bytes, and the bytes per weight.
+    let (packed16, packed8);
+    let (packed, elem): (&[u8], usize) = match layout {
+        Layout::I16Pairs => {
+            packed16 = pack_i16(w, nr);
+            // SAFETY: i16 as its bytes (u8 has no alignment or validity needs).
+            (unsafe { std::slice::from_raw_parts(packed16.as_ptr().cast(), packed16.len() * 2) }, 2)
+        }
+        Layout::I8Quads => {
+            to_digits(&mut a.q, w.block);
+            packed8 = pack_i8(w, nr);
+            (&packed8[..], 1)
+        }
+    };
     let mut out = uninit_output(m * w.n);
     let o = OutPtr(out.as_mut_ptr());
     let (k, n, block, blocks) = (w.k, w.n, w.block, w.blocks());
@@ -304,7 +367,7 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
                 // the output (tiles cover rows m0..m1 and columns of panel
                 // p, which no other task writes); `tile` runs on this CPU.
                 unsafe {
-                    let panel = packed.as_ptr().add(p * k * nr + b0 * block * nr);
+                    let panel = packed.as_ptr().add((p * k * nr + b0 * block * nr) * elem);
                     let sw = scales.as_ptr().add((p * blocks + b0) * nr);
                     for r0 in (m0..m1).step_by(mr) {
                         let rows = mr.min(m1 - r0);
@@ -439,6 +502,44 @@ fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
         }
     });
     packed
+}
+
+/// Weights repacked for 8-bit dot products: panels of `cols` output
+/// columns, each `[k/4][cols][4]` (four consecutive k of a column
+/// together, as `sdot` sums them), signed (−127..127); padding columns 0.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the aarch64 dot-product kernel's
+fn pack_i8(w: &Weights, cols: usize) -> Vec<u8> {
+    let (k, panels) = (w.k, w.n.div_ceil(cols));
+    let mut packed = vec![0u8; panels * k * cols];
+    let offset = 1i16 << (w.bits - 1);
+    for_each_panel(&mut packed, k * cols, |p, panel| {
+        let mut row = vec![0u8; k];
+        for c in 0..cols.min(w.n - p * cols) {
+            row_fields(w, p * cols + c, &mut row);
+            for (kk, &u) in row.iter().enumerate() {
+                panel[(kk / 4) * 4 * cols + c * 4 + (kk & 3)] = (u as i16 - offset) as i8 as u8;
+            }
+        }
+    });
+    packed
+}
+
+/// Re-encode quantized activations in place, per block of `block` values,
+/// as their 8-bit digits: `block` high bytes (`q >> 8`, signed −128..127)
+/// then `block` low bytes (`q & 255`, unsigned), so that `q = 256·hi + lo`
+/// exactly for every i16.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn to_digits(q: &mut [i16], block: usize) {
+    let mut bytes = [0u8; 64];
+    for b in q.chunks_exact_mut(block) {
+        for (j, v) in b.iter().enumerate() {
+            bytes[j] = (*v >> 8) as u8;
+            bytes[block + j] = *v as u8;
+        }
+        // SAFETY: the block's 2·block bytes, written as bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), 2 * block) };
+        out.copy_from_slice(&bytes[..2 * block]);
+    }
 }
 
 /// Panel scales `[blocks][cols]` (0 for padding columns) for every panel.

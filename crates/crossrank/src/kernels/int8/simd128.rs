@@ -5,14 +5,14 @@
 
 use std::arch::wasm32::*;
 
-use super::{TileArgs, Weights, run_tiles, tiles};
+use super::{Layout, TileArgs, Weights, run_tiles, tiles};
 
 const NR: usize = 8;
 const MR: usize = 4;
 
 pub(super) fn linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     // SAFETY: built with simd128 (the module's cfg).
-    unsafe { run_tiles(x, m, w, NR, MR, tiles) }
+    unsafe { run_tiles(x, m, w, NR, MR, Layout::I16Pairs, tiles) }
 }
 
 tiles!(tiles, tile, [4, 3, 2, 1]);
@@ -20,6 +20,7 @@ tiles!(tiles, tile, [4, 3, 2, 1]);
 #[inline(always)]
 unsafe fn tile<const R: usize, const B: usize>(t: TileArgs) {
     let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = [[f32x4_splat(0.0); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {

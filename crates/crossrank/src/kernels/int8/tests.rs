@@ -48,7 +48,7 @@ fn view(q: &Host) -> Weights<'_> {
     Weights { n: q.n, k: q.k, bits: q.bits, block: q.block, words: &q.packed, scales: &q.scales }
 }
 
-const PATHS: [Path; 4] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Simd128];
+const PATHS: [Path; 6] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::Simd128];
 
 /// Every SIMD path available here gives the reference's outputs bit for
 /// bit: tile edges in rows and columns, several K chunks, both blocks and
@@ -149,6 +149,39 @@ fn unsupported_blocks_fall_back() {
         assert_eq!(linear(path, &[], 0, &view(&q), None), Some(vec![]));
     }
     assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q), None).is_none());
+}
+
+/// The 8-bit layout (aarch64's dot-product kernel; checked on every host):
+/// digits give back every i16 exactly, and the i8 panels hold each signed
+/// weight at `[k/4][col][k%4]`, padding columns zero.
+#[test]
+fn digits_and_i8_panels_are_exact() {
+    let mut q: Vec<i16> = (-32768..=32767).step_by(7).chain([i16::MIN, -1, 0, 1, 255, 256, i16::MAX]).collect();
+    q.truncate(q.len() / 32 * 32);
+    let orig = q.clone();
+    for block in [16, 32] {
+        let mut d = orig.clone();
+        to_digits(&mut d, block);
+        // SAFETY: i16 as bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(d.as_ptr().cast::<u8>(), d.len() * 2) };
+        for (i, &v) in orig.iter().enumerate() {
+            let (b, j) = (i / block, i % block);
+            let (hi, lo) = (bytes[2 * b * block + j] as i8 as i32, bytes[2 * b * block + block + j] as i32);
+            assert_eq!(256 * hi + lo, v as i32, "block {block} at {i}");
+        }
+    }
+    for bits in [8, 4] {
+        let qm = host(11, 64, bits, 32, 5);
+        let w = view(&qm);
+        let p = pack_i8(&w, 8);
+        assert_eq!(p.len(), 2 * 64 * 8);
+        for col in 0..16 {
+            for kk in 0..64 {
+                let v = p[(col / 8) * 64 * 8 + (kk / 4) * 32 + (col % 8) * 4 + kk % 4] as i8 as i32;
+                assert_eq!(v, if col < 11 { w.q(col, kk) } else { 0 }, "q{bits} col {col} k {kk}");
+            }
+        }
+    }
 }
 
 /// Kernel speed on bge-reranker-base's shapes, for tuning (not a gate):

@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{TileArgs, Weights, run_tiles, tiles};
+use super::{Layout, TileArgs, Weights, run_tiles, tiles};
 
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -37,7 +37,7 @@ const MR2: usize = 4;
 pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     assert!(has_avx2());
     // SAFETY: AVX2 + FMA checked above.
-    unsafe { run_tiles(x, m, w, NR2, MR2, avx2_tiles) }
+    unsafe { run_tiles(x, m, w, NR2, MR2, Layout::I16Pairs, avx2_tiles) }
 }
 
 tiles!(avx2_tiles, avx2_tile, [4, 3, 2, 1], #[target_feature(enable = "avx2,fma")]);
@@ -50,6 +50,7 @@ tiles!(avx2_tiles, avx2_tile, [4, 3, 2, 1], #[target_feature(enable = "avx2,fma"
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_tile<const R: usize, const B: usize>(t: TileArgs) {
     let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = [[_mm256_setzero_ps(); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
@@ -92,7 +93,7 @@ const MR5: usize = 6;
 pub(super) fn vnni_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     assert!(has_avx512_vnni());
     // SAFETY: AVX-512 F/BW/VNNI checked above.
-    unsafe { run_tiles(x, m, w, NR5, MR5, vnni_tiles) }
+    unsafe { run_tiles(x, m, w, NR5, MR5, Layout::I16Pairs, vnni_tiles) }
 }
 
 tiles!(vnni_tiles, vnni_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]);
@@ -105,6 +106,7 @@ tiles!(vnni_tiles, vnni_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn vnni_tile<const R: usize, const B: usize>(t: TileArgs) {
     let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = [[_mm512_setzero_ps(); 2]; R];
         for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
