@@ -77,6 +77,10 @@ peer() { # WORK BATCH
 #    its q8/q4 copies on first use).
 step "short: $SHORT pairs, 60-180 words, batch 32, wgpu" 150 "$BIN" --devices wgpu --dtypes f32,f16,q8,q4 --iters 3 --pairs "$SHORT" \
   --dump-pairs "$W/pairs-short.json" --json "$W/crossrank-short.json"
+# q8 through the old path (weights dequantized to f32 every pass) beside the
+# fused quantized matmul above.
+step "short: q8 on wgpu, per-pass dequantization (CROSSRANK_GPU_QUANT=dequant)" 60 env CROSSRANK_GPU_QUANT=dequant "$BIN" --devices wgpu --dtypes q8 --iters 3 --pairs "$SHORT" \
+  --json "$W/crossrank-dequant-short.json"
 peer short 32
 step "short: $SHORT pairs, cpu ($(nproc) threads)" 60 "$BIN" --devices cpu --dtypes f32,q8 --iters 2 --pairs "$SHORT" \
   --json "$W/crossrank-cpu-short.json"

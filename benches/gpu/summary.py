@@ -9,9 +9,13 @@ from pathlib import Path
 w = Path(sys.argv[1])
 for work in ("short", "big", "long"):
     rows = []
-    for f in (f"crossrank-{work}.json", f"crossrank-cpu-{work}.json", f"peer-{work}.json", f"ort-{work}.json"):
+    for f in (f"crossrank-{work}.json", f"crossrank-dequant-{work}.json", f"crossrank-cpu-{work}.json", f"peer-{work}.json", f"ort-{work}.json"):
         if (w / f).exists():
-            rows += json.load(open(w / f))
+            more = json.load(open(w / f))
+            if "dequant" in f:  # the same system name, the old GPU q8 path
+                for r in more:
+                    r["system"] += " (per-pass dequantization)"
+            rows += more
     if not rows:
         continue
     ref = next((r for r in rows if r["system"] == "crossrank cpu f32"), None) or next(

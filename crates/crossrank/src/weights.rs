@@ -338,12 +338,28 @@ impl Weights {
     /// [`Weights::quant_plan`] / [`Weights::is_half`] say: quantized, f16
     /// or f32 (PyTorch layout).
     pub(crate) fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
+        self.matrix_rows_as(name, expected, start, count, device, false)
+    }
+
+    /// [`Weights::matrix_rows`]; `for_matmul`: the matrix is only
+    /// multiplied, so a quantized one may be stored for a fused
+    /// dequantizing matmul ([`HostQuant::to_device_for_matmul`]).
+    fn matrix_rows_as(
+        &self,
+        name: &str,
+        expected: &[usize],
+        start: usize,
+        count: usize,
+        device: &Device,
+        for_matmul: bool,
+    ) -> Result<Matrix> {
         if let Some(Live::Matrix(t)) = self.live_tensor(name, expected)? {
             return Ok(Matrix::Dense(t.clone().slice(start..start + count)));
         }
         self.check_shape(name, expected)?;
         if let Some((bits, block)) = self.quant_plan(name) {
-            return Ok(Matrix::Quant(self.host_quant(name, expected, start, count, bits, block)?.to_device(device)));
+            let q = self.host_quant(name, expected, start, count, bits, block)?;
+            return Ok(Matrix::Quant(if for_matmul { q.to_device_for_matmul(device) } else { q.to_device(device) }));
         }
         if self.is_half(name) {
             if let Some(h) = self.rows_f16(name, expected, start, count)? {
@@ -355,10 +371,10 @@ impl Weights {
         Ok(Matrix::Dense(Tensor::from_data(TensorData::new(v, [count, expected[1]]), device)))
     }
 
-    /// A rank-2 weight `[rows, cols]` as stored (PyTorch layout), on the
-    /// device quantized, in f16 or in f32.
+    /// A linear layer's rank-2 weight `[rows, cols]` as stored (PyTorch
+    /// layout), on the device quantized, in f16 or in f32.
     pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
-        self.matrix_rows(name, &[rows, cols], 0, rows, device)
+        self.matrix_rows_as(name, &[rows, cols], 0, rows, device, true)
     }
 
     /// Read every tensor every way the models can (fuzzing: no file may

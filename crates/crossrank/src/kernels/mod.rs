@@ -78,6 +78,49 @@ pub(crate) fn half_products(device: &Device) -> bool {
     !on_host(device)
 }
 
+/// Whether quantized linear layers on `device` keep their weights as Burn
+/// block-quantized tensors and multiply with Burn's quantized matmul,
+/// which reads the q8/q4 blocks inside the matmul kernel (CubeCL:
+/// dequantized tile by tile in registers/shared memory) instead of
+/// materializing an f32 copy of every weight each pass: every device but
+/// the CPU backend (which has the integer kernels) and autodiff (training
+/// multiplies f32 weights). `CROSSRANK_GPU_QUANT=dequant` keeps the old
+/// per-pass dequantization, for benchmarks.
+pub(crate) fn fused_quant_matmul(device: &Device) -> bool {
+    static DEQUANT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let dequant = *DEQUANT.get_or_init(|| std::env::var("CROSSRANK_GPU_QUANT").is_ok_and(|v| v.eq_ignore_ascii_case("dequant")));
+    let fused = !dequant && *device != Device::flex() && !device.is_autodiff();
+    #[cfg(not(target_family = "wasm"))]
+    if fused {
+        quiet_autotune_rejections();
+    }
+    fused
+}
+
+/// Burn's matmul autotune (native wgpu) also tries kernels that would view
+/// q8 weights through vectors narrower than four floats; each of those
+/// panics in cubecl-std's `quant_vector_size_q` assertion, the autotuner
+/// catches the panic and keeps the candidates that run — but the panic
+/// hook has printed it by then, as if something had crashed. Those
+/// messages only are not printed; every other panic goes to the hook that
+/// was installed before (the application's or the default).
+#[cfg(not(target_family = "wasm"))]
+fn quiet_autotune_rejections() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message =
+                info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+            let rejection = info.location().is_some_and(|l| l.file().replace('\\', "/").ends_with("src/quant/view.rs"))
+                && message.is_some_and(|m| m.contains("quantized view float vector size"));
+            if !rejection {
+                previous(info)
+            }
+        }));
+    });
+}
+
 /// Whether `device` stores f16 tensors natively (the CPU backend; wgpu and
 /// WebGPU with `shader-f16`); elsewhere f16 weights are packed in 32-bit
 /// words and widened with integer ops (`widen_f16`).

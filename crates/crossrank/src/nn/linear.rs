@@ -37,15 +37,29 @@ pub(crate) struct Linear {
 enum LinearWeight {
     /// f32, transposed to `[in, out]` at load.
     Dense(Tensor<2>),
-    /// Quantized `[out, in]` (PyTorch layout, blocks along `in`),
-    /// dequantized for each forward pass.
+    /// Quantized `[out, in]` (PyTorch layout, blocks along `in`): integer
+    /// GEMMs on the CPU, a fused dequantizing matmul where stored for one,
+    /// else dequantized for each forward pass.
     Quant(QuantMatrix),
+    /// Quantized parts stored for the fused matmul, which cannot be
+    /// concatenated exactly (see `QuantMatrix::cat_rows`): one product
+    /// each, outputs side by side.
+    QuantParts(Vec<QuantMatrix>),
     /// f16 `[out, in]`: multiplied in f16 on a GPU, widened to f32 for
     /// each forward pass elsewhere.
     Half(HalfMatrix),
 }
 
 impl LinearWeight {
+    fn device(&self) -> Device {
+        match self {
+            LinearWeight::Dense(t) => t.device(),
+            LinearWeight::Quant(q) => q.device(),
+            LinearWeight::QuantParts(q) => q[0].device(),
+            LinearWeight::Half(h) => h.device(),
+        }
+    }
+
     fn quant(&self) -> Option<&QuantMatrix> {
         if let Self::Quant(q) = self { Some(q) } else { None }
     }
@@ -83,11 +97,7 @@ impl Linear {
     /// a matrix with out-of-range values in f32) all become f32.
     pub(crate) fn concat(parts: Vec<Linear>) -> Linear {
         let outs: Vec<usize> = parts.iter().map(Linear::d_out).collect();
-        let device = match &parts[0].weight {
-            LinearWeight::Dense(t) => t.device(),
-            LinearWeight::Quant(q) => q.device(),
-            LinearWeight::Half(h) => h.device(),
-        };
+        let device = parts[0].weight.device();
         let bias = parts.iter().any(|p| p.bias.is_some()).then(|| {
             let b = parts.iter().zip(&outs).map(|(p, &o)| p.bias.clone().unwrap_or_else(|| Tensor::zeros([o], &device)));
             Tensor::cat(b.collect(), 0)
@@ -95,8 +105,10 @@ impl Linear {
         // `Some` only when every part is quantized / every part is f16.
         let quant: Option<Vec<QuantMatrix>> = parts.iter().map(|p| p.weight.quant().cloned()).collect();
         let half: Option<Vec<HalfMatrix>> = parts.iter().map(|p| p.weight.half().cloned()).collect();
-        let weight = match (quant.and_then(QuantMatrix::cat_rows), half.and_then(HalfMatrix::cat_rows)) {
-            (Some(q), _) => LinearWeight::Quant(q),
+        let fused = quant.as_ref().is_some_and(|q| q.iter().all(|m| m.fused().is_some()));
+        let weight = match (quant, half.and_then(HalfMatrix::cat_rows)) {
+            (Some(q), _) if fused => LinearWeight::QuantParts(q),
+            (Some(q), _) if QuantMatrix::cat_rows(q.clone()).is_some() => LinearWeight::Quant(QuantMatrix::cat_rows(q).expect("checked")),
             (_, Some(h)) => LinearWeight::Half(h),
             _ => LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1)),
         };
@@ -109,6 +121,7 @@ impl Linear {
         match &self.weight {
             LinearWeight::Dense(t) => t.dims()[1],
             LinearWeight::Quant(q) => q.rows(),
+            LinearWeight::QuantParts(q) => q.iter().map(QuantMatrix::rows).sum(),
             LinearWeight::Half(h) => h.rows(),
         }
     }
@@ -118,6 +131,7 @@ impl Linear {
         match &self.weight {
             LinearWeight::Dense(w) => w.clone(),
             LinearWeight::Quant(q) => q.dequantize().transpose(),
+            LinearWeight::QuantParts(q) => Tensor::cat(q.iter().map(|m| m.dequantize()).collect(), 0).transpose(),
             LinearWeight::Half(h) => h.to_f32().transpose(),
         }
     }
@@ -125,12 +139,23 @@ impl Linear {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         // Integer GEMM where the kernels have one (the CPU backend).
         let x = match &self.weight {
-            LinearWeight::Quant(q) if self.int8 => match kernels::quant_linear(x, q.parts(), self.bias.as_ref()) {
-                Ok(y) => return y,
-                Err(x) => x,
-            },
+            LinearWeight::Quant(q) if self.int8 && q.parts().is_some() => {
+                match kernels::quant_linear(x, q.parts().expect("checked"), self.bias.as_ref()) {
+                    Ok(y) => return y,
+                    Err(x) => x,
+                }
+            }
             _ => x,
         };
+        // Burn's quantized matmul, reading the blocks in place (a GPU).
+        let fused: Vec<&Tensor<2>> = match &self.weight {
+            LinearWeight::Quant(q) => q.fused().into_iter().collect(),
+            LinearWeight::QuantParts(q) => q.iter().filter_map(QuantMatrix::fused).collect(),
+            _ => vec![],
+        };
+        if !fused.is_empty() {
+            return self.fused_product(x, &fused);
+        }
         let weight = match &self.weight {
             LinearWeight::Half(h) if self.half_compute => match h.native() {
                 Some(w) => w.clone().transpose(),
@@ -152,6 +177,24 @@ impl Linear {
             s => self.product(x.reshape([s, rows / s, d_in]), weight),
         };
         dims[D - 1] = y.dims()[2];
+        y.reshape(dims)
+    }
+
+    /// `x Wᵀ + b` for block-quantized `[out, in]` parts (outputs side by
+    /// side), as one rank-2 product per part: the rank the quantized
+    /// matmul is tested at (`quant::storage` tests).
+    fn fused_product<const D: usize>(&self, x: Tensor<D>, parts: &[&Tensor<2>]) -> Tensor<D> {
+        let mut dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let x2 = x.reshape([rows, d_in]);
+        let ys: Vec<Tensor<2>> = parts.iter().map(|w| x2.clone().matmul((*w).clone().transpose())).collect();
+        let y = if ys.len() == 1 { ys.into_iter().next().expect("one") } else { Tensor::cat(ys, 1) };
+        let y = match &self.bias {
+            Some(b) => y + b.clone().unsqueeze(),
+            None => y,
+        };
+        dims[D - 1] = y.dims()[1];
         y.reshape(dims)
     }
 

@@ -1,74 +1,165 @@
 //! Quantized and f16 weight matrices as they live on a device.
 
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use super::HostQuant;
 use crate::kernels;
 
 impl HostQuant {
-    /// Upload to `device`.
+    /// Upload to `device` as packed words and scales (the layout gathers
+    /// and the CPU's integer kernels read).
     pub(crate) fn to_device(&self, device: &Device) -> QuantMatrix {
         let words = self.cols * self.bits as usize / 32;
         let packed: Vec<i32> = self.packed.iter().map(|&w| w as i32).collect();
         let scales: Vec<f32> = self.scales.iter().map(|s| s.to_f32()).collect();
         QuantMatrix {
-            packed: Tensor::from_data(TensorData::new(packed, [self.rows, words]), (device, DType::I32)),
-            scales: Tensor::from_data(TensorData::new(scales, [self.rows, self.cols / self.block]), device),
+            store: Store::Packed {
+                packed: Tensor::from_data(TensorData::new(packed, [self.rows, words]), (device, DType::I32)),
+                scales: Tensor::from_data(TensorData::new(scales, [self.rows, self.cols / self.block]), device),
+            },
+            rows: self.rows,
             bits: self.bits,
             block: self.block,
             cols: self.cols,
         }
+    }
+
+    /// Upload a matrix that is only multiplied (a linear layer's weight):
+    /// as a Burn block-quantized tensor where the kernels say the device
+    /// multiplies those in place (`kernels::fused_quant_matmul`), else as
+    /// [`HostQuant::to_device`].
+    ///
+    /// q8 only: Burn 0.22's quantized matmul views q4 (eight values per
+    /// u32) through vectors of at least eight floats, and wgpu's are four
+    /// wide (cubecl-std `quant_vector_size_q` asserts); storing q4 as Q8S
+    /// would double its memory, the reason q4 is picked. So q4 stays packed
+    /// and is dequantized per pass on GPUs.
+    pub(crate) fn to_device_for_matmul(&self, device: &Device) -> QuantMatrix {
+        if !kernels::fused_quant_matmul(device) || self.bits != 8 || !matches!(self.block, 16 | 32) {
+            return self.to_device(device);
+        }
+        let values: Vec<i8> = self.signed().collect();
+        let value = QuantValue::Q8S;
+        // One scale per block along a row, f32 (exact: the scales are f16
+        // values; f16 scale storage would need `shader-f16`, which
+        // lavapipe and SwiftShader lack).
+        let scheme = QuantScheme::default()
+            .with_value(value)
+            .with_store(QuantStore::PackedU32(0))
+            .per_block([1u8, self.block as u8], ScaleDtype::F32);
+        let scales: Vec<f32> = self.scales.iter().map(|s| s.to_f32()).collect();
+        let data = TensorData::quantized(values, [self.rows, self.cols], scheme, &scales, None);
+        QuantMatrix {
+            store: Store::Fused(Tensor::from_data(data, device)),
+            rows: self.rows,
+            bits: self.bits,
+            block: self.block,
+            cols: self.cols,
+        }
+    }
+
+    /// The signed values, row-major (q8: −127..127, q4: −7..7).
+    fn signed(&self) -> impl Iterator<Item = i8> + '_ {
+        let per_word = 32 / self.bits as usize;
+        let (mask, offset) = ((1u32 << self.bits) - 1, 1i32 << (self.bits - 1));
+        (0..self.rows * self.cols)
+            .map(move |i| (((self.packed[i / per_word] >> ((i % per_word) as u32 * self.bits)) & mask) as i32 - offset) as i8)
     }
 }
 
 /// A quantized `[rows, cols]` matrix on a device.
 #[derive(Debug, Clone)]
 pub(crate) struct QuantMatrix {
-    packed: Tensor<2, Int>,
-    scales: Tensor<2>,
+    store: Store,
+    rows: usize,
     bits: u32,
     block: usize,
     cols: usize,
 }
 
+#[derive(Debug, Clone)]
+enum Store {
+    /// Packed words `[rows, cols·bits/32]` and f32 scales `[rows, cols/block]`.
+    Packed { packed: Tensor<2, Int>, scales: Tensor<2> },
+    /// A Burn block-quantized tensor `[rows, cols]` (see
+    /// [`HostQuant::to_device_for_matmul`]).
+    Fused(Tensor<2>),
+}
+
 impl QuantMatrix {
     pub(crate) fn rows(&self) -> usize {
-        self.packed.dims()[0]
+        self.rows
     }
 
     pub(crate) fn device(&self) -> Device {
-        self.packed.device()
+        match &self.store {
+            Store::Packed { packed, .. } => packed.device(),
+            Store::Fused(t) => t.device(),
+        }
     }
 
     /// The packed words `[rows, cols·bits/32]`, the scales `[rows, cols/block]`,
-    /// bits, block and columns (for the integer kernels).
-    pub(crate) fn parts(&self) -> (&Tensor<2, Int>, &Tensor<2>, u32, usize, usize) {
-        (&self.packed, &self.scales, self.bits, self.block, self.cols)
+    /// bits, block and columns (for the integer kernels), where the matrix
+    /// is stored packed.
+    pub(crate) fn parts(&self) -> Option<(&Tensor<2, Int>, &Tensor<2>, u32, usize, usize)> {
+        match &self.store {
+            Store::Packed { packed, scales } => Some((packed, scales, self.bits, self.block, self.cols)),
+            Store::Fused(_) => None,
+        }
+    }
+
+    /// The block-quantized tensor `[rows, cols]` Burn's matmul reads in
+    /// place, where the matrix is stored so.
+    pub(crate) fn fused(&self) -> Option<&Tensor<2>> {
+        match &self.store {
+            Store::Fused(t) => Some(t),
+            Store::Packed { .. } => None,
+        }
     }
 
     /// The rows of `parts` one after another (one layer's q, k and v), or
-    /// `None` if they are not quantized alike.
+    /// `None` if they are not quantized alike or not stored packed (Burn
+    /// concatenates quantized tensors by re-quantizing them: not exact).
     pub(crate) fn cat_rows(parts: Vec<QuantMatrix>) -> Option<QuantMatrix> {
         let first = parts.first()?.clone();
         if parts.iter().any(|p| (p.bits, p.block, p.cols) != (first.bits, first.block, first.cols)) {
             return None;
         }
-        let (packed, scales) = parts.into_iter().map(|p| (p.packed, p.scales)).unzip();
-        Some(QuantMatrix { packed: Tensor::cat(packed, 0), scales: Tensor::cat(scales, 0), ..first })
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let (packed, scales): (Vec<_>, Vec<_>) = parts
+            .into_iter()
+            .map(|p| match p.store {
+                Store::Packed { packed, scales } => Some((packed, scales)),
+                Store::Fused(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        Some(QuantMatrix { store: Store::Packed { packed: Tensor::cat(packed, 0), scales: Tensor::cat(scales, 0) }, rows, ..first })
     }
 
     /// The whole matrix in f32, `[rows, cols]`. On the CPU in one host pass
     /// (see `kernels::dequantize`) instead of the eight tensor ops of `unpack`.
     pub(crate) fn dequantize(&self) -> Tensor<2> {
-        kernels::dequantize(self.packed.clone(), self.scales.clone(), self.bits, self.block, self.cols)
+        match &self.store {
+            Store::Packed { packed, scales } => kernels::dequantize(packed.clone(), scales.clone(), self.bits, self.block, self.cols),
+            Store::Fused(t) => t.clone().dequantize(),
+        }
     }
 
     /// Rows `ids` (device indices) in f32, `[ids.len(), cols]`: a gather on
     /// the packed words, then unpacking of those rows only.
     pub(crate) fn select_rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
-        let packed = self.packed.clone().select(0, ids.clone());
-        let scales = self.scales.clone().select(0, ids);
-        kernels::unpack_rows(packed, scales, self.bits, self.block, self.cols)
+        match &self.store {
+            Store::Packed { packed, scales } => {
+                let packed = packed.clone().select(0, ids.clone());
+                let scales = scales.clone().select(0, ids);
+                kernels::unpack_rows(packed, scales, self.bits, self.block, self.cols)
+            }
+            // Not a gather table's layout (embeddings upload packed); correct, not fast.
+            Store::Fused(t) => t.clone().dequantize().select(0, ids),
+        }
     }
 }
 
@@ -176,7 +267,8 @@ mod tests {
             let got: Vec<f32> = m.dequantize().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
             assert_eq!(got, want, "bits {bits}");
             // The tensor-op unpacking other devices run gives the same values.
-            let ops = kernels::unpack_rows(m.packed.clone(), m.scales.clone(), m.bits, m.block, m.cols);
+            let (packed, scales, ..) = m.parts().unwrap();
+            let ops = kernels::unpack_rows(packed.clone(), scales.clone(), m.bits, m.block, m.cols);
             assert_eq!(ops.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(), want, "bits {bits} tensor ops");
             let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), &dev);
             let rows_got: Vec<f32> = m.select_rows(ids).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
@@ -208,5 +300,47 @@ mod tests {
         assert!(native.native().is_some());
         assert_eq!(bits(&native.to_f32().into_data().try_to_vec::<f32>().unwrap()), bits(&want));
         assert_eq!(native.select_rows(ids).into_data().try_to_vec::<f32>().unwrap(), rows);
+    }
+
+    /// The fused store on a GPU (lavapipe here): Burn's block-quantized
+    /// tensor holds exactly the checkpoint's values, and its matmul (the
+    /// blocks read inside the kernel) equals the f32 product of the
+    /// dequantized weight — q8, blocks of 16 and 32, rows that are not a
+    /// tile multiple; q4 stays packed (see `to_device_for_matmul`).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn fused_matmul_on_wgpu_equals_the_dequantized_product() {
+        let dev = match crate::device::select(crate::device::DeviceChoice::Wgpu) {
+            Ok(d) => d.device,
+            Err(e) if std::env::var("CROSSRANK_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("no wgpu: {e}"),
+            Err(e) => return eprintln!("SKIPPED: no wgpu adapter ({e})"),
+        };
+        if !kernels::fused_quant_matmul(&dev) {
+            return eprintln!("SKIPPED: CROSSRANK_GPU_QUANT=dequant");
+        }
+        let (m, n, k) = (37, 40, 96);
+        let x = sample(m * k);
+        let q4 = HostQuant::quantize(&sample(n * k), n, k, 4, 32).to_device_for_matmul(&dev);
+        assert!(q4.fused().is_none() && q4.parts().is_some(), "q4 stays packed");
+        for (bits, block) in [(8, 32), (8, 16)] {
+            let q = HostQuant::quantize(&sample(n * k + 7)[7..], n, k, bits, block);
+            let w = q.dequantize();
+            let fm = q.to_device_for_matmul(&dev);
+            assert!(fm.fused().is_some() && fm.parts().is_none());
+            let deq: Vec<f32> = fm.dequantize().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            assert_eq!(deq, w, "q{bits}/{block}: stored values");
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &dev);
+            let got: Vec<f32> =
+                xt.matmul(fm.fused().unwrap().clone().transpose()).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            let mut err = 0f32;
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f32 = (0..k).map(|j| x[r * k + j] * w[c * k + j]).sum();
+                    err = err.max((got[r * n + c] - want).abs());
+                }
+            }
+            eprintln!("q{bits}/{block}: fused matmul vs dequantized f32 product: max abs diff {err:.2e}");
+            assert!(err < 1e-4, "q{bits}/{block}: {err}");
+        }
     }
 }
