@@ -486,38 +486,32 @@ fn row_fields(w: &Weights, n: usize, out: &mut [u8]) {
 
 /// Weights repacked for the i16 kernels: panels of `cols` output columns,
 /// each `[k/2][cols][2]` (a k-pair of every column side by side, as
-/// `vpmaddwd` / `i32x4.dot_i16x8_s` / `vpdpwssd` pair them), signed;
-/// padding columns 0.
+/// `vpmaddwd` / `i32x4.dot_i16x8_s` / `vpdpwssd` / `smlal` pair them).
 fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
-    let (k, panels) = (w.k, w.n.div_ceil(cols));
-    let mut packed = vec![0i16; panels * k * cols];
-    let offset = 1i16 << (w.bits - 1);
-    for_each_panel(&mut packed, k * cols, |p, panel| {
-        let mut row = vec![0u8; k];
-        for c in 0..cols.min(w.n - p * cols) {
-            row_fields(w, p * cols + c, &mut row);
-            for (kk, &u) in row.iter().enumerate() {
-                panel[(kk / 2) * 2 * cols + c * 2 + (kk & 1)] = u as i16 - offset;
-            }
-        }
-    });
-    packed
+    pack(w, cols, 2, |v| v)
 }
 
 /// Weights repacked for 8-bit dot products: panels of `cols` output
 /// columns, each `[k/4][cols][4]` (four consecutive k of a column
-/// together, as `sdot` sums them), signed (−127..127); padding columns 0.
+/// together, as `sdot` sums them), as i8 bytes.
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the aarch64 dot-product kernel's
 fn pack_i8(w: &Weights, cols: usize) -> Vec<u8> {
+    pack(w, cols, 4, |v| v as i8 as u8)
+}
+
+/// Panels of `cols` output columns, each `[k/group][cols][group]`, of the
+/// signed weights (q8: −127..127, q4: −7..7) through `to`; padding
+/// columns 0.
+fn pack<T: Copy + Default + Send>(w: &Weights, cols: usize, group: usize, to: impl Fn(i16) -> T + Send + Sync) -> Vec<T> {
     let (k, panels) = (w.k, w.n.div_ceil(cols));
-    let mut packed = vec![0u8; panels * k * cols];
+    let mut packed = vec![T::default(); panels * k * cols];
     let offset = 1i16 << (w.bits - 1);
     for_each_panel(&mut packed, k * cols, |p, panel| {
         let mut row = vec![0u8; k];
         for c in 0..cols.min(w.n - p * cols) {
             row_fields(w, p * cols + c, &mut row);
             for (kk, &u) in row.iter().enumerate() {
-                panel[(kk / 4) * 4 * cols + c * 4 + (kk & 3)] = (u as i16 - offset) as i8 as u8;
+                panel[(kk / group) * group * cols + c * group + kk % group] = to(u as i16 - offset);
             }
         }
     });
