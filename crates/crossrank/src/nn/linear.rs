@@ -106,11 +106,12 @@ impl Linear {
         let quant: Option<Vec<QuantMatrix>> = parts.iter().map(|p| p.weight.quant().cloned()).collect();
         let half: Option<Vec<HalfMatrix>> = parts.iter().map(|p| p.weight.half().cloned()).collect();
         let fused = quant.as_ref().is_some_and(|q| q.iter().all(|m| m.fused().is_some()));
+        let dense = || LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1));
         let weight = match (quant, half.and_then(HalfMatrix::cat_rows)) {
             (Some(q), _) if fused => LinearWeight::QuantParts(q),
-            (Some(q), _) if QuantMatrix::cat_rows(q.clone()).is_some() => LinearWeight::Quant(QuantMatrix::cat_rows(q).expect("checked")),
+            (Some(q), _) => QuantMatrix::cat_rows(q).map_or_else(dense, LinearWeight::Quant),
             (_, Some(h)) => LinearWeight::Half(h),
-            _ => LinearWeight::Dense(Tensor::cat(parts.iter().map(|p| p.weight_f32()).collect(), 1)),
+            _ => dense(),
         };
         let half_compute = matches!(weight, LinearWeight::Half(_)) && parts.iter().all(|p| p.half_compute);
         let int8 = parts.iter().all(|p| p.int8);
