@@ -1,8 +1,11 @@
 // crossrank's JavaScript API, shared by every entry point of the package
 // (index.js for browsers, Node and Deno; workerd.js for Cloudflare Workers).
-// Each entry hands `makeApi` a `backend(device)` function that returns an
-// initialised wasm-bindgen module (WasmReranker, WasmDevice, checkDtype):
-// the full WebGPU + CPU build (./pkg) or the slim CPU-only one (./pkg-cpu).
+// Each entry hands `makeApi` a `backend(device, threads)` function that
+// returns an initialised wasm-bindgen module (WasmReranker, WasmDevice,
+// checkDtype, build, memory): the full WebGPU + CPU build (./pkg), the slim
+// CPU-only one (./pkg-cpu), or the threaded CPU build (./pkg-mt) run in a
+// worker behind the same API (threads.js).
+import { threadPlan } from './threads.js';
 
 // A Rust panic aborts the wasm instance (wasm32 has no unwinding): the panic
 // hook in crates/crossrank-wasm calls this, every pending call is rejected
@@ -257,9 +260,9 @@ async function webgpuAdapterName() {
 }
 
 /**
- * The package's API over `backend(device) -> Promise<wasm module>`, which
- * picks and initialises one of the two .wasm builds for the requested
- * device (see index.js, workerd.js).
+ * The package's API over `backend(device, threads) -> Promise<wasm module>`,
+ * which picks and initialises one of the .wasm builds for the requested
+ * device and thread count (see index.js, workerd.js).
  */
 export function makeApi(backend) {
   class Reranker {
@@ -278,18 +281,32 @@ export function makeApi(backend) {
      * Load a checkpoint: a Hub repo id, a base URL of a checkpoint directory,
      * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
      */
-    static async load(source, { device = 'auto', dtype = 'f32', onProgress, cache = true } = {}) {
-      const { WasmReranker, WasmDevice, checkDtype, build, memory } = await guarded(() => backend(String(device)));
+    static async load(source, { device = 'auto', dtype = 'f32', threads = 'auto', onProgress, cache = true } = {}) {
+      // How many CPU threads (threads.js: 'auto' takes the cores where the
+      // page is cross-origin isolated, 1 elsewhere).
+      const nThreads = threadPlan(threads);
+      let be = await guarded(() => backend(String(device), nThreads));
       // Device and dtype are the core's to check and choose (crossrank::device:
       // a hardware adapter that passes the self-check, else the CPU), before
       // anything is downloaded.
-      await guarded(() => checkDtype(String(dtype)));
-      const selected = await guarded(() => WasmDevice.select(String(device)));
+      await guarded(() => be.checkDtype(String(dtype)));
+      let selected = await guarded(() => be.WasmDevice.select(String(device)));
+      let reason;
+      if (nThreads > 1 && be.build === 'webgpu' && selected.kind === 'cpu') {
+        // 'auto' found no usable adapter: the CPU it fell back to runs on
+        // the threaded build; the core's reason is kept.
+        reason = selected.reason;
+        be = await guarded(() => backend('cpu', nThreads));
+        selected = await guarded(() => be.WasmDevice.select('cpu'));
+      }
+      const owned = !(source && typeof source === 'object' && !(source instanceof URL));
       const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
-      const inner = await guarded(() => WasmReranker.load(files, selected, dtype));
+      const inner = await guarded(() => be.WasmReranker.load(files, selected, dtype, owned));
       const r = new Reranker(inner);
-      r.build = build;
-      r.#memory = memory;
+      r.build = be.build;
+      r.threads = be.threads ?? 1;
+      if (reason) r.deviceReason = reason;
+      r.#memory = be.memory;
       // wgpu in the browser may not see the adapter's name; WebGPU's own
       // adapter info does.
       if (r.adapter && !r.adapter.name) r.adapter = { ...r.adapter, name: await webgpuAdapterName() };

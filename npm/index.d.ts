@@ -16,6 +16,16 @@ export interface LoadOptions {
   onProgress?: (p: { file: string; loaded: number; total?: number }) => void;
   /** Keep downloaded files in the Cache API (default true) so a reload does not download again. */
   cache?: boolean;
+  /**
+   * CPU threads (browsers). 'auto' (default): the cores the browser reports,
+   * up to 8, where the page is cross-origin isolated (served with
+   * `Cross-Origin-Opener-Policy: same-origin` and
+   * `Cross-Origin-Embedder-Policy: require-corp` or `credentialless`), else 1.
+   * More than 1 runs the threaded CPU build in a dedicated worker (the page's
+   * thread never blocks); asking for more than 1 where threads are not
+   * available is an error. WebGPU ignores it.
+   */
+  threads?: 'auto' | number;
 }
 
 export interface AdapterInfo {
@@ -78,9 +88,12 @@ export declare class Reranker {
   /**
    * Which .wasm runs it: 'webgpu' (the full build, WebGPU + CPU) or 'cpu'
    * (the slim CPU-only build, fetched when `device: 'cpu'` is asked or when
-   * WebGPU cannot be reached here; always in Cloudflare Workers).
+   * WebGPU cannot be reached here; always in Cloudflare Workers) or
+   * 'cpu-mt' (the threaded CPU build, in a worker: see `threads`).
    */
-  readonly build: 'webgpu' | 'cpu';
+  readonly build: 'webgpu' | 'cpu' | 'cpu-mt';
+  /** CPU threads this reranker runs on (1 unless the threaded build runs it). */
+  readonly threads: number;
   computeScore(pairs: [string, string][], options?: ScoreOptions): Promise<number[] | number[][]>;
   rerank(query: string, docs: string[], options?: RerankOptions): Promise<Ranked[]>;
   /**
@@ -93,6 +106,9 @@ export declare class Reranker {
 
 /** Remove every model file crossrank cached with the Cache API. */
 export declare function clearCache(): Promise<void>;
+
+/** Whether CPU threads are possible here (a cross-origin isolated browser context with workers). */
+export declare function threadsAvailable(): boolean;
 
 /** Whether WebGPU is reachable here (navigator.gpu in a page or a worker); false in Deno and workerd. */
 export declare function webgpuReachable(): boolean;

@@ -6,11 +6,14 @@
 // Both glue modules are imported statically (a few kB each; Service Workers
 // forbid dynamic import()), and only the .wasm a reranker needs is fetched:
 // the slim one when `device: 'cpu'` is asked or when WebGPU cannot be reached
-// here at all, the full one otherwise. The device itself is still chosen by
-// the core (crossrank::device) inside the build that was loaded.
+// here at all, the full one otherwise; with threads on (a cross-origin
+// isolated page, threads.js), a CPU runs the threaded build (./pkg-mt) in a
+// worker instead. The device itself is still chosen by the core
+// (crossrank::device) inside the build that was loaded.
 import initFull, * as full from './pkg/crossrank_wasm.js';
 import initCpu, * as cpu from './pkg-cpu/crossrank_wasm.js';
 import { makeApi } from './core.js';
+import { threadedBackend } from './threads.js';
 
 /** Whether wgpu could reach WebGPU here: navigator.gpu in a page or a worker (not Deno, not workerd). */
 export function webgpuReachable() {
@@ -29,10 +32,20 @@ async function wasmSource(build) {
 }
 
 const ready = {};
-function backend(device) {
+function backend(device, threads = 1) {
   // An explicit 'webgpu' loads the full build even where WebGPU looks
   // unreachable, so the core says precisely why it is not available.
-  const build = device === 'cpu' || (device === 'auto' && !webgpuReachable()) ? 'cpu' : 'webgpu';
+  const cpuOnly = device === 'cpu' || (device === 'auto' && !webgpuReachable());
+  if (cpuOnly && threads > 1) {
+    // One worker (and pool) per thread count: a wasm instance's pool is built once.
+    const key = `mt${threads}`;
+    ready[key] ??= threadedBackend(threads, () => delete ready[key]).catch((e) => {
+      delete ready[key];
+      throw e;
+    });
+    return ready[key];
+  }
+  const build = cpuOnly ? 'cpu' : 'webgpu';
   ready[build] ??= (async () => {
     const [init, mod] = build === 'cpu' ? [initCpu, cpu] : [initFull, full];
     const exports = await init({ module_or_path: await wasmSource(build) });
@@ -45,3 +58,4 @@ function backend(device) {
 }
 
 export const { Reranker, clearCache } = makeApi(backend);
+export { threadsAvailable } from './threads.js';

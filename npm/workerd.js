@@ -22,3 +22,8 @@ export function webgpuReachable() {
 }
 
 export const { Reranker, clearCache } = makeApi(backend);
+
+/** Workers have no threads for wasm (no SharedArrayBuffer, no Worker). */
+export function threadsAvailable() {
+  return false;
+}

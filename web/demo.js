@@ -58,7 +58,7 @@ worker.onmessage = ({ data: m }) => {
   } else if (m.type === 'loaded') {
     $('progress').hidden = true;
     lastDevice = m.device;
-    status(`model loaded in ${(m.ms / 1000).toFixed(1)} s on ${m.device}${m.adapter ? ` (${m.adapter})` : ''} — ${m.reason}`);
+    status(`model loaded in ${(m.ms / 1000).toFixed(1)} s on ${m.device}${m.adapter ? ` (${m.adapter})` : ''}${m.threads > 1 ? `, ${m.threads} threads` : ''} — ${m.reason}`);
     if (!pendingDocs.length) setBusy(false);
   } else if (m.type === 'results') {
     render(m, pendingDocs);

@@ -24,6 +24,9 @@ async function load(model, device) {
     device: reranker.device,
     reason: reranker.deviceReason,
     adapter: reranker.adapter?.name ?? null,
+    // More than 1 where the page is cross-origin isolated (the demo server
+    // sends COOP/COEP) and the model runs on the CPU.
+    threads: reranker.threads,
     ms: performance.now() - t0,
   });
 }

@@ -4,14 +4,16 @@
 //   (cd benches/browser && npm install --ignore-scripts)   # once; never in CI
 //   ./benches/peers/run.sh                                  # makes the model, pairs.json, the ONNX files
 //   ./scripts/build-wasm.sh
-//   node benches/browser/bench.mjs [--pairs 16] [--gpu-pairs 2] [--run benches/models/run-64-60-180]
+//   node benches/browser/bench.mjs [--pairs 16] [--gpu-pairs 2] [--threads N] [--run benches/models/run-64-60-180]
 //
 // Both run single-threaded on the CPU (a page without cross-origin isolation
 // gets no SharedArrayBuffer, so onnxruntime-web cannot use threads either),
-// then both on WebGPU (SwiftShader here: functional, not a speed number).
+// then both with N threads on a cross-origin isolated page (COOP/COEP; N
+// defaults to this machine's cores, at most 8; --threads 1 skips it), then
+// both on WebGPU (SwiftShader here: functional, not a speed number).
 import { existsSync, mkdirSync, symlinkSync, rmSync, readFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { tmpdir, availableParallelism } from 'node:os';
 import { chromium } from 'playwright-core';
 import { serve, root } from '../../tests/browser/server.mjs';
 
@@ -22,6 +24,7 @@ const arg = (k, d) => {
 const run = arg('--run', 'benches/models/run-64-60-180');
 const nPairs = Number(arg('--pairs', 16));
 const gpuPairs = Number(arg('--gpu-pairs', 2));
+const threads = Number(arg('--threads', Math.min(8, availableParallelism())));
 const model = 'benches/models/bge-reranker-base-random';
 const onnx = `${model}-onnx`;
 const pairs = JSON.parse(readFileSync(join(root, run, 'pairs.json'), 'utf8')).slice(0, nPairs);
@@ -35,6 +38,7 @@ symlinkSync(join(root, onnx, 'model.onnx'), join(tjs, 'onnx/model.onnx'));
 if (existsSync(join(root, onnx, 'model-int8.onnx'))) symlinkSync(join(root, onnx, 'model-int8.onnx'), join(tjs, 'onnx/model_quantized.onnx'));
 
 const server = await serve();
+const isolatedServer = await serve({ isolated: true });
 const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'crossrank-bench-')), {
   executablePath: process.env.CROSSRANK_CHROMIUM ?? '/usr/bin/chromium',
   headless: false,
@@ -44,6 +48,9 @@ const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
 const page = await context.newPage();
 page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
 await page.goto(`${server.url}/tests/browser/blank.html`);
+const ipage = await context.newPage();
+ipage.on('console', (m) => m.type() === 'error' && console.error(`[isolated page] ${m.text()}`));
+await ipage.goto(`${isolatedServer.url}/tests/browser/blank.html`);
 
 // FlagReranker's batching: longest first, 32 per batch (the same for both).
 const batches = (lens) => {
@@ -53,11 +60,12 @@ const batches = (lens) => {
   return out;
 };
 
-async function crossrank(device, dtype, ps) {
-  return page.evaluate(async ({ device, dtype, ps, model }) => {
+async function crossrank(device, dtype, ps, threads = 1) {
+  return (threads > 1 ? ipage : page).evaluate(async ({ device, dtype, ps, model, threads }) => {
     const { Reranker } = await import('/npm/index.js');
     const t0 = performance.now();
-    const r = await Reranker.load(`/${model}/`, { device, dtype, cache: false });
+    const r = await Reranker.load(`/${model}/`, { device, dtype, cache: false, threads });
+    if (r.threads !== threads) throw new Error(`asked for ${threads} threads, got ${r.threads}`);
     const load = performance.now() - t0;
     await r.computeScore(ps.slice(0, 2), { batchSize: 32 });
     const t1 = performance.now();
@@ -65,18 +73,19 @@ async function crossrank(device, dtype, ps) {
     const secs = (performance.now() - t1) / 1000;
     await r.dispose();
     return { load, secs, scores };
-  }, { device, dtype, ps, model });
+  }, { device, dtype, ps, model, threads });
 }
 
-async function transformersJs(device, dtype, ps) {
-  return page.evaluate(async ({ device, dtype, ps, batchesSrc }) => {
+async function transformersJs(device, dtype, ps, threads = 1) {
+  return (threads > 1 ? ipage : page).evaluate(async ({ device, dtype, ps, batchesSrc, threads }) => {
     const { AutoTokenizer, AutoModelForSequenceClassification, env } = await import('/benches/browser/node_modules/@huggingface/transformers/dist/transformers.min.js');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     env.localModelPath = '/benches/models/tjs/';
     env.useBrowserCache = false;
     env.backends.onnx.wasm.wasmPaths = '/benches/browser/node_modules/onnxruntime-web/dist/';
-    env.backends.onnx.wasm.numThreads = 1;
+    env.backends.onnx.wasm.numThreads = threads;
+    if (threads > 1 && !crossOriginIsolated) throw new Error('the page is not cross-origin isolated');
     const t0 = performance.now();
     const tok = await AutoTokenizer.from_pretrained('bge-reranker-base-random');
     const model = await AutoModelForSequenceClassification.from_pretrained('bge-reranker-base-random', { dtype, device });
@@ -99,7 +108,7 @@ async function transformersJs(device, dtype, ps) {
     const secs = (performance.now() - t1) / 1000;
     await model.dispose?.();
     return { load, secs, scores };
-  }, { device, dtype, ps, batchesSrc: batches.toString() });
+  }, { device, dtype, ps, batchesSrc: batches.toString(), threads });
 }
 
 const rows = [];
@@ -113,11 +122,18 @@ async function bench(name, f, ps) {
   }
 }
 
-console.log('| system (Chromium, single-threaded wasm unless WebGPU) | pairs | load s | pairs/s |\n|---|---|---|---|');
+console.log('| system (Chromium, wasm; single-threaded unless marked) | pairs | load s | pairs/s |\n|---|---|---|---|');
 await bench('crossrank-wasm CPU f32', () => crossrank('cpu', 'f32', pairs), pairs);
 await bench('crossrank-wasm CPU q8', () => crossrank('cpu', 'q8', pairs), pairs);
 await bench('transformers.js wasm fp32', () => transformersJs('wasm', 'fp32', pairs), pairs);
 await bench('transformers.js wasm q8', () => transformersJs('wasm', 'q8', pairs), pairs);
+const t = ` ${threads} threads`;
+if (threads > 1) {
+  await bench(`crossrank-wasm CPU f32${t}`, () => crossrank('cpu', 'f32', pairs, threads), pairs);
+  await bench(`crossrank-wasm CPU q8${t}`, () => crossrank('cpu', 'q8', pairs, threads), pairs);
+  await bench(`transformers.js wasm fp32${t}`, () => transformersJs('wasm', 'fp32', pairs, threads), pairs);
+  await bench(`transformers.js wasm q8${t}`, () => transformersJs('wasm', 'q8', pairs, threads), pairs);
+}
 const gp = pairs.slice(0, gpuPairs);
 if (gp.length) {
   await bench('crossrank WebGPU f32 (SwiftShader)', () => crossrank('webgpu', 'f32', gp), gp);
@@ -132,5 +148,11 @@ if (cf && tf) {
 }
 const [cq, tq] = [find('crossrank-wasm CPU q8'), find('transformers.js wasm q8')];
 if (cq && tq) console.log(`crossrank-wasm q8 / transformers.js q8: ${(cq.pps / tq.pps).toFixed(2)}x`);
+for (const d of ['f32', 'q8']) {
+  const [c1, cn, tn] = [find(`crossrank-wasm CPU ${d}`), find(`crossrank-wasm CPU ${d}${t}`), find(`transformers.js wasm ${d === 'f32' ? 'fp32' : d}${t}`)];
+  if (c1 && cn) console.log(`crossrank-wasm ${d}${t} / 1 thread: ${(cn.pps / c1.pps).toFixed(2)}x; max abs score difference ${Math.max(...cn.scores.map((s, i) => Math.abs(s - c1.scores[i]))).toExponential(2)}`);
+  if (cn && tn) console.log(`crossrank-wasm ${d}${t} / transformers.js${t}: ${(cn.pps / tn.pps).toFixed(2)}x`);
+}
 await context.close();
 await server.close();
+await isolatedServer.close();

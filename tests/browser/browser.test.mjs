@@ -171,6 +171,93 @@ for (const [dtype, minRho, maxErr] of [
   });
 }
 
+test('threads: a cross-origin isolated page runs the CPU on the threaded build, with the same scores', { skip, timeout: 600_000 }, async () => {
+  // Without isolation (the page above): 'auto' is one thread, more is an error that names the headers.
+  const plain = await inPage(async ({ Reranker, threadsAvailable }) => {
+    const r = await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'cpu' });
+    const out = { available: threadsAvailable(), threads: r.threads, build: r.build };
+    await r.dispose();
+    out.error = await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'cpu', threads: 2 }).then(() => 'resolved', (e) => e.message);
+    return out;
+  });
+  assert.deepEqual({ ...plain, error: undefined }, { available: false, threads: 1, build: 'cpu', error: undefined });
+  assert.match(plain.error, /threads: 2 is not available: .*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp/);
+
+  const isolated = await serve({ isolated: true });
+  const tab = await context.newPage();
+  tab.on('console', (m) => logs.push(`[isolated ${m.type()}] ${m.text()}`));
+  tab.on('pageerror', (e) => logs.push(`[isolated pageerror] ${e.message}`));
+  try {
+    await tab.goto(`${isolated.url}/tests/browser/blank.html`);
+    const exp = expected('xlmr-tiny');
+    const res = await tab.evaluate(
+      async ({ pairs, cases }) => {
+        const { Reranker, threadsAvailable } = await import('/npm/index.js');
+        const score = async (opts) => {
+          const r = await Reranker.load('/tests/fixtures/xlmr-tiny/', { device: 'cpu', ...opts });
+          const out = [];
+          for (const c of cases) {
+            const t = performance.now();
+            const got = await r.computeScore(pairs, {
+              maxLength: c.options.max_length,
+              queryMaxLength: c.options.query_max_length ?? undefined,
+              batchSize: c.options.batch_size,
+              normalize: c.options.normalize,
+            });
+            out.push({ got, ms: performance.now() - t });
+          }
+          const ranked = await r.rerank(pairs[0][0], pairs.map((p) => p[1]), { topK: 2 });
+          const info = { threads: r.threads, build: r.build, device: r.device, memory: r.memoryBytes(), ranked };
+          await r.dispose();
+          info.disposed = await r.computeScore(pairs).then(() => 'resolved', (e) => e.message);
+          return { ...info, out };
+        };
+        return {
+          isolated: globalThis.crossOriginIsolated,
+          available: threadsAvailable(),
+          cores: navigator.hardwareConcurrency,
+          f32: { two: await score({ threads: 2 }), one: await score({ threads: 1 }) },
+          q8: { two: await score({ threads: 2, dtype: 'q8' }), one: await score({ threads: 1, dtype: 'q8' }) },
+          auto: await score({}),
+          badPairs: await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'cpu', threads: 2 }).then(async (r) => {
+            const m = await r.computeScore([['only one']]).then(() => 'resolved', (e) => e.message);
+            const after = (await r.computeScore([['q', 'p']])).length;
+            await r.dispose();
+            return { m, after };
+          }),
+        };
+      },
+      { pairs: exp.pairs, cases: exp.cases },
+    );
+    assert.equal(res.isolated, true);
+    assert.equal(res.available, true);
+    for (const dtype of ['f32', 'q8']) {
+      const { two, one } = res[dtype];
+      assert.deepEqual([two.build, two.threads, two.device], ['cpu-mt', 2, 'cpu']);
+      assert.deepEqual([one.build, one.threads], ['cpu', 1]);
+      assert.ok(two.memory > 0, 'memoryBytes of the threaded instance');
+      assert.match(two.disposed, /disposed/);
+      assert.deepEqual(two.ranked, one.ranked);
+      // The same kernels cut into the same blocks per thread: equal scores.
+      const diff = Math.max(...two.out.flatMap((o, i) => o.got.map((g, j) => Math.abs(g - one.out[i].got[j]))));
+      const want = exp.cases.flatMap((c) => c.scores);
+      const err = Math.max(...two.out.flatMap((o) => o.got).map((g, i) => Math.abs(g - want[i])));
+      const ms = (x) => x.out.reduce((a, o) => a + o.ms, 0).toFixed(0);
+      console.log(`threads xlmr-tiny ${dtype}: 2 threads vs 1 max abs diff ${diff.toExponential(2)}, vs FlagEmbedding ${err.toExponential(2)}; ${ms(two)} ms vs ${ms(one)} ms (${res.cores} cores, tiny model: not a speed number)`);
+      assert.ok(diff <= 1e-6, `2 threads vs 1: ${diff}`);
+      if (dtype === 'f32') assert.ok(err <= 1e-3, `vs FlagEmbedding: ${err}`);
+    }
+    const autoThreads = Math.min(res.cores, 8);
+    assert.equal(res.auto.threads, autoThreads);
+    assert.equal(res.auto.build, autoThreads > 1 ? 'cpu-mt' : 'cpu');
+    assert.match(res.badPairs.m, /pairs/);
+    assert.equal(res.badPairs.after, 1, 'an error in the worker leaves it working');
+  } finally {
+    await tab.close();
+    await isolated.close();
+  }
+});
+
 /** The native CLI, built by `cargo test` (scripts/test.sh runs that first). */
 function cli() {
   const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache', 'crossrank', 'target');

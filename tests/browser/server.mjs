@@ -18,8 +18,22 @@ const TYPES = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-/** Start serving `dir` (default: the repository root); resolves to { url, counts, close }. */
-export function serve({ dir = root, port = 0, log = false } = {}) {
+/**
+ * The headers that make a page cross-origin isolated (SharedArrayBuffer,
+ * so crossrank's CPU threads): every response carries them, workers'
+ * scripts included. Same-origin resources need nothing more; a
+ * cross-origin one (a model on the Hub) must allow CORS, which the Hub does.
+ */
+export const ISOLATION_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+};
+
+/**
+ * Start serving `dir` (default: the repository root); resolves to { url,
+ * counts, close }. `isolated`: send ISOLATION_HEADERS.
+ */
+export function serve({ dir = root, port = 0, log = false, isolated = false } = {}) {
   const counts = new Map();
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -36,6 +50,7 @@ export function serve({ dir = root, port = 0, log = false } = {}) {
         'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
         'content-length': size,
         'cache-control': 'no-store',
+        ...(isolated ? ISOLATION_HEADERS : {}),
       });
       createReadStream(file).pipe(res);
       if (log) console.log(`200 ${path}`);
@@ -52,8 +67,11 @@ export function serve({ dir = root, port = 0, log = false } = {}) {
   );
 }
 
-// `node tests/browser/server.mjs [port]`: serve the demo (web/) and the package.
+// `node tests/browser/server.mjs [port]`: serve the demo (web/) and the
+// package, cross-origin isolated so the CPU path runs on threads
+// (CROSSRANK_ISOLATED=0 turns that off, to compare).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { url } = await serve({ port: Number(process.argv[2] ?? 8080), log: true });
+  const isolated = process.env.CROSSRANK_ISOLATED !== '0';
+  const { url } = await serve({ port: Number(process.argv[2] ?? 8080), log: true, isolated });
   console.log(`serving ${root} at ${url} — open ${url}/web/`);
 }

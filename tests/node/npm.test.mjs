@@ -27,6 +27,10 @@ test('tarball contains the wasm', () => {
   const list = execFileSync('tar', ['-tzf', tarball]).toString();
   assert.match(list, /package\/pkg\/crossrank_wasm_bg\.wasm/);
   assert.match(list, /package\/pkg-cpu\/crossrank_wasm_bg\.wasm/);
+  assert.match(list, /package\/pkg-mt\/crossrank_wasm_bg\.wasm/);
+  // wasm-bindgen-rayon's pool worker script, imported by the threaded glue.
+  assert.match(list, /package\/pkg-mt\/snippets\/wasm-bindgen-rayon-[^/]+\/src\/workerHelpers\.no-bundler\.js/);
+  assert.match(list, /package\/threads-worker\.js/);
   assert.match(list, /package\/workerd\.js/);
   assert.match(list, /package\/index\.d\.ts/);
 });
@@ -69,6 +73,22 @@ for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
     await r.dispose();
   });
 }
+
+test('threads: one where Node has no Web Workers; asking for more says why', async () => {
+  const { threadsAvailable } = await import(pathToFileURL(join(project, 'node_modules', 'crossrank', 'index.js')).href);
+  assert.equal(threadsAvailable(), false);
+  const r = await Reranker.load(files('bert-tiny'), { device: 'cpu' });
+  assert.equal(r.threads, 1);
+  assert.equal(r.build, 'cpu');
+  await r.dispose();
+  await assert.rejects(Reranker.load(files('bert-tiny'), { device: 'cpu', threads: 4 }), /threads: 4 is not available: this environment has no Web Workers/);
+  await assert.rejects(Reranker.load(files('bert-tiny'), { threads: 0 }), /threads must be "auto" or a whole number/);
+  await assert.rejects(Reranker.load(files('bert-tiny'), { threads: 'many' }), /threads must be/);
+  // One thread is always possible.
+  const one = await Reranker.load(files('bert-tiny'), { device: 'cpu', threads: 1 });
+  assert.equal(one.threads, 1);
+  await one.dispose();
+});
 
 test('bad input rejects with a message', async () => {
   await assert.rejects(Reranker.load({ 'config.json': new TextEncoder().encode('{') }), /config\.json/);

@@ -14,16 +14,77 @@ use wasm_bindgen::prelude::*;
 /// wasm32 cannot unwind: a panic aborts the instance. The hook logs it and
 /// hands the message to the JS wrapper (`globalThis.__crossrankPanic`), which
 /// rejects every pending promise with it instead of leaving them unsettled.
+///
+/// In the threaded build a panic can happen on one of rayon's pool workers,
+/// whose global has no such function and whose parent (the worker that runs
+/// the API, npm/threads-worker.js) is blocked waiting for that very task: so
+/// every thread also posts the message on a `BroadcastChannel` the page
+/// listens on (named once by `setPanicChannel`; the name lives in the
+/// shared memory, so every thread sees it).
 #[wasm_bindgen(start)]
 pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
+        let message = JsValue::from_str(&info.to_string());
         let notify = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("__crossrankPanic"));
         if let Ok(f) = notify.and_then(|f| f.dyn_into::<js_sys::Function>()) {
-            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&info.to_string()));
+            let _ = f.call1(&JsValue::NULL, &message);
         }
+        #[cfg(target_feature = "atomics")]
+        threads::broadcast_panic(&message);
     }));
 }
+
+/// The threaded build (`target_feature = "atomics"`, npm/pkg-mt): rayon's
+/// pool on Web Workers (`initThreadPool(n)`, from wasm-bindgen-rayon).
+#[cfg(target_feature = "atomics")]
+mod threads {
+    use std::sync::Mutex;
+
+    use wasm_bindgen::prelude::*;
+    pub use wasm_bindgen_rayon::init_thread_pool;
+
+    /// The channel name, shared memory so every thread sees it.
+    static CHANNEL: Mutex<Option<String>> = Mutex::new(None);
+
+    /// Name the `BroadcastChannel` panics are posted on (from any thread).
+    #[wasm_bindgen(js_name = setPanicChannel)]
+    pub fn set_panic_channel(name: String) {
+        *CHANNEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+    }
+
+    /// The pool's size, after `initThreadPool`.
+    #[wasm_bindgen(js_name = poolThreads)]
+    pub fn pool_threads() -> usize {
+        rayon::current_num_threads()
+    }
+
+    pub(crate) fn broadcast_panic(message: &JsValue) {
+        // `try_lock`: a panic while the lock is held must not deadlock.
+        let Some(name) = CHANNEL.try_lock().ok().and_then(|c| c.clone()) else { return };
+        if let Ok(channel) = web_sys_channel(&name) {
+            let post =
+                js_sys::Reflect::get(&channel, &JsValue::from_str("postMessage")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+            if let Some(post) = post {
+                let _ = post.call1(&channel, message);
+            }
+            let _ = js_sys::Reflect::get(&channel, &JsValue::from_str("close"))
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+                .map(|close| close.call0(&channel));
+        }
+    }
+
+    /// `new BroadcastChannel(name)` through js-sys (web-sys's binding would
+    /// add a dependency for one constructor).
+    fn web_sys_channel(name: &str) -> Result<JsValue, JsValue> {
+        let ctor = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("BroadcastChannel"))?;
+        let ctor: js_sys::Function = ctor.dyn_into()?;
+        js_sys::Reflect::construct(&ctor, &js_sys::Array::of1(&JsValue::from_str(name)))
+    }
+}
+#[cfg(target_feature = "atomics")]
+pub use threads::{init_thread_pool, pool_threads, set_panic_channel};
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -45,6 +106,19 @@ impl WasmDevice {
         let choice: DeviceChoice = choice.parse().map_err(js_err)?;
         let selected = device::select_async(choice).await.map_err(js_err)?;
         Ok(WasmDevice { selected })
+    }
+
+    /// What was chosen: "webgpu" or "cpu" (the npm loader runs a CPU choice
+    /// on the threaded build where threads are on).
+    #[wasm_bindgen(getter)]
+    pub fn kind(&self) -> String {
+        self.selected.kind.into()
+    }
+
+    /// Why (what `auto` found).
+    #[wasm_bindgen(getter)]
+    pub fn reason(&self) -> String {
+        self.selected.reason.clone()
     }
 }
 
