@@ -40,6 +40,9 @@ build() { # OUT_DIR PROFILE [EXTRA_RUSTFLAGS...]
   fi
   # shellcheck disable=SC2068
   env ${toolchain:+RUSTUP_TOOLCHAIN=$toolchain} ${bootstrap:+RUSTC_BOOTSTRAP=1} wasm-pack build crates/crossrank-wasm --target web --out-dir "../../$out" --profile "$profile" -- ${zflags[@]} "${extra[@]}"
+  # wasm-pack's `*` .gitignore would also hide pkg-mt/snippets/ from
+  # `npm pack`; the repository's .gitignore already covers npm/pkg*/.
+  rm -f "$out/.gitignore"
   local wasm=$out/crossrank_wasm_bg.wasm
   echo "$out: before wasm-opt $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) gzipped"
   # The features Rust's wasm32 target emits (bulk memory, nontrapping
@@ -68,6 +71,12 @@ if [[ $what == all || $what == mt ]]; then
     -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
     -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align \
     -C link-arg=--export=__tls_base -C link-arg=--export=__heap_base
+  # wasm-bindgen-rayon 1.3's pool workers initialise the glue with the old
+  # positional arguments, which wasm-bindgen 0.2.130 still takes but warns
+  # about on the console once per worker: pass the one object it wants.
+  helper=$(echo npm/pkg-mt/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js)
+  grep -q 'pkg.default(data.module, data.memory)' "$helper" || { echo "$helper: unexpected contents" >&2; exit 1; }
+  sed -i 's/pkg.default(data.module, data.memory)/pkg.default({ module_or_path: data.module, memory: data.memory })/' "$helper"
   # A module without a shared memory would start a pool whose workers each
   # get their own memory: refuse it here rather than in a visitor's browser.
   node -e "const m = new WebAssembly.Module(require('fs').readFileSync('npm/pkg-mt/crossrank_wasm_bg.wasm'));

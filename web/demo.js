@@ -63,7 +63,7 @@ worker.onmessage = ({ data: m }) => {
   } else if (m.type === 'results') {
     render(m, pendingDocs);
     status(
-      `device ${m.device} · BM25 ${m.bm25Ms.toFixed(1)} ms over ${pendingDocs.length} docs · ` +
+      `device ${m.device}${m.threads > 1 ? ` (${m.threads} threads)` : ''} · BM25 ${m.bm25Ms.toFixed(1)} ms over ${pendingDocs.length} docs · ` +
         `rerank ${m.results.length} in ${m.rerankMs.toFixed(0)} ms`,
     );
     pendingDocs = [];

@@ -65,7 +65,7 @@ onmessage = async ({ data }) => {
       await load(data.model, data.device);
     } else if (data.type === 'search') {
       await load(data.model, data.device);
-      postMessage({ type: 'results', id: data.id, device: reranker.device, ...(await search(data)) });
+      postMessage({ type: 'results', id: data.id, device: reranker.device, threads: reranker.threads, ...(await search(data)) });
     }
   } catch (e) {
     postMessage({ type: 'error', message: String(e.message ?? e) });

@@ -252,6 +252,22 @@ test('threads: a cross-origin isolated page runs the CPU on the threaded build, 
     assert.equal(res.auto.build, autoThreads > 1 ? 'cpu-mt' : 'cpu');
     assert.match(res.badPairs.m, /pairs/);
     assert.equal(res.badPairs.after, 1, 'an error in the worker leaves it working');
+    assert.ok(!logs.some((l) => l.startsWith('[isolated warning]')), `no console warnings: ${logs.filter((l) => l.startsWith('[isolated warning]'))}`);
+
+    // The demo on an isolated origin: crossrank in the demo's worker, the
+    // threaded build in a nested worker, its pool nested once more.
+    const demo = await context.newPage();
+    try {
+      await demo.goto(`${isolated.url}/web/?model=/tests/fixtures/xlmr-tiny/&device=cpu`);
+      await demo.fill('#query', 'what is a panda?');
+      await demo.click('#search');
+      await demo.waitForSelector('#results li', { timeout: 300_000 });
+      const status = await demo.textContent('#status');
+      console.log(`isolated demo: ${status}`);
+      assert.match(status, autoThreads > 1 ? new RegExp(`device cpu \\(${autoThreads} threads\\)`) : /device cpu ·/);
+    } finally {
+      await demo.close();
+    }
   } finally {
     await tab.close();
     await isolated.close();

@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,20 +48,28 @@ after(async () => {
   await pkgServer?.close();
 });
 
+/** wasm-bindgen-rayon's pool worker script(s) in the installed package. */
+function pkgMtSnippets() {
+  const dir = join(pkgDir, 'pkg-mt', 'snippets');
+  return readdirSync(dir, { recursive: true }).filter((f) => f.endsWith('.js')).map((f) => join('pkg-mt', 'snippets', f));
+}
+
 test('sizes of what a visitor downloads', () => {
   const size = (f) => {
     const b = readFileSync(f);
     return { raw: b.length, gzip: gzipSync(b, { level: 9 }).length };
   };
   const rows = {
-    'glue JS (index.js + core.js + both wasm-bindgen glues)': ['index.js', 'core.js', 'pkg/crossrank_wasm.js', 'pkg-cpu/crossrank_wasm.js'],
+    'glue JS (index.js + core.js + threads.js + both wasm-bindgen glues)': ['index.js', 'core.js', 'threads.js', 'pkg/crossrank_wasm.js', 'pkg-cpu/crossrank_wasm.js'],
     'full .wasm (WebGPU + CPU)': ['pkg/crossrank_wasm_bg.wasm'],
     'slim .wasm (CPU only)': ['pkg-cpu/crossrank_wasm_bg.wasm'],
+    'threaded .wasm (CPU, cross-origin isolated pages)': ['pkg-mt/crossrank_wasm_bg.wasm'],
+    'threaded glue (worker + wasm-bindgen glue + pool worker)': ['threads-worker.js', 'pkg-mt/crossrank_wasm.js', ...pkgMtSnippets()],
   };
   for (const [what, files] of Object.entries(rows)) {
     const s = files.map((f) => size(join(pkgDir, f))).reduce((a, b) => ({ raw: a.raw + b.raw, gzip: a.gzip + b.gzip }));
     console.log(`# size: ${what}: ${s.raw} bytes raw, ${s.gzip} gzipped`);
-    if (what.startsWith('slim')) assert.ok(s.gzip <= 2.5e6, `slim .wasm ${s.gzip} bytes gzipped > 2.5 MB`);
+    if (what.startsWith('slim') || what.startsWith('threaded .wasm')) assert.ok(s.gzip <= 2.5e6, `${what} ${s.gzip} bytes gzipped > 2.5 MB`);
     if (what.startsWith('full')) assert.ok(s.gzip <= 4e6, `full .wasm ${s.gzip} bytes gzipped > 4 MB`);
   }
 });
