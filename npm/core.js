@@ -285,23 +285,30 @@ export function makeApi(backend) {
       // How many CPU threads (threads.js: 'auto' takes the cores where the
       // page is cross-origin isolated, 1 elsewhere).
       const nThreads = threadPlan(threads);
+      // The threaded backend counts its users (`retain` here, `release` on
+      // a failed load or at dispose); the single-threaded ones have none.
       let be = await guarded(() => backend(String(device), nThreads));
-      // Device and dtype are the core's to check and choose (crossrank::device:
-      // a hardware adapter that passes the self-check, else the CPU), before
-      // anything is downloaded.
-      await guarded(() => be.checkDtype(String(dtype)));
-      let selected = await guarded(() => be.WasmDevice.select(String(device)));
-      let reason;
-      if (nThreads > 1 && be.build === 'webgpu' && selected.kind === 'cpu') {
-        // 'auto' found no usable adapter: the CPU it fell back to runs on
-        // the threaded build; the core's reason is kept.
-        reason = selected.reason;
-        be = await guarded(() => backend('cpu', nThreads));
-        selected = await guarded(() => be.WasmDevice.select('cpu'));
+      let inner, selected, reason;
+      try {
+        // Device and dtype are the core's to check and choose (crossrank::device:
+        // a hardware adapter that passes the self-check, else the CPU), before
+        // anything is downloaded.
+        await guarded(() => be.checkDtype(String(dtype)));
+        selected = await guarded(() => be.WasmDevice.select(String(device)));
+        if (nThreads > 1 && be.build === 'webgpu' && selected.kind === 'cpu') {
+          // 'auto' found no usable adapter: the CPU it fell back to runs on
+          // the threaded build; the core's reason is kept.
+          reason = selected.reason;
+          be = await guarded(() => backend('cpu', nThreads));
+          selected = await guarded(() => be.WasmDevice.select('cpu'));
+        }
+        const owned = !(source && typeof source === 'object' && !(source instanceof URL));
+        const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
+        inner = await guarded(() => be.WasmReranker.load(files, selected, dtype, owned));
+      } catch (e) {
+        be.release?.();
+        throw e;
       }
-      const owned = !(source && typeof source === 'object' && !(source instanceof URL));
-      const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
-      const inner = await guarded(() => be.WasmReranker.load(files, selected, dtype, owned));
       const r = new Reranker(inner);
       r.build = be.build;
       r.threads = be.threads ?? 1;

@@ -22,8 +22,11 @@ export interface LoadOptions {
    * `Cross-Origin-Opener-Policy: same-origin` and
    * `Cross-Origin-Embedder-Policy: require-corp` or `credentialless`), else 1.
    * More than 1 runs the threaded CPU build in a dedicated worker (the page's
-   * thread never blocks); asking for more than 1 where threads are not
-   * available is an error. WebGPU ignores it.
+   * thread never blocks; the worker ends when its last reranker is
+   * disposed); asking for more than 1 where threads are not available is
+   * an error. Deno: threads when a number is given ('auto' is 1 there: live
+   * workers keep the process from exiting until `dispose()`). WebGPU
+   * ignores it.
    */
   threads?: 'auto' | number;
 }
@@ -107,7 +110,7 @@ export declare class Reranker {
 /** Remove every model file crossrank cached with the Cache API. */
 export declare function clearCache(): Promise<void>;
 
-/** Whether CPU threads are possible here (a cross-origin isolated browser context with workers). */
+/** Whether CPU threads are possible here (a cross-origin isolated browser context, or Deno). */
 export declare function threadsAvailable(): boolean;
 
 /** Whether WebGPU is reachable here (navigator.gpu in a page or a worker); false in Deno and workerd. */

@@ -32,19 +32,31 @@ async function wasmSource(build) {
 }
 
 const ready = {};
+
+/**
+ * The threaded backend for `threads`, retained for one load (threads.js:
+ * the worker ends when its last reranker is disposed). One worker per
+ * thread count: a wasm instance's pool is built once.
+ */
+async function threaded(threads) {
+  const key = `mt${threads}`;
+  for (;;) {
+    if (!ready[key]) {
+      const started = threadedBackend(threads, () => ready[key] === started && delete ready[key]);
+      ready[key] = started;
+      started.catch(() => ready[key] === started && delete ready[key]);
+    }
+    const be = await ready[key];
+    // A worker that ended while this load waited: start another.
+    if (be.retain()) return be;
+    if (ready[key] && (await ready[key]) === be) delete ready[key];
+  }
+}
 function backend(device, threads = 1) {
   // An explicit 'webgpu' loads the full build even where WebGPU looks
   // unreachable, so the core says precisely why it is not available.
   const cpuOnly = device === 'cpu' || (device === 'auto' && !webgpuReachable());
-  if (cpuOnly && threads > 1) {
-    // One worker (and pool) per thread count: a wasm instance's pool is built once.
-    const key = `mt${threads}`;
-    ready[key] ??= threadedBackend(threads, () => delete ready[key]).catch((e) => {
-      delete ready[key];
-      throw e;
-    });
-    return ready[key];
-  }
+  if (cpuOnly && threads > 1) return threaded(threads);
   const build = cpuOnly ? 'cpu' : 'webgpu';
   ready[build] ??= (async () => {
     const [init, mod] = build === 'cpu' ? [initCpu, cpu] : [initFull, full];

@@ -14,10 +14,13 @@ const AUTO_MAX = 8;
 /** The most threads one may ask for. */
 const MAX = 64;
 
-/** Whether threads are possible here: shared memory (cross-origin isolation) and workers. */
+/** Deno: Web Workers and shared wasm memory without cross-origin isolation (a process, not a page). */
+const isDeno = () => typeof globalThis.Deno?.version?.deno === 'string';
+
+/** Whether threads are possible here: shared memory (a cross-origin isolated page, or Deno) and workers. */
 export function threadsAvailable() {
   const g = globalThis;
-  return g.crossOriginIsolated === true && typeof g.SharedArrayBuffer === 'function' && typeof g.Worker === 'function';
+  return (g.crossOriginIsolated === true || isDeno()) && typeof g.SharedArrayBuffer === 'function' && typeof g.Worker === 'function';
 }
 
 const ISOLATION =
@@ -28,11 +31,14 @@ const ISOLATION =
  * The threads to use for `threads` ('auto' or a whole number): 'auto' takes
  * the cores the browser reports, up to 8, where threads are possible, and 1
  * elsewhere; an explicit number above 1 where they are not is an error
- * (a silent single thread would hide the missing headers).
+ * (a silent single thread would hide the missing headers). In Deno threads
+ * are opt-in (an explicit number): a live worker keeps a Deno process from
+ * exiting until the last threaded reranker is disposed, which a script
+ * written for one thread would not expect.
  */
 export function threadPlan(threads = 'auto') {
   if (threads === 'auto') {
-    if (!threadsAvailable()) return 1;
+    if (!threadsAvailable() || isDeno()) return 1;
     return Math.max(1, Math.min(AUTO_MAX, Number(globalThis.navigator?.hardwareConcurrency) || 1));
   }
   if (!Number.isInteger(threads) || threads < 1 || threads > MAX) {
@@ -61,10 +67,14 @@ function moduleWorker() {
 /**
  * Start the threaded build with `threads` threads in a worker. Resolves to
  * a backend for core.js (`checkDtype`, `WasmDevice.select`,
- * `WasmReranker.load`, `build`, `memory`, `threads`); `onLost` is called
- * once if the worker's instance crashes (every pending call is rejected
- * with the panic's message, later calls are refused, and a new load
- * starts a fresh worker).
+ * `WasmReranker.load`, `build`, `memory`, `threads`, `retain`, `release`).
+ * `onLost` is called once when the worker ends: when its instance crashes
+ * (every pending call is rejected with the panic's message, later calls
+ * are refused) or when the last user releases it — each load retains the
+ * backend, a failed load or a disposed reranker releases it, and at zero
+ * the worker and its pool are terminated, which hands their memory back
+ * (wasm memory never shrinks otherwise) and lets a Deno process exit. A
+ * later load starts a fresh worker.
  */
 export async function threadedBackend(threads, onLost) {
   const worker = moduleWorker();
@@ -72,16 +82,23 @@ export async function threadedBackend(threads, onLost) {
   const channel = new BroadcastChannel(channelName);
   const calls = new Map();
   let seq = 0;
-  let lost;
+  let lost; // why new calls are refused (a crash, or the last user left)
 
-  const crash = (message) => {
-    if (lost) return;
-    lost = new Error(`crossrank crashed: ${message}`);
-    for (const { reject } of calls.values()) reject(lost);
-    calls.clear();
+  let users = 0;
+  let ended = false; // the worker is terminated
+  const end = () => {
+    if (ended) return;
+    ended = true;
     worker.terminate(); // its pool's workers with it
     channel.close();
     onLost?.();
+  };
+  const crash = (message) => {
+    if (ended) return;
+    lost = new Error(`crossrank crashed: ${message}`);
+    for (const { reject } of calls.values()) reject(lost);
+    calls.clear();
+    end();
   };
   channel.onmessage = ({ data }) => crash(String(data));
   worker.onerror = (e) => {
@@ -101,7 +118,13 @@ export async function threadedBackend(threads, onLost) {
     if (lost) return Promise.reject(new Error(`${lost.message} (load the model again to restart crossrank's threads)`));
     return new Promise((resolve, reject) => {
       const id = ++seq;
-      calls.set(id, { resolve, reject });
+      let settle;
+      const settled = new Promise((done) => (settle = done));
+      calls.set(id, {
+        resolve: (v) => (settle(), resolve(v)),
+        reject: (e) => (settle(), reject(e)),
+        settled,
+      });
       try {
         worker.postMessage({ ...args, seq: id, op }, transfer);
       } catch (e) {
@@ -129,20 +152,41 @@ export async function threadedBackend(threads, onLost) {
       this.adapter = null;
     }
     computeScore(pairs, options) {
+      if (this.#id === undefined) return Promise.reject(new Error('this reranker was disposed'));
       return call('computeScore', { id: this.#id, pairs, options });
     }
     rerank(query, docs, topK, options) {
+      if (this.#id === undefined) return Promise.reject(new Error('this reranker was disposed'));
       return call('rerank', { id: this.#id, query, docs, topK, options });
     }
     unload() {
-      if (this.#id !== undefined && !lost) call('dispose', { id: this.#id }).catch(() => {});
+      if (this.#id === undefined) return;
+      // Free it in the worker (other rerankers may share it), then let go.
+      if (!lost) call('dispose', { id: this.#id }).catch(() => {});
       this.#id = undefined;
+      release();
     }
     free() {}
   }
 
+  /** One more user (a load in progress or a loaded reranker); false once the worker has ended. */
+  const retain = () => {
+    if (lost) return false;
+    users++;
+    return true;
+  };
+  /** One user fewer: the last one ends the worker (after the calls already sent). */
+  function release() {
+    if (lost || --users > 0) return;
+    lost = new Error('crossrank: the threads worker was closed');
+    // The calls already sent settle first (a crash meanwhile still rejects them).
+    Promise.allSettled([...calls.values()].map((c) => c.settled)).then(end);
+  }
+
   return {
     build: 'cpu-mt',
+    retain,
+    release,
     threads: started.threads,
     memory: started.memory,
     checkDtype: (dtype) => call('checkDtype', { dtype }),

@@ -76,10 +76,10 @@ test('sizes of what a visitor downloads', () => {
 
 // ---------------------------------------------------------------- Deno
 
-async function deno(spec, model, { denoDir, dtype = 'f32', device = 'auto', url } = {}) {
+async function deno(spec, model, { denoDir, dtype = 'f32', device = 'auto', url, threads = 'auto' } = {}) {
   const { stdout, stderr } = await run(
     bin('deno'),
-    ['run', '-A', '--node-modules-dir=manual', join(project, 'deno-score.mjs'), spec, url ?? `${server.url}/tests/fixtures/${model}/`, join(fixtures, model, 'expected.json'), dtype, device],
+    ['run', '-A', '--node-modules-dir=manual', join(project, 'deno-score.mjs'), spec, url ?? `${server.url}/tests/fixtures/${model}/`, join(fixtures, model, 'expected.json'), dtype, device, String(threads)],
     { cwd: project, env: { ...process.env, DENO_DIR: denoDir, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1' }, timeout: 120_000 },
   );
   const line = stdout.trim().split('\n').pop();
@@ -131,6 +131,18 @@ test("Deno: device 'webgpu' runs on Deno's own WebGPU (here Mesa's software adap
   assert.equal(out.build, 'webgpu');
   for (const [name, err] of Object.entries(out.errors)) assert.ok(err <= 1e-3, `${name}: ${err}`);
   console.log(`# Deno bert-tiny webgpu: first score ${out.firstScoreMs.toFixed(0)} ms, max err ${Math.max(...Object.values(out.errors)).toExponential(2)}`);
+});
+
+test('Deno: threads: 2 runs the threaded build in workers with the same scores, and the process exits after dispose', async () => {
+  const denoDir = mkdtempSync(join(tmpdir(), 'crossrank-deno-'));
+  const one = await deno('npm:crossrank', 'xlmr-tiny', { denoDir, device: 'cpu', dtype: 'q8' });
+  // `deno()` fails if the process has not exited within its timeout.
+  const two = await deno('npm:crossrank', 'xlmr-tiny', { denoDir, device: 'cpu', dtype: 'q8', threads: 2 });
+  assert.ok(!two.error, two.error);
+  assert.deepEqual([one.build, one.threads], ['cpu', 1], "'auto' is one thread in Deno");
+  assert.deepEqual([two.build, two.threads, two.device], ['cpu-mt', 2, 'cpu']);
+  assert.deepEqual(two.errors, one.errors, 'two threads score as one does');
+  console.log(`# Deno xlmr-tiny q8, 2 threads: first score ${two.firstScoreMs.toFixed(0)} ms (1 thread: ${one.firstScoreMs.toFixed(0)} ms)`);
 });
 
 test('Deno: a bad model URL rejects with a message', async () => {
