@@ -50,9 +50,9 @@ after(async () => {
   await server?.close();
 });
 
-/** Run `fn(args)` in the page with the package imported as `crossrank`. */
-function inPage(fn, args) {
-  return page.evaluate(
+/** Run `fn(args)` in the page (or `on`, another tab) with the package imported as `crossrank`. */
+function inPage(fn, args, on = page) {
+  return on.evaluate(
     async ({ src, args }) => {
       const crossrank = await import('/npm/index.js');
       return (0, eval)(`(${src})`)(crossrank, args);
@@ -65,9 +65,9 @@ function expected(model) {
   return JSON.parse(readFileSync(join(root, 'tests', 'fixtures', model, 'expected.json'), 'utf8'));
 }
 
-const scoreCases = async ({ Reranker }, { model, device, cases, pairs }) => {
+const scoreCases = async ({ Reranker }, { model, device, cases, pairs, opts }) => {
   const t0 = performance.now();
-  const r = await Reranker.load(`/tests/fixtures/${model}/`, { device });
+  const r = await Reranker.load(`/tests/fixtures/${model}/`, { device, ...opts });
   const loadMs = performance.now() - t0;
   const out = [];
   for (const c of cases) {
@@ -81,8 +81,11 @@ const scoreCases = async ({ Reranker }, { model, device, cases, pairs }) => {
     });
     out.push({ name: c.name, got, ms: performance.now() - t });
   }
-  const res = { device: r.device, reason: r.deviceReason, adapter: r.adapter, loadMs, out };
+  const ranked = await r.rerank(pairs[0][0], pairs.map((p) => p[1]), { topK: 2 });
+  const res = { device: r.device, reason: r.deviceReason, adapter: r.adapter, loadMs, out, ranked };
+  Object.assign(res, { threads: r.threads, build: r.build, memory: r.memoryBytes() });
   await r.dispose();
+  res.disposed = await r.computeScore(pairs).then(() => 'resolved', (e) => e.message);
   return res;
 };
 
@@ -190,45 +193,27 @@ test('threads: a cross-origin isolated page runs the CPU on the threaded build, 
   try {
     await tab.goto(`${isolated.url}/tests/browser/blank.html`);
     const exp = expected('xlmr-tiny');
-    const res = await tab.evaluate(
-      async ({ pairs, cases }) => {
-        const { Reranker, threadsAvailable } = await import('/npm/index.js');
-        const score = async (opts) => {
-          const r = await Reranker.load('/tests/fixtures/xlmr-tiny/', { device: 'cpu', ...opts });
-          const out = [];
-          for (const c of cases) {
-            const t = performance.now();
-            const got = await r.computeScore(pairs, {
-              maxLength: c.options.max_length,
-              queryMaxLength: c.options.query_max_length ?? undefined,
-              batchSize: c.options.batch_size,
-              normalize: c.options.normalize,
-            });
-            out.push({ got, ms: performance.now() - t });
-          }
-          const ranked = await r.rerank(pairs[0][0], pairs.map((p) => p[1]), { topK: 2 });
-          const info = { threads: r.threads, build: r.build, device: r.device, memory: r.memoryBytes(), ranked };
-          await r.dispose();
-          info.disposed = await r.computeScore(pairs).then(() => 'resolved', (e) => e.message);
-          return { ...info, out };
-        };
-        return {
+    const score = (opts) => inPage(scoreCases, { model: 'xlmr-tiny', device: 'cpu', cases: exp.cases, pairs: exp.pairs, opts }, tab);
+    const res = {
+      f32: { two: await score({ threads: 2 }), one: await score({ threads: 1 }) },
+      q8: { two: await score({ threads: 2, dtype: 'q8' }), one: await score({ threads: 1, dtype: 'q8' }) },
+      auto: await score({}),
+      ...(await inPage(
+        async ({ Reranker, threadsAvailable }) => ({
           isolated: globalThis.crossOriginIsolated,
           available: threadsAvailable(),
           cores: navigator.hardwareConcurrency,
-          f32: { two: await score({ threads: 2 }), one: await score({ threads: 1 }) },
-          q8: { two: await score({ threads: 2, dtype: 'q8' }), one: await score({ threads: 1, dtype: 'q8' }) },
-          auto: await score({}),
           badPairs: await Reranker.load('/tests/fixtures/bert-tiny/', { device: 'cpu', threads: 2 }).then(async (r) => {
             const m = await r.computeScore([['only one']]).then(() => 'resolved', (e) => e.message);
             const after = (await r.computeScore([['q', 'p']])).length;
             await r.dispose();
             return { m, after };
           }),
-        };
-      },
-      { pairs: exp.pairs, cases: exp.cases },
-    );
+        }),
+        undefined,
+        tab,
+      )),
+    };
     assert.equal(res.isolated, true);
     assert.equal(res.available, true);
     for (const dtype of ['f32', 'q8']) {
