@@ -116,15 +116,12 @@ export async function threadedBackend(threads, onLost) {
 
   const call = (op, args = {}, transfer = []) => {
     if (lost) return Promise.reject(new Error(`${lost.message} (load the model again to restart crossrank's threads)`));
-    return new Promise((resolve, reject) => {
-      const id = ++seq;
-      let settle;
-      const settled = new Promise((done) => (settle = done));
-      calls.set(id, {
-        resolve: (v) => (settle(), resolve(v)),
-        reject: (e) => (settle(), reject(e)),
-        settled,
-      });
+    const id = ++seq;
+    const entry = {};
+    // `entry.settled`: the call's own promise, which release() waits for.
+    entry.settled = new Promise((resolve, reject) => {
+      Object.assign(entry, { resolve, reject });
+      calls.set(id, entry);
       try {
         worker.postMessage({ ...args, seq: id, op }, transfer);
       } catch (e) {
@@ -133,6 +130,7 @@ export async function threadedBackend(threads, onLost) {
         reject(new Error(`invalid arguments: ${e.message}`));
       }
     });
+    return entry.settled;
   };
 
   let started;
