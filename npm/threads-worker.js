@@ -86,7 +86,7 @@ self.onmessage = ({ data }) => {
         // A trap that bypassed the panic hook (out of memory aborts without
         // it): the instance is unusable.
         crash(`${e.message} (a WebAssembly trap: most often out of memory — try a smaller dtype such as q8 or q4, or fewer pairs per call)`);
-        postMessage({ seq, error: e.message, trap: true });
+        postMessage({ seq, error: e.message });
       } else {
         postMessage({ seq, error: e instanceof Error ? e.message : String(e) });
       }

@@ -51,7 +51,7 @@ export function threadPlan(threads = 'auto') {
   return threads;
 }
 
-/** A module worker for `url`, also when the package is served from another origin (a CDN). */
+/** The module worker running threads-worker.js, also when the package is served from another origin (a CDN). */
 function moduleWorker() {
   const url = new URL('./threads-worker.js', import.meta.url);
   if (globalThis.location && url.origin !== globalThis.location.origin) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the npm package's two .wasm builds from crates/crossrank-wasm:
+# Build the npm package's three .wasm builds from crates/crossrank-wasm:
 #   npm/pkg      WebGPU + CPU (cargo profile `wasm-release`)
 #   npm/pkg-cpu  slim, CPU only (cfg `crossrank_cpu_only`, profile `wasm-slim`)
 #   npm/pkg-mt   CPU only with threads (profile `wasm-mt`): shared memory and

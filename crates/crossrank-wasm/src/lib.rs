@@ -59,28 +59,22 @@ mod threads {
         rayon::current_num_threads()
     }
 
+    /// `new BroadcastChannel(name).postMessage(message)`, then `close()`,
+    /// through js-sys's reflection (web-sys's binding would add a dependency
+    /// for one class); a failure is ignored — this runs inside a panic.
     pub(crate) fn broadcast_panic(message: &JsValue) {
+        use js_sys::{Array, Function, Reflect};
         // `try_lock`: a panic while the lock is held must not deadlock.
         let Some(name) = CHANNEL.try_lock().ok().and_then(|c| c.clone()) else { return };
-        if let Ok(channel) = web_sys_channel(&name) {
-            let post =
-                js_sys::Reflect::get(&channel, &JsValue::from_str("postMessage")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-            if let Some(post) = post {
-                let _ = post.call1(&channel, message);
-            }
-            let _ = js_sys::Reflect::get(&channel, &JsValue::from_str("close"))
-                .ok()
-                .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-                .map(|close| close.call0(&channel));
+        let member = |obj: &JsValue, key: &str| Reflect::get(obj, &JsValue::from_str(key)).ok()?.dyn_into::<Function>().ok();
+        let Some(ctor) = member(&js_sys::global(), "BroadcastChannel") else { return };
+        let Ok(channel) = Reflect::construct(&ctor, &Array::of1(&JsValue::from_str(&name))) else { return };
+        if let Some(post) = member(&channel, "postMessage") {
+            let _ = post.call1(&channel, message);
         }
-    }
-
-    /// `new BroadcastChannel(name)` through js-sys (web-sys's binding would
-    /// add a dependency for one constructor).
-    fn web_sys_channel(name: &str) -> Result<JsValue, JsValue> {
-        let ctor = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("BroadcastChannel"))?;
-        let ctor: js_sys::Function = ctor.dyn_into()?;
-        js_sys::Reflect::construct(&ctor, &js_sys::Array::of1(&JsValue::from_str(name)))
+        if let Some(close) = member(&channel, "close") {
+            let _ = close.call0(&channel);
+        }
     }
 }
 #[cfg(target_feature = "atomics")]
