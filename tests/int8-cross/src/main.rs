@@ -84,7 +84,8 @@ fn main() {
 /// Single-threaded kernel speed on bge-reranker-base's q/k/v shape at 256
 /// rows (for tuning; under an emulator it says nothing).
 fn speed(paths: &[Path], rnd: &mut impl FnMut() -> u32) {
-    let (m, n, k) = (256, 2304, 768);
+    let m = std::env::var("INT8_M").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let (n, k) = (2304, 768);
     let words: Vec<u32> = (0..n * k / 4).map(|_| rnd() | 0x0101_0101).collect();
     let scales: Vec<f32> = (0..n * k / 32).map(|_| 1e-3).collect();
     let x: Vec<f32> = (0..m * k).map(|_| (rnd() % 2001) as f32 / 1e3 - 1.0).collect();

@@ -209,6 +209,42 @@ fn round_even(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// Quantize one block (a multiple of 8 values) into `q`; its scale. Written
+/// as selects over lanes of 8 so that it compiles to vector compares and
+/// conversions on every target (`f32::max`/`clamp` and the saturating
+/// `as` cast each keep it scalar: this was 3–4% of a q8 forward pass), with
+/// the same results: NaN is ignored by the maximum and quantizes to 0.
+#[inline(always)]
+fn quantize_block(xb: &[f32], qb: &mut [i16]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for c in xb.chunks_exact(8) {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let amax = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    let (scale, inv) = if amax > 0.0 && amax.is_finite() { (amax / QMAX, QMAX / amax) } else { (0.0, 0.0) };
+    for (xc, qc) in xb.chunks_exact(8).zip(qb.chunks_exact_mut(8)) {
+        for (v, o) in xc.iter().zip(qc.iter_mut()) {
+            // |x·inv| ≤ QMAX up to rounding: clamped; NaN (x NaN, or ±inf
+            // times a 0 scale) is 0.
+            let y = v * inv;
+            let y = if y > QMAX {
+                QMAX
+            } else if y < -QMAX {
+                -QMAX
+            } else {
+                y
+            };
+            let y = if y.is_nan() { 0.0 } else { round_even(y) };
+            // SAFETY: y is an integer within ±QMAX (not NaN, not infinite).
+            *o = unsafe { y.to_int_unchecked::<i32>() } as i16;
+        }
+    }
+    scale
+}
+
 /// Quantize `[m, k]` row-major f32 activations per row and `block`.
 pub(crate) fn quantize_acts(x: &[f32], m: usize, k: usize, block: usize) -> Acts {
     let blocks = k / block;
@@ -216,13 +252,7 @@ pub(crate) fn quantize_acts(x: &[f32], m: usize, k: usize, block: usize) -> Acts
     let mut d = vec![0f32; m * blocks];
     let row = |((xr, qr), dr): ((&[f32], &mut [i16]), &mut [f32])| {
         for (b, (xb, qb)) in xr.chunks_exact(block).zip(qr.chunks_exact_mut(block)).enumerate() {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let (scale, inv) = if amax > 0.0 && amax.is_finite() { (amax / QMAX, QMAX / amax) } else { (0.0, 0.0) };
-            for (v, o) in xb.iter().zip(qb.iter_mut()) {
-                // Clamped: NaN maps to 0, and |x·inv| ≤ QMAX up to rounding.
-                *o = round_even((v * inv).clamp(-QMAX, QMAX)) as i16;
-            }
-            dr[b] = scale;
+            dr[b] = quantize_block(xb, qb);
         }
     };
     #[cfg(feature = "rayon")]
@@ -510,8 +540,13 @@ fn pack<T: Copy + Default + Send>(w: &Weights, cols: usize, group: usize, to: im
         let mut row = vec![0u8; k];
         for c in 0..cols.min(w.n - p * cols) {
             row_fields(w, p * cols + c, &mut row);
-            for (kk, &u) in row.iter().enumerate() {
-                panel[(kk / group) * group * cols + c * group + kk % group] = to(u as i16 - offset);
+            // Group `g` of k starts at `g·group·cols` (no division per value:
+            // the per-call repack is on every quantized layer's path).
+            for (g, us) in row.chunks_exact(group).enumerate() {
+                let dst = &mut panel[g * group * cols + c * group..][..group];
+                for (d, &u) in dst.iter_mut().zip(us) {
+                    *d = to(u as i16 - offset);
+                }
             }
         }
     });

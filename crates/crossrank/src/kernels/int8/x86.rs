@@ -8,8 +8,11 @@
 //! vector load gives a k-pair of weights for many columns, and each row's
 //! activations for that pair are one 32-bit broadcast:
 //!
-//! * AVX2, `NR` 16 (two ymm), `MR` 4: `vpmaddwd` (i16 × i16, pairs summed
-//!   into i32 lanes) then `vpaddd`;
+//! * AVX2, `NR` 16 (two ymm), `MR` 6: `vpmaddwd` (i16 × i16, pairs summed
+//!   into i32 lanes) then `vpaddd` — 12 accumulators, two weight vectors
+//!   and a broadcast fill the 16 ymm registers (6 rows measured 1.2x over
+//!   4 on Zen 3: fewer loads and broadcasts per multiply-add, ≈ 45 of the
+//!   ≈ 54 GMAC/s a bare `vpmaddwd` + `vpaddd` loop reaches per core);
 //! * AVX-512 VNNI, `NR` 32 (two zmm), `MR` 6: `vpdpwssd` (the same, fused
 //!   into the accumulator).
 //!
@@ -32,7 +35,7 @@ pub(super) fn has_avx512_vnni() -> bool {
 // ---------------------------------------------------------------- AVX2
 
 const NR2: usize = 16;
-const MR2: usize = 4;
+const MR2: usize = 6;
 
 pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     assert!(has_avx2());
@@ -40,7 +43,7 @@ pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
     unsafe { run_tiles(x, m, w, NR2, MR2, Layout::I16Pairs, avx2_tiles) }
 }
 
-tiles!(avx2_tiles, avx2_tile, [4, 3, 2, 1], #[target_feature(enable = "avx2,fma")]);
+tiles!(avx2_tiles, avx2_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx2,fma")]);
 
 /// One `R` × 16 tile over `nb` blocks of `B`: `a` i16 rows (stride `lda`),
 /// `d` their block scales (stride `ldd`), `panel` `[k/2][16][2]`, `sw`
