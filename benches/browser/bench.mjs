@@ -4,7 +4,7 @@
 //   (cd benches/browser && npm install --ignore-scripts)   # once; never in CI
 //   ./benches/peers/run.sh                                  # makes the model, pairs.json, the ONNX files
 //   ./scripts/build-wasm.sh
-//   node benches/browser/bench.mjs [--pairs 16] [--gpu-pairs 2] [--threads N] [--run benches/models/run-64-60-180]
+//   node benches/browser/bench.mjs [--pairs 16] [--gpu-pairs 2] [--threads N] [--only crossrank] [--run benches/models/run-64-60-180]
 //
 // Both run single-threaded on the CPU (a page without cross-origin isolation
 // gets no SharedArrayBuffer, so onnxruntime-web cannot use threads either),
@@ -112,7 +112,11 @@ async function transformersJs(device, dtype, ps, threads = 1) {
 }
 
 const rows = [];
+// `--only crossrank` (or `transformers.js`): that system's rows only (A/B
+// runs of one side; the ratios then need both in one run).
+const only = arg('--only', '');
 async function bench(name, f, ps) {
+  if (only && !name.startsWith(only)) return;
   try {
     const r = await f();
     rows.push({ name, pps: ps.length / r.secs, load: r.load / 1000, n: ps.length, scores: r.scores });

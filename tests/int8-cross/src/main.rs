@@ -11,6 +11,7 @@ const ALL: [Path; 5] = [Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod,
 
 fn by_name(s: &str) -> Path {
     match s {
+        "off" => Path::Off,
         "avx2" => Path::Avx2,
         "avx512" => Path::Avx512Vnni,
         "neon" => Path::Neon,
