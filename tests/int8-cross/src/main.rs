@@ -83,7 +83,7 @@ fn main() {
 }
 
 /// Single-threaded kernel speed on bge-reranker-base's q/k/v shape at 256
-/// rows (for tuning; under an emulator it says nothing).
+/// rows, or `INT8_M` (for tuning; under an emulator it says nothing).
 fn speed(paths: &[Path], rnd: &mut impl FnMut() -> u32) {
     let m = std::env::var("INT8_M").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let (n, k) = (2304, 768);

@@ -76,7 +76,7 @@ pub struct SelectedDevice {
 const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 
 /// The integer kernels q8/q4 linear layers use on the CPU here, chosen at
-/// run time from the instruction sets it has: "AVX-512 VNNI (vpdpbusd)",
+/// run time from the instruction sets it has: "AVX-512 VNNI (vpdpwssd)",
 /// "AVX2 (vpmaddwd)", "aarch64 dot product (sdot/udot)", or "off
 /// (dequantize + f32 GEMM)" where there is none or it measured slower (wasm:
 /// see `kernels/int8`); the environment variable `CROSSRANK_INT8` (off,

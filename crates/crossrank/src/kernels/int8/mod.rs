@@ -226,7 +226,8 @@ fn round_even(v: f32) -> f32 {
 /// Quantize one block (a multiple of 8 values) into `q`; its scale. Written
 /// as selects over lanes of 8 so that it compiles to vector compares and
 /// conversions on every target (`f32::max`/`clamp` and the saturating
-/// `as` cast each keep it scalar: this was 3–4% of a q8 forward pass), with
+/// `as` cast each keep it scalar: with the per-value division the weight
+/// repack had, 4% of a native q8 forward pass), with
 /// the same results: NaN is ignored by the maximum and quantizes to 0.
 #[inline(always)]
 fn quantize_block(xb: &[f32], qb: &mut [i16]) -> f32 {

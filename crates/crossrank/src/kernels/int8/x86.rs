@@ -10,8 +10,8 @@
 //!
 //! * AVX2, `NR` 16 (two ymm), `MR` 6: `vpmaddwd` (i16 × i16, pairs summed
 //!   into i32 lanes) then `vpaddd` — 12 accumulators, two weight vectors
-//!   and a broadcast fill the 16 ymm registers (6 rows measured 1.2x over
-//!   4 on Zen 3: fewer loads and broadcasts per multiply-add, ≈ 45 of the
+//!   and a broadcast fill the 16 ymm registers (6 rows measured 1.1–1.3x
+//!   4 rows on Zen 3: fewer loads and broadcasts per multiply-add, ≈ 45 of the
 //!   ≈ 54 GMAC/s a bare `vpmaddwd` + `vpaddd` loop reaches per core);
 //! * AVX-512 VNNI, `NR` 32 (two zmm), `MR` 6: `vpdpwssd` (the same, fused
 //!   into the accumulator).
