@@ -17,11 +17,10 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing aarch64-linux-gnu-gcc "ap
 
 echo "== int8 kernels, wasm32 SIMD128 (Node WASI)"
 CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" cargo build -q --release --target wasm32-wasip1
-# Picked: off (dequantize + f32 GEMM measured faster in V8: Path::best);
-# the SIMD128 kernel is still checked bit for bit, and picked when asked.
+# Picked: simd128 (Path::best); `off` (dequantize + f32 GEMM) when asked.
 wasm="$CARGO_TARGET_DIR/wasm32-wasip1/release/int8-cross.wasm"
-node --no-warnings run.mjs "$wasm" off simd128
-CROSSRANK_INT8=simd128 node --no-warnings run.mjs "$wasm" simd128 simd128
+node --no-warnings run.mjs "$wasm" simd128 simd128
+CROSSRANK_INT8=off node --no-warnings run.mjs "$wasm" off simd128
 
 echo "== int8 kernels, aarch64 (qemu-user)"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc cargo build -q --release --target aarch64-unknown-linux-gnu

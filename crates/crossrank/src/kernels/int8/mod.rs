@@ -45,9 +45,7 @@
 //!   dot is `256·sdot(hi, w) + udot(lo, w + 128) − 128·Σlo` — two
 //!   instructions per 16 products, twice `smlal`'s rate ([`Layout::I8Quads`]);
 //! * aarch64 NEON without it (`smlal`/`smlal2`, i16 × i16 widened);
-//! * wasm32 SIMD128 (`i32x4.dot_i16x8_s`, the same arrangement as AVX2) —
-//!   only when asked for: dequantize + f32 GEMM measured faster in V8
-//!   (`Path::best`);
+//! * wasm32 SIMD128 (`i32x4.dot_i16x8_s`, the same arrangement as AVX2);
 //! * the scalar reference elsewhere.
 //!
 //! Not here, and why: AMX (`tdpbssd` is 8-bit × 8-bit only: the digit
@@ -124,19 +122,19 @@ impl Path {
     /// dequantize + f32 SIMD GEMM, so without a SIMD path the answer is
     /// `Off`).
     ///
-    /// wasm SIMD128 is not picked: in V8 (Chromium, Node, Deno, workerd) a
-    /// q8 model ran **slower** through it than through dequantize + gemm's
-    /// f32 kernel. Same page, same 16 pairs, q8 / f32 pairs/s of one
-    /// build, three runs each on a 2-core AVX2 host: with the integer
-    /// kernel 0.71x, 0.87x, 0.97x; dequantizing 1.01x, 0.97x, 1.06x. V8
-    /// runs `i32x4.dot_i16x8_s` as a 128-bit `vpmaddwd` (8 products per
-    /// instruction, as an f32 FMA's 4 twice over, but with a separate add
-    /// and the per-call repack and activation quantization on top). The
-    /// kernel stays, tested bit for bit (tests/int8-cross), and
-    /// `CROSSRANK_INT8=simd128` selects it where wasm has an environment
-    /// (WASI).
+    /// On wasm32 that is SIMD128. For one session (stop 30) it was not:
+    /// in Chromium a q8 model ran slower through the integer kernel than
+    /// through dequantize + gemm's f32 kernel (q8/f32 0.71-0.97x vs
+    /// 1.01-1.06x). The cause was the build, not the kernel: the npm
+    /// .wasm builds were optimised for size (opt-level s), at which LLVM
+    /// does not unroll the tile's loops over rows and columns, so its
+    /// accumulators lived in memory (a 4x8 f32 tile in V8: 3.9 GMAC/s at
+    /// s, 11-15 at 3). With this crate at opt-level 3 (Cargo.toml's wasm
+    /// profiles), the same model in Node, q8, 8 pairs, two interleaved
+    /// runs: integer kernel 0.707 and 0.765 pairs/s, dequantizing 0.528
+    /// and 0.459 (1.45-1.67x).
     fn best() -> Path {
-        [Path::Avx512Vnni, Path::Avx2, Path::Dotprod, Path::Neon].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
+        [Path::Avx512Vnni, Path::Avx2, Path::Dotprod, Path::Neon, Path::Simd128].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
     }
 }
 
