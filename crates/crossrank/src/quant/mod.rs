@@ -162,28 +162,41 @@ pub(crate) struct HostQuant {
 }
 
 impl HostQuant {
-    /// Quantize row-major `[rows, cols]` values.
+    /// Quantize row-major `[rows, cols]` values: per block, the scale is
+    /// `absmax / qmax` rounded to f16, and each value
+    /// `clamp(round(v / scale), ±qmax)` (round half away from zero; NaN,
+    /// and ±inf in a block whose scale is infinite, give 0).
+    ///
+    /// Written as lane selects and one word per `32 / bits` values so
+    /// that it vectorizes everywhere: `f32::max`, `f32::round` and the
+    /// saturating `as` are library calls in wasm (`fmaxf`, `roundf`) and
+    /// scalar natively, and the packing divided per value — a q8 load of
+    /// an f32 checkpoint in the browser spent most of its time here.
+    /// Bit for bit the arithmetic of the straightforward loop
+    /// (`tests::quantize_reference`).
     pub(crate) fn quantize(values: &[f32], rows: usize, cols: usize, bits: u32, block: usize) -> Self {
         assert!(bits == 8 || bits == 4, "bits must be 4 or 8");
         assert!(cols % block == 0 && block % (32 / bits as usize) == 0 && values.len() == rows * cols);
         let qmax = ((1u32 << (bits - 1)) - 1) as f32; // 127 or 7
-        let offset = 1u32 << (bits - 1); // stored unsigned: q + 128 or q + 8
+        let offset = 1i32 << (bits - 1); // stored unsigned: q + 128 or q + 8
         let per_word = 32 / bits as usize;
         let mut packed = vec![0u32; rows * cols / per_word];
         let mut scales = Vec::with_capacity(rows * cols / block);
-        for (b, chunk) in values.chunks_exact(block).enumerate() {
-            let absmax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (chunk, words) in values.chunks_exact(block).zip(packed.chunks_exact_mut(block / per_word)) {
+            let absmax = absmax(chunk);
             // The scale is stored in f16: quantize against the rounded value
             // so dequantization reproduces exactly what was encoded.
             let scale = half::f16::from_f32(absmax / qmax);
             scales.push(scale);
             let s = scale.to_f32();
             let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-            for (i, v) in chunk.iter().enumerate() {
-                let q = (v * inv).round().clamp(-qmax, qmax) as i32;
-                let u = (q + offset as i32) as u32;
-                let idx = b * block + i;
-                packed[idx / per_word] |= u << ((idx % per_word) as u32 * bits);
+            for (vals, word) in chunk.chunks_exact(per_word).zip(words.iter_mut()) {
+                let mut w = 0u32;
+                for (i, &v) in vals.iter().enumerate() {
+                    let u = (round_away_clamped(v * inv, qmax) + offset) as u32;
+                    w |= u << (i as u32 * bits);
+                }
+                *word = w;
             }
         }
         Self { rows, cols, bits, block, packed, scales }
@@ -200,6 +213,48 @@ impl HostQuant {
                 (u as f32 - offset) * self.scales[idx / self.block].to_f32()
             })
             .collect()
+    }
+}
+
+/// The largest `|v|`, NaN ignored (as `f32::max` does), over lanes of 8
+/// so that it vectorizes.
+#[inline]
+fn absmax(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in chunks.by_ref() {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().map(|v| v.abs());
+    lanes.into_iter().chain(tail).fold(0f32, |m, a| if a > m { a } else { m })
+}
+
+/// `round(y).clamp(-qmax, qmax) as i32` for an integer `qmax` < 2^23, NaN
+/// to 0, without library calls: clamping first gives the same result
+/// (`qmax` is an integer), truncation is the conversion, and the exact
+/// remainder `y - trunc(y)` decides the half-away-from-zero step.
+#[inline(always)]
+fn round_away_clamped(y: f32, qmax: f32) -> i32 {
+    let y = if y.is_nan() { 0.0 } else { y };
+    let y = if y > qmax {
+        qmax
+    } else if y < -qmax {
+        -qmax
+    } else {
+        y
+    };
+    // SAFETY: |y| ≤ qmax < 2^23, finite.
+    let t = unsafe { y.to_int_unchecked::<i32>() };
+    let f = y - t as f32;
+    if f >= 0.5 {
+        t + 1
+    } else if f <= -0.5 {
+        t - 1
+    } else {
+        t
     }
 }
 
@@ -232,6 +287,80 @@ mod tests {
 
     pub(super) fn sample(n: usize) -> Vec<f32> {
         (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * if i % 97 == 0 { 4.0 } else { 1.0 }).collect()
+    }
+
+    /// The quantizer as first written (a value at a time, `f32::round`,
+    /// `clamp`, the saturating cast): the definition `quantize` keeps.
+    fn quantize_reference(values: &[f32], rows: usize, cols: usize, bits: u32, block: usize) -> HostQuant {
+        let qmax = ((1u32 << (bits - 1)) - 1) as f32;
+        let offset = 1u32 << (bits - 1);
+        let per_word = 32 / bits as usize;
+        let mut packed = vec![0u32; rows * cols / per_word];
+        let mut scales = Vec::new();
+        for (b, chunk) in values.chunks_exact(block).enumerate() {
+            let absmax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = half::f16::from_f32(absmax / qmax);
+            scales.push(scale);
+            let s = scale.to_f32();
+            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+            for (i, v) in chunk.iter().enumerate() {
+                let q = (v * inv).round().clamp(-qmax, qmax) as i32;
+                let u = (q + offset as i32) as u32;
+                let idx = b * block + i;
+                packed[idx / per_word] |= u << ((idx % per_word) as u32 * bits);
+            }
+        }
+        HostQuant { rows, cols, bits, block, packed, scales }
+    }
+
+    #[test]
+    fn quantize_matches_the_reference_bit_for_bit() {
+        // Halves (x.5 steps after scaling), NaN, ±inf, zero blocks,
+        // subnormals, f16-overflowing magnitudes, and pseudo-random values.
+        let mut state = 0x2545_f491u32;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let (rows, cols) = (37, 192);
+        let mut v: Vec<f32> = (0..rows * cols).map(|_| (rnd() as f32 / u32::MAX as f32 - 0.5) * 8.0).collect();
+        for (i, x) in v.iter_mut().enumerate() {
+            match rnd() % 23 {
+                0 => *x = (i % 15) as f32 * 0.5 - 3.5,
+                1 => *x = f32::NAN,
+                2 if i % 3 == 0 => *x = f32::INFINITY,
+                3 if i % 5 == 0 => *x = f32::NEG_INFINITY,
+                4 => *x = 1e-40,
+                5 => *x = -1e30,
+                _ => {}
+            }
+        }
+        v[..64].fill(0.0);
+        v[64..128].iter_mut().enumerate().for_each(|(i, x)| *x = (i as f32 - 32.0) * 0.25);
+        // Exact halves after scaling: each 16 values open with the block's
+        // absmax, 127 (q8: scale 1.0) or 7 (q4: scale 1.0), then x.5 values.
+        for (g, group) in v[128..256].chunks_exact_mut(16).enumerate() {
+            let (top, span) = if g < 4 { (127.0, 120.0) } else { (7.0, 13.0) };
+            group[0] = if g % 2 == 0 { top } else { -top };
+            for (j, x) in group[1..].iter_mut().enumerate() {
+                *x = ((j as f32 * 0.37) % 1.0 - 0.5) * span + 0.5 - (j % 2) as f32;
+                *x = x.trunc() + x.signum() * 0.5;
+            }
+        }
+        for bits in [8, 4] {
+            for block in [16, 32, 64] {
+                let got = HostQuant::quantize(&v, rows, cols, bits, block);
+                let want = quantize_reference(&v, rows, cols, bits, block);
+                assert_eq!(
+                    got.scales.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                    want.scales.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                    "bits {bits} block {block}"
+                );
+                assert_eq!(got.packed, want.packed, "bits {bits} block {block}");
+            }
+        }
     }
 
     #[test]
