@@ -183,7 +183,7 @@ impl HostQuant {
         let mut packed = vec![0u32; rows * cols / per_word];
         let mut scales = Vec::with_capacity(rows * cols / block);
         for (chunk, words) in values.chunks_exact(block).zip(packed.chunks_exact_mut(block / per_word)) {
-            let absmax = absmax(chunk);
+            let absmax = crate::kernels::int8::absmax(chunk);
             // The scale is stored in f16: quantize against the rounded value
             // so dequantization reproduces exactly what was encoded.
             let scale = half::f16::from_f32(absmax / qmax);
@@ -214,22 +214,6 @@ impl HostQuant {
             })
             .collect()
     }
-}
-
-/// The largest `|v|`, NaN ignored (as `f32::max` does), over lanes of 8
-/// so that it vectorizes.
-#[inline]
-fn absmax(values: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = values.chunks_exact(8);
-    for c in chunks.by_ref() {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            let a = v.abs();
-            *l = if a > *l { a } else { *l };
-        }
-    }
-    let tail = chunks.remainder().iter().map(|v| v.abs());
-    lanes.into_iter().chain(tail).fold(0f32, |m, a| if a > m { a } else { m })
 }
 
 /// `round(y).clamp(-qmax, qmax) as i32` for an integer `qmax` < 2^23, NaN

@@ -221,6 +221,23 @@ fn round_even(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// The largest `|v|`, NaN ignored (as `f32::max` does), over lanes of 8
+/// so that it vectorizes (`f32::max` does not). Also the load-time weight
+/// quantizer's (`quant`).
+#[inline(always)]
+pub(crate) fn absmax(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in chunks.by_ref() {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().map(|v| v.abs());
+    lanes.into_iter().chain(tail).fold(0f32, |m, a| if a > m { a } else { m })
+}
+
 /// Quantize one block (a multiple of 8 values) into `q`; its scale. Written
 /// as selects over lanes of 8 so that it compiles to vector compares and
 /// conversions on every target (`f32::max`/`clamp` and the saturating
@@ -229,14 +246,7 @@ fn round_even(v: f32) -> f32 {
 /// the same results: NaN is ignored by the maximum and quantizes to 0.
 #[inline(always)]
 fn quantize_block(xb: &[f32], qb: &mut [i16]) -> f32 {
-    let mut lanes = [0f32; 8];
-    for c in xb.chunks_exact(8) {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            let a = v.abs();
-            *l = if a > *l { a } else { *l };
-        }
-    }
-    let amax = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    let amax = absmax(xb);
     let (scale, inv) = if amax > 0.0 && amax.is_finite() { (amax / QMAX, QMAX / amax) } else { (0.0, 0.0) };
     for (xc, qc) in xb.chunks_exact(8).zip(qb.chunks_exact_mut(8)) {
         for (v, o) in xc.iter().zip(qc.iter_mut()) {
