@@ -255,8 +255,10 @@ struct ModelArgs {
     #[arg(long, default_value = "auto")]
     device: String,
     /// Weight storage: f32, f16, q8, q4 or q4-all (converted at load; a
-    /// quantized checkpoint stays quantized whatever this says). Compute is
-    /// f32, except f16 matrix products on a GPU with shader-f16.
+    /// quantized checkpoint stays quantized whatever this says). q8/q4
+    /// linear layers run integer matrix products on the CPU (16-bit
+    /// activations); f16 ones run in f16 on a GPU with shader-f16; the rest
+    /// computes in f32.
     #[arg(long, default_value = "f32")]
     dtype: String,
 }

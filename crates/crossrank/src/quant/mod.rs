@@ -36,9 +36,11 @@ pub(crate) const EMBEDDING_BLOCK: usize = 64;
 /// token-type tables save nothing and are where errors would show most.
 pub(crate) const MIN_QUANT_ROWS: usize = 16;
 
-/// How weights are stored on the device. Compute is f32, except that `f16`
-/// runs the linear layers' matrix products in f16 on a GPU that has
-/// shader-f16.
+/// How weights are stored on the device. Compute is f32, except that the
+/// linear layers of `q8`/`q4`/`q4-all` run integer matrix products on the
+/// CPU (activations quantized per row and block to 16 bits:
+/// `kernels::int8`) and `f16` runs them in f16 on a GPU
+/// that has shader-f16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
