@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the integer kernels alone for foreign targets and run them under
 # emulators (see Cargo.toml): wasm32-wasip1 +simd128 under Node's WASI, and
-# aarch64 under qemu-user on two CPU models — `max` (dot product and i8mm:
-# the dot-product kernel is picked) and `cortex-a72` (NEON only: smlal is
-# picked). Needs: rustup targets wasm32-wasip1, aarch64-unknown-linux-gnu;
+# aarch64 under qemu-user on three CPU models — `max` (i8mm and the dot
+# product: the i8mm kernel is picked), `neoverse-n1` (the dot product, no
+# i8mm) and `cortex-a72` (NEON only: smlal is picked). Needs: rustup targets wasm32-wasip1, aarch64-unknown-linux-gnu;
 # Debian qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross (.ci/run
 # installs them).
 set -euo pipefail
@@ -25,5 +25,8 @@ CROSSRANK_INT8=off node --no-warnings run.mjs "$wasm" off simd128
 echo "== int8 kernels, aarch64 (qemu-user)"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc cargo build -q --release --target aarch64-unknown-linux-gnu
 bin="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/int8-cross"
-qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$bin" dotprod neon dotprod
+# max: i8mm and the dot product (i8mm picked); Neoverse N1: the dot
+# product, no i8mm; Cortex-A72: neither (smlal).
+qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$bin" i8mm i8mm dotprod neon
+qemu-aarch64 -cpu neoverse-n1 -L /usr/aarch64-linux-gnu "$bin" dotprod dotprod neon
 qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu "$bin" neon neon

@@ -1,13 +1,13 @@
 //! See Cargo.toml. The kernel module is included by path, so this checks
 //! the very file crossrank compiles. Arguments: the SIMD paths this CPU
 //! must have (checked, each against the scalar reference) and, first, the
-//! one `path()` must pick — e.g. `dotprod dotprod neon`.
+//! one `path()` must pick — e.g. `i8mm i8mm dotprod neon`.
 #![allow(dead_code, unexpected_cfgs)]
 #[path = "../../../crates/crossrank/src/kernels/int8/mod.rs"]
 mod int8;
 use int8::*;
 
-const ALL: [Path; 5] = [Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::Simd128];
+const ALL: [Path; 6] = [Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::I8mm, Path::Simd128];
 
 fn by_name(s: &str) -> Path {
     match s {
@@ -16,6 +16,7 @@ fn by_name(s: &str) -> Path {
         "avx512" => Path::Avx512Vnni,
         "neon" => Path::Neon,
         "dotprod" => Path::Dotprod,
+        "i8mm" => Path::I8mm,
         "simd128" => Path::Simd128,
         _ => panic!("unknown path {s:?}"),
     }

@@ -77,10 +77,11 @@ const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 
 /// The integer kernels q8/q4 linear layers use on the CPU here, chosen at
 /// run time from the instruction sets it has: "AVX-512 VNNI (vpdpwssd)",
-/// "AVX2 (vpmaddwd)", "aarch64 dot product (sdot/udot)", "wasm SIMD128
+/// "AVX2 (vpmaddwd)", "aarch64 i8mm (smmla/usmmla)", "aarch64 dot product
+/// (sdot/udot)", "aarch64 NEON (smlal)", "wasm SIMD128
 /// (i32x4.dot_i16x8_s)", or "off (dequantize + f32 GEMM)" where there is
 /// none; the environment variable `CROSSRANK_INT8` (off,
-/// scalar, avx2, avx512, neon, dotprod, simd128) overrides it.
+/// scalar, avx2, avx512, neon, dotprod, i8mm, simd128) overrides it.
 pub fn cpu_int8_kernels() -> &'static str {
     crate::kernels::int8_kernels()
 }

@@ -1,9 +1,11 @@
-//! aarch64 integer kernels, chosen at run time: the dot-product extension
-//! (`sdot`/`udot`) where the CPU has it, NEON `smlal` otherwise. Both
+//! aarch64 integer kernels, chosen at run time: the 8-bit matrix multiply
+//! extension (i8mm: `smmla`/`usmmla`) where the CPU has it, else the
+//! dot-product extension (`sdot`/`udot`), else NEON `smlal`. All three
 //! compute the module's arithmetic bit for bit (tested against the scalar
-//! reference under qemu-user: `tests/int8-cross`, with a CPU model that
-//! has the extension and one that has not). Their speed is unmeasured: no
-//! aarch64 machine was at hand, and qemu's timings say nothing about one.
+//! reference under qemu-user: `tests/int8-cross`, with CPU models that
+//! have both extensions, the dot product only, and neither). Their speed
+//! is unmeasured: no aarch64 machine was at hand, and qemu's timings say
+//! nothing about one.
 //!
 //! * `smlal` (plain NEON, e.g. Cortex-A72, Raspberry Pi 4): the AVX2
 //!   kernel's i16 pair panels (`[k/2][8][2]`); a row's k-pair broadcast as
@@ -18,9 +20,15 @@
 //!   activation × weight products: twice `smlal`'s rate. (`usdot`, i8mm's
 //!   mixed-sign form, would drop the correction — one subtraction per row
 //!   and block — but is missing on Apple M1 and Graviton 2.)
+//! * i8mm (`smmla`/`usmmla`: Apple M2+, Graviton 3+): the same digits,
+//!   i8 octet panels (`[k/8][8][8]`, [`super::Layout::I8Octets`]); each
+//!   instruction multiplies two rows × eight k by eight k × two columns:
+//!   32 products, twice `sdot`'s. `usmmla` takes the unsigned low digits
+//!   against the signed weights directly, so there is no correction term.
 //!
-//! Rust's `sdot`/`udot` intrinsics are unstable (`stdarch_neon_dotprod`),
-//! so those two instructions are inline assembly; the rest is `std::arch`.
+//! Rust's `sdot`/`udot` and `smmla`/`usmmla` intrinsics are unstable
+//! (`stdarch_neon_dotprod`, `stdarch_neon_i8mm`), so those instructions are
+//! inline assembly; the rest is `std::arch`.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -206,6 +214,105 @@ unsafe fn dotprod_tile<const R: usize, const B: usize>(t: TileArgs) {
                 let corr = vdupq_n_s32(128 * lo_sum[r] as i32);
                 let dot = [0, 1].map(|h| vaddq_s32(vshlq_n_s32::<8>(hi[r][h]), vsubq_s32(vreinterpretq_s32_u32(lo[r][h]), corr)));
                 accumulate(&mut accf[r], dot, s, *d.add(r * ldd + b));
+            }
+        }
+        store_tile::<R>(c, ldc, &accf);
+    }
+}
+
+// ------------------------------------------------------- smmla / usmmla
+
+pub(super) fn has_i8mm() -> bool {
+    has_neon() && std::arch::is_aarch64_feature_detected!("i8mm")
+}
+
+pub(super) fn i8mm_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+    assert!(has_i8mm());
+    // SAFETY: NEON and i8mm checked above.
+    unsafe { run_tiles(x, m, w, NR, MR, Layout::I8Octets, i8mm_tiles) }
+}
+
+tiles!(i8mm_tiles, i8mm_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,i8mm")]);
+
+/// `acc[2i + j] += Σ_l x[8i + l] · w[8j + l]`, both signed: rows `i` of
+/// `x` (2 × 8) times columns `j` of `w` (stored as 2 × 8), `smmla`.
+#[inline(always)]
+unsafe fn smmla(mut acc: int32x4_t, x: int8x16_t, w: int8x16_t) -> int32x4_t {
+    // SAFETY: the caller's function enables `i8mm`; registers only.
+    unsafe {
+        asm!("smmla {acc:v}.4s, {x:v}.16b, {w:v}.16b", acc = inout(vreg) acc, x = in(vreg) x, w = in(vreg) w,
+            options(pure, nomem, nostack, preserves_flags));
+    }
+    acc
+}
+
+/// As [`smmla`] with `x` unsigned, `usmmla`.
+#[inline(always)]
+unsafe fn usmmla(mut acc: int32x4_t, x: uint8x16_t, w: int8x16_t) -> int32x4_t {
+    // SAFETY: as `smmla`.
+    unsafe {
+        asm!("usmmla {acc:v}.4s, {x:v}.16b, {w:v}.16b", acc = inout(vreg) acc, x = in(vreg) x, w = in(vreg) w,
+            options(pure, nomem, nostack, preserves_flags));
+    }
+    acc
+}
+
+/// One `R` × 8 tile over `nb` blocks of `B` (see [`TileArgs`]): digit
+/// activations (per block `B` high bytes, then `B` low bytes), panel
+/// `[k/8][8][8]` i8. Rows go in pairs (a missing second row of an odd `R`
+/// is zeros), columns in pairs: per eight k, each (row pair, column pair)
+/// is one `smmla` on the high digits and one `usmmla` on the low ones,
+/// whose 2 × 2 results `[r0·c0, r0·c1, r1·c0, r1·c1]` are unzipped into
+/// rows at the end of the block.
+#[inline]
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn i8mm_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let panel = panel.cast::<i8>();
+    let pairs = R.div_ceil(2);
+    unsafe {
+        let mut accf = load_tile::<R>(c, ldc, first);
+        for b in 0..nb {
+            // [row pair][column pair]: high digits, low digits.
+            let mut hi = [[vdupq_n_s32(0); 4]; 2];
+            let mut lo = [[vdupq_n_s32(0); 4]; 2];
+            let wp = panel.add(b * B * NR);
+            // Row r's block: bytes at `a + r·lda + b·B` (i16 units).
+            let ap = a.add(b * B).cast::<i8>();
+            for g in 0..B / 8 {
+                let q = wp.add(g * 8 * NR);
+                let wv = [0, 1, 2, 3].map(|j| vld1q_s8(q.add(16 * j)));
+                for p in 0..pairs {
+                    let r0 = ap.add(2 * (2 * p) * lda + 8 * g);
+                    // The pair's second row, or zeros past an odd R.
+                    let (h1, l1) = if 2 * p + 1 < R {
+                        let r1 = ap.add(2 * (2 * p + 1) * lda + 8 * g);
+                        (vld1_s8(r1), vld1_u8(r1.add(B).cast()))
+                    } else {
+                        (vdup_n_s8(0), vdup_n_u8(0))
+                    };
+                    let xh = vcombine_s8(vld1_s8(r0), h1);
+                    let xl = vcombine_u8(vld1_u8(r0.add(B).cast()), l1);
+                    for j in 0..4 {
+                        hi[p][j] = smmla(hi[p][j], xh, wv[j]);
+                        lo[p][j] = usmmla(lo[p][j], xl, wv[j]);
+                    }
+                }
+            }
+            let s = [vld1q_f32(sw.add(b * NR)), vld1q_f32(sw.add(b * NR + 4))];
+            for p in 0..pairs {
+                // |256·hi| ≤ 2^27, |lo| ≤ 2^21: exact in i32.
+                let dot = [0, 1, 2, 3].map(|j| vreinterpretq_s64_s32(vaddq_s32(vshlq_n_s32::<8>(hi[p][j]), lo[p][j])));
+                // Columns 0..4 and 4..8 of the pair's first row, then its second.
+                let rows =
+                    [[vzip1q_s64(dot[0], dot[1]), vzip1q_s64(dot[2], dot[3])], [vzip2q_s64(dot[0], dot[1]), vzip2q_s64(dot[2], dot[3])]];
+                for (h, row) in rows.iter().enumerate() {
+                    let r = 2 * p + h;
+                    if r < R {
+                        let dot = row.map(|v| vreinterpretq_s32_s64(v));
+                        accumulate(&mut accf[r], dot, s, *d.add(r * ldd + b));
+                    }
+                }
             }
         }
         store_tile::<R>(c, ldc, &accf);

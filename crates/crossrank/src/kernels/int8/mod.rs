@@ -35,7 +35,7 @@
 //! accumulates through the output buffer, which keeps that order.
 //!
 //! Paths, chosen once at run time (`path()`), overridable with
-//! `CROSSRANK_INT8=off|scalar|avx2|avx512|neon|dotprod|simd128` (for
+//! `CROSSRANK_INT8=off|scalar|avx2|avx512|neon|dotprod|i8mm|simd128` (for
 //! benchmarks: `off` restores dequantize-to-f32 + f32 GEMM):
 //! * x86-64 AVX-512 VNNI (`vpdpwssd`);
 //! * x86-64 AVX2 (`vpmaddwd` + `vpaddd`);
@@ -44,16 +44,19 @@
 //!   activation is two 8-bit digits, `q = 256·hi + lo`, so one block's
 //!   dot is `256·sdot(hi, w) + udot(lo, w + 128) − 128·Σlo` — two
 //!   instructions per 16 products, twice `smlal`'s rate ([`Layout::I8Quads`]);
-//! * aarch64 NEON without it (`smlal`/`smlal2`, i16 × i16 widened);
+//! * aarch64 with the 8-bit matrix multiply extension (i8mm: Apple M2 and
+//!   later, Graviton 3 and later, Cortex-A510/A710/X2 and later): the same
+//!   two digits, but `smmla` (hi) and `usmmla` (lo, unsigned × signed: no
+//!   correction term) each multiply a 2 × 8 block of two rows by an 8 × 2
+//!   block of two columns — 32 products per instruction, twice `sdot`'s
+//!   ([`Layout::I8Octets`]);
+//! * aarch64 NEON without either (`smlal`/`smlal2`, i16 × i16 widened);
 //! * wasm32 SIMD128 (`i32x4.dot_i16x8_s`, the same arrangement as AVX2);
 //! * the scalar reference elsewhere.
 //!
 //! Not here, and why: AMX (`tdpbssd` is 8-bit × 8-bit only: the digit
 //! split would need two tiles per product and AMX's tile setup per call;
-//! unmeasurable without such a CPU); aarch64 i8mm (`smmla`, 2×8×2 per
-//! instruction, would double `sdot`'s rate again, but needs a third
-//! layout and its speed cannot be measured here: qemu runs it, slowly);
-//! wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies
+//! unmeasurable without such a CPU); wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies
 //! by 7-bit unsigned values only, so a 16-bit activation takes three
 //! digits, and V8 lowers it on x86-64 without VNNI to `pmaddubsw` +
 //! `pmaddwd` + `paddd`: 9 instructions per 16 products where
@@ -83,6 +86,7 @@ pub(crate) enum Path {
     Avx512Vnni,
     Neon,
     Dotprod,
+    I8mm,
     Simd128,
 }
 
@@ -95,6 +99,7 @@ impl Path {
             Path::Avx512Vnni => "AVX-512 VNNI (vpdpwssd)",
             Path::Neon => "aarch64 NEON (smlal)",
             Path::Dotprod => "aarch64 dot product (sdot/udot)",
+            Path::I8mm => "aarch64 i8mm (smmla/usmmla)",
             Path::Simd128 => "wasm SIMD128 (i32x4.dot_i16x8_s)",
         }
     }
@@ -111,6 +116,8 @@ impl Path {
             Path::Neon => aarch64::has_neon(),
             #[cfg(target_arch = "aarch64")]
             Path::Dotprod => aarch64::has_dotprod(),
+            #[cfg(target_arch = "aarch64")]
+            Path::I8mm => aarch64::has_i8mm(),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Path::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -134,7 +141,10 @@ impl Path {
     /// runs: integer kernel 0.707 and 0.765 pairs/s, dequantizing 0.528
     /// and 0.459 (1.45-1.67x).
     fn best() -> Path {
-        [Path::Avx512Vnni, Path::Avx2, Path::Dotprod, Path::Neon, Path::Simd128].into_iter().find(|p| p.available()).unwrap_or(Path::Off)
+        [Path::Avx512Vnni, Path::Avx2, Path::I8mm, Path::Dotprod, Path::Neon, Path::Simd128]
+            .into_iter()
+            .find(|p| p.available())
+            .unwrap_or(Path::Off)
     }
 }
 
@@ -150,9 +160,10 @@ pub(crate) fn path() -> Path {
             "avx512" | "vnni" | "avx512vnni" => Some(Path::Avx512Vnni),
             "neon" | "smlal" => Some(Path::Neon),
             "dotprod" | "sdot" => Some(Path::Dotprod),
+            "i8mm" | "smmla" => Some(Path::I8mm),
             "simd128" => Some(Path::Simd128),
             other => {
-                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, neon, dotprod, simd128; ignored");
+                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, neon, dotprod, i8mm, simd128; ignored");
                 None
             }
         });
@@ -309,6 +320,8 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &Weights, bias: Option<
         Path::Neon => aarch64::neon_linear(x, m, w),
         #[cfg(target_arch = "aarch64")]
         Path::Dotprod => aarch64::dotprod_linear(x, m, w),
+        #[cfg(target_arch = "aarch64")]
+        Path::I8mm => aarch64::i8mm_linear(x, m, w),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Path::Simd128 => simd128::linear(x, m, w),
         #[allow(unreachable_patterns)]
@@ -372,6 +385,11 @@ pub(super) enum Layout {
     /// ([`to_digits`]): `B` signed high bytes then `B` unsigned low bytes,
     /// `q = 256·hi + lo` — for 8-bit dot products (`sdot`/`udot`).
     I8Quads,
+    /// Weights as i8 panels `[k/8][nr][8]` (eight consecutive k of a
+    /// column together, two columns per 16-byte register, as `smmla`
+    /// takes its second operand); activations as two digits per block, as
+    /// for [`Layout::I8Quads`] — for the 2 × 8 × 2 matrix products (i8mm).
+    I8Octets,
 }
 
 /// A micro-kernel for `rows` rows and blocks of `block`.
@@ -398,9 +416,9 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
             // SAFETY: i16 as its bytes (u8 has no alignment or validity needs).
             (unsafe { std::slice::from_raw_parts(packed16.as_ptr().cast(), packed16.len() * 2) }, 2)
         }
-        Layout::I8Quads => {
+        Layout::I8Quads | Layout::I8Octets => {
             to_digits(&mut a.q, w.block);
-            packed8 = pack_i8(w, nr);
+            packed8 = pack_i8(w, nr, if layout == Layout::I8Quads { 4 } else { 8 });
             (&packed8[..], 1)
         }
     };
@@ -545,11 +563,12 @@ fn pack_i16(w: &Weights, cols: usize) -> Vec<i16> {
 }
 
 /// Weights repacked for 8-bit dot products: panels of `cols` output
-/// columns, each `[k/4][cols][4]` (four consecutive k of a column
-/// together, as `sdot` sums them), as i8 bytes.
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the aarch64 dot-product kernel's
-fn pack_i8(w: &Weights, cols: usize) -> Vec<u8> {
-    pack(w, cols, 4, |v| v as i8 as u8)
+/// columns, each `[k/group][cols][group]` (`group` consecutive k of a
+/// column together: 4 as `sdot` sums them, 8 as `smmla` takes them), as
+/// i8 bytes.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the aarch64 kernels'
+fn pack_i8(w: &Weights, cols: usize, group: usize) -> Vec<u8> {
+    pack(w, cols, group, |v| v as i8 as u8)
 }
 
 /// Panels of `cols` output columns, each `[k/group][cols][group]`, of the

@@ -48,7 +48,7 @@ fn view(q: &Host) -> Weights<'_> {
     Weights { n: q.n, k: q.k, bits: q.bits, block: q.block, words: &q.packed, scales: &q.scales }
 }
 
-const PATHS: [Path; 6] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::Simd128];
+const PATHS: [Path; 7] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::I8mm, Path::Simd128];
 
 /// Every SIMD path available here gives the reference's outputs bit for
 /// bit: tile edges in rows and columns, several K chunks, both blocks and
@@ -173,12 +173,14 @@ fn digits_and_i8_panels_are_exact() {
     for bits in [8, 4] {
         let qm = host(11, 64, bits, 32, 5);
         let w = view(&qm);
-        let p = pack_i8(&w, 8);
-        assert_eq!(p.len(), 2 * 64 * 8);
-        for col in 0..16 {
-            for kk in 0..64 {
-                let v = p[(col / 8) * 64 * 8 + (kk / 4) * 32 + (col % 8) * 4 + kk % 4] as i8 as i32;
-                assert_eq!(v, if col < 11 { w.q(col, kk) } else { 0 }, "q{bits} col {col} k {kk}");
+        for group in [4, 8] {
+            let p = pack_i8(&w, 8, group);
+            assert_eq!(p.len(), 2 * 64 * 8);
+            for col in 0..16 {
+                for kk in 0..64 {
+                    let v = p[(col / 8) * 64 * 8 + (kk / group) * 8 * group + (col % 8) * group + kk % group] as i8 as i32;
+                    assert_eq!(v, if col < 11 { w.q(col, kk) } else { 0 }, "q{bits} group {group} col {col} k {kk}");
+                }
             }
         }
     }
