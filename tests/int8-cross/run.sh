@@ -3,9 +3,9 @@
 # emulators (see Cargo.toml): wasm32-wasip1 +simd128 under Node's WASI, and
 # aarch64 under qemu-user on three CPU models — `max` (i8mm and the dot
 # product: the i8mm kernel is picked), `neoverse-n1` (the dot product, no
-# i8mm) and `cortex-a72` (NEON only: smlal is picked). Needs: rustup targets wasm32-wasip1, aarch64-unknown-linux-gnu;
-# Debian qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross (.ci/run
-# installs them).
+# i8mm) and `cortex-a72` (NEON only: smlal is picked). Needs: rustup
+# targets wasm32-wasip1, aarch64-unknown-linux-gnu; Debian qemu-user,
+# gcc-aarch64-linux-gnu, libc6-dev-arm64-cross (.ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"

@@ -10,16 +10,7 @@ use int8::*;
 const ALL: [Path; 6] = [Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::I8mm, Path::Simd128];
 
 fn by_name(s: &str) -> Path {
-    match s {
-        "off" => Path::Off,
-        "avx2" => Path::Avx2,
-        "avx512" => Path::Avx512Vnni,
-        "neon" => Path::Neon,
-        "dotprod" => Path::Dotprod,
-        "i8mm" => Path::I8mm,
-        "simd128" => Path::Simd128,
-        _ => panic!("unknown path {s:?}"),
-    }
+    Path::from_name(s).unwrap_or_else(|| panic!("unknown path {s:?}"))
 }
 
 fn main() {

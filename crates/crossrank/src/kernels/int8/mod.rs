@@ -56,8 +56,9 @@
 //!
 //! Not here, and why: AMX (`tdpbssd` is 8-bit × 8-bit only: the digit
 //! split would need two tiles per product and AMX's tile setup per call;
-//! unmeasurable without such a CPU); wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies
-//! by 7-bit unsigned values only, so a 16-bit activation takes three
+//! unmeasurable without such a CPU); wasm relaxed SIMD
+//! (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies by 7-bit unsigned
+//! values only, so a 16-bit activation takes three
 //! digits, and V8 lowers it on x86-64 without VNNI to `pmaddubsw` +
 //! `pmaddwd` + `paddd`: 9 instructions per 16 products where
 //! `i32x4.dot_i16x8_s` + `i32x4.add` take 4 — slower on the hosts most
@@ -146,6 +147,21 @@ impl Path {
             .find(|p| p.available())
             .unwrap_or(Path::Off)
     }
+
+    /// The path a `CROSSRANK_INT8` value names (case-insensitive), if any.
+    pub(crate) fn from_name(name: &str) -> Option<Path> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "off" | "0" | "f32" => Path::Off,
+            "scalar" => Path::Scalar,
+            "avx2" => Path::Avx2,
+            "avx512" | "vnni" | "avx512vnni" => Path::Avx512Vnni,
+            "neon" | "smlal" => Path::Neon,
+            "dotprod" | "sdot" => Path::Dotprod,
+            "i8mm" | "smmla" => Path::I8mm,
+            "simd128" => Path::Simd128,
+            _ => return None,
+        })
+    }
 }
 
 /// The integer path quantized linear layers use on this machine:
@@ -153,19 +169,12 @@ impl Path {
 pub(crate) fn path() -> Path {
     static PATH: OnceLock<Path> = OnceLock::new();
     *PATH.get_or_init(|| {
-        let wanted = std::env::var("CROSSRANK_INT8").ok().map(|v| match v.to_ascii_lowercase().as_str() {
-            "off" | "0" | "f32" => Some(Path::Off),
-            "scalar" => Some(Path::Scalar),
-            "avx2" => Some(Path::Avx2),
-            "avx512" | "vnni" | "avx512vnni" => Some(Path::Avx512Vnni),
-            "neon" | "smlal" => Some(Path::Neon),
-            "dotprod" | "sdot" => Some(Path::Dotprod),
-            "i8mm" | "smmla" => Some(Path::I8mm),
-            "simd128" => Some(Path::Simd128),
-            other => {
-                tracing::warn!("CROSSRANK_INT8={other:?} is not one of off, scalar, avx2, avx512, neon, dotprod, i8mm, simd128; ignored");
-                None
+        let wanted = std::env::var("CROSSRANK_INT8").ok().map(|v| {
+            let p = Path::from_name(&v);
+            if p.is_none() {
+                tracing::warn!("CROSSRANK_INT8={v:?} is not one of off, scalar, avx2, avx512, neon, dotprod, i8mm, simd128; ignored");
             }
+            p
         });
         match wanted.flatten() {
             Some(p) if p.available() => p,
@@ -392,6 +401,18 @@ pub(super) enum Layout {
     I8Octets,
 }
 
+impl Layout {
+    /// Consecutive k of one column stored together in a panel.
+    #[allow(dead_code)] // as `run_tiles`: no SIMD kernel on some targets
+    fn group(self) -> usize {
+        match self {
+            Layout::I16Pairs => 2,
+            Layout::I8Quads => 4,
+            Layout::I8Octets => 8,
+        }
+    }
+}
+
 /// A micro-kernel for `rows` rows and blocks of `block`.
 #[allow(dead_code)] // no SIMD kernel on some targets
 pub(super) type Tile = unsafe fn(rows: usize, block: usize, t: TileArgs);
@@ -418,7 +439,7 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &Weights, nr: usize, mr: 
         }
         Layout::I8Quads | Layout::I8Octets => {
             to_digits(&mut a.q, w.block);
-            packed8 = pack_i8(w, nr, if layout == Layout::I8Quads { 4 } else { 8 });
+            packed8 = pack_i8(w, nr, layout.group());
             (&packed8[..], 1)
         }
     };
