@@ -224,16 +224,14 @@ impl Worker {
                 tokens += e.len();
             }
         }
-        // Longest first; ties in arrival order.
-        units.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let mut passes = std::collections::VecDeque::new();
-        let mut rest = &units[..];
-        while let Some(&(longest, _, _)) = rest.first() {
-            let take = (self.budget / longest.max(1)).clamp(1, self.max_pairs).min(rest.len());
-            passes.push_back(rest[..take].to_vec());
-            rest = &rest[take..];
-        }
-        passes
+        // The core's batching: longest first (ties in arrival order, the
+        // order `units` was filled in), at most `max_pairs` pairs and
+        // `budget` padded tokens a pass, a longer pair alone.
+        let lens: Vec<usize> = units.iter().map(|u| u.0).collect();
+        crossrank::batching::batches(&lens, self.max_pairs, Some(self.budget))
+            .into_iter()
+            .map(|pass| pass.into_iter().map(|i| units[i]).collect())
+            .collect()
     }
 
     /// Run one planned pass over the pairs whose requests are still waiting.

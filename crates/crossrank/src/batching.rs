@@ -1,5 +1,19 @@
 //! How inputs are cut into forward passes: FlagEmbedding's order (longest
 //! first, so each batch pads least) and sizes, with an optional token budget.
+//! Public for crossrank's own crates (the server plans its passes with it),
+//! not part of the API a user is promised. Also the padded layout of one
+//! decoder pass ([`Batch`]), which the tokenizer fills and the layers read.
+
+/// A right-padded batch on the host, row-major `rows × cols` (the
+/// tokenizer pads it: `PairTokenizer::pad_to_multiple`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub(crate) ids: Vec<u32>,
+    pub(crate) type_ids: Vec<u32>,
+    pub(crate) attention_mask: Vec<u32>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
 
 /// Indices of `lens` sorted by length, longest first (stable), as
 /// FlagEmbedding sorts inputs to pad less.
@@ -13,7 +27,7 @@ fn longest_first(lens: &[usize]) -> Vec<usize> {
 /// time — with an optional cap on each batch's padded tokens: a batch also
 /// stops growing before its padded size (pairs × its first, longest pair)
 /// would pass `max_tokens`; a pair longer than the budget runs alone.
-pub(crate) fn batches(lens: &[usize], batch_size: usize, max_tokens: Option<usize>) -> Vec<Vec<usize>> {
+pub fn batches(lens: &[usize], batch_size: usize, max_tokens: Option<usize>) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     for i in longest_first(lens) {
         match out.last_mut() {

@@ -13,7 +13,8 @@
 //! only device-specific code), `quant`, `checkpoint` → `weights`, `nn`,
 //! `tokenize`, `models`, then the `Reranker` / `Embedder` front.
 
-mod batching;
+#[doc(hidden)]
+pub mod batching;
 mod checkpoint;
 pub mod device;
 mod embed;

@@ -28,13 +28,112 @@ fn module_of(file: &Path) -> String {
 }
 
 /// The source without comments (so prose naming a module is no edge) and
-/// without `#[cfg(test)]` modules (tests may reach across layers).
+/// without `#[cfg(test)]` modules (tests may reach across layers) — the
+/// whole file otherwise, code after a test module included.
 fn code(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => &text[..i],
-        None => text,
-    };
-    text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if let Some(after) = rest.strip_prefix("#[cfg(test)]")
+            && test_module_follows(after)
+        {
+            i = block_end(text, i + rest.find('{').unwrap());
+        } else if let Some(end) = comment_end(text, i) {
+            i = end;
+        } else if let Some(end) = literal_end(text, i) {
+            out.push_str(&text[i..end]);
+            i = end;
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Whether `rest` (after `#[cfg(test)]`) opens a module: `mod NAME {`.
+fn test_module_follows(rest: &str) -> bool {
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
+    rest.strip_prefix("mod ").is_some_and(|r| {
+        let name_end = r.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(r.len());
+        r[name_end..].trim_start().starts_with('{')
+    })
+}
+
+/// The end of a `//` or `/* */` comment starting at `i`.
+fn comment_end(text: &str, i: usize) -> Option<usize> {
+    let rest = &text[i..];
+    if rest.starts_with("//") {
+        Some(i + rest.find('\n').unwrap_or(rest.len()))
+    } else if rest.starts_with("/*") {
+        Some(i + rest.find("*/").map_or(rest.len(), |e| e + 2))
+    } else {
+        None
+    }
+}
+
+/// The end of a string, raw string or character literal starting at `i`
+/// (not of a lifetime).
+fn literal_end(text: &str, i: usize) -> Option<usize> {
+    let rest = &text[i..];
+    let after_ident = text[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+    if !after_ident && let Some(raw) = rest.strip_prefix('r') {
+        let hashes = raw.len() - raw.trim_start_matches('#').len();
+        if raw[hashes..].starts_with('"') {
+            let close = format!("\"{}", "#".repeat(hashes));
+            let body = 1 + hashes + 1;
+            return Some(i + body + rest[body..].find(&close).map_or(rest.len() - body, |e| e + close.len()));
+        }
+    }
+    if rest.starts_with('"') {
+        let mut escaped = false;
+        for (k, c) in rest.char_indices().skip(1) {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => return Some(i + k + 1),
+                _ => {}
+            }
+        }
+        return Some(text.len());
+    }
+    if let Some(lit) = rest.strip_prefix('\'') {
+        if lit.starts_with('\\') {
+            return Some(i + 3 + lit[2..].find('\'').map_or(lit.len() - 2, |e| e + 1));
+        }
+        let c = lit.chars().next()?;
+        if lit[c.len_utf8()..].starts_with('\'') {
+            return Some(i + 1 + c.len_utf8() + 1);
+        }
+    }
+    None
+}
+
+/// The byte after the `}` closing the block opened at `open`; braces in
+/// strings, character literals and comments do not count.
+fn block_end(text: &str, open: usize) -> usize {
+    let (mut depth, mut i) = (0usize, open);
+    while i < text.len() {
+        if let Some(end) = comment_end(text, i).or_else(|| literal_end(text, i)) {
+            i = end;
+            continue;
+        }
+        match text.as_bytes()[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    text.len()
 }
 
 /// Every `crate::NAME` a file uses (paths and `use crate::{...}` groups).
@@ -107,8 +206,19 @@ fn module_imports_form_no_circle() {
         }
     }
     assert!(!graph["checkpoint"].contains("weights"), "checkpoint must not use weights");
+    // Layers sit below the tokenizer: what they take (a padded batch,
+    // packed lengths) is defined under them.
+    assert!(!graph["nn"].contains("tokenize"), "nn must not use tokenize (it uses {:?})", graph["nn"]);
     // Models are built from layers; what runs on which device is below nn.
     assert!(!graph["models"].contains("kernels") && !graph["models"].contains("device"), "models use {:?}", graph["models"]);
+}
+
+#[test]
+fn code_skips_comments_and_test_modules_but_reads_past_them() {
+    let text = "use crate::a; // crate::b\n/* crate::b */\n#[cfg(test)]\nmod tests {\n    use crate::c;\n    fn f<'a>() { let x = ['{', '\\'', '\"']; let s = \"}\"; let r = r#\"}\"#; }\n}\nfn g() { crate::d::h(); }\n";
+    let modules: BTreeSet<String> = ["a", "b", "c", "d"].map(String::from).into();
+    let used: Vec<String> = uses(&code(text), &modules).into_iter().collect();
+    assert_eq!(used, ["a", "d"]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The window: settings (folder, models, device, dtype), the query box, the
 //! ranked passages with the window that scored highlighted, and a status
-//! line. All work happens on the engine thread; this only draws and sends.
+//! line. All work happens on the engine thread; this only draws and sends
+//! (`--self-test` drives it through `self_test.rs`).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 use eframe::egui::{self, Color32, RichText, text::LayoutJob};
 
 use crate::Args;
+use crate::corpus;
 use crate::engine::{self, Command, DeviceMode, Event, ModelSpec, Results};
+use crate::self_test::SelfTest;
 
 /// Typing pauses this long before a search is sent.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -19,62 +22,41 @@ pub const HIGHLIGHT: Color32 = Color32::from_rgb(255, 214, 10);
 const DTYPES: [&str; 5] = ["f32", "f16", "q8", "q4", "q4-all"];
 
 pub struct SearchApp {
-    args: Args,
+    pub(crate) args: Args,
     tx: Sender<Command>,
     rx: Receiver<Event>,
     /// The window's wgpu handles, to lend the models on request.
     render: Option<eframe::egui_wgpu::RenderState>,
     shared: Option<(crossrank::Device, String)>,
-    folder: String,
-    reranker: String,
-    embedder: String,
-    device: DeviceMode,
-    dtype: String,
-    query: String,
-    edited_at: Option<Instant>,
+    pub(crate) folder: String,
+    pub(crate) reranker: String,
+    pub(crate) embedder: String,
+    pub(crate) device: DeviceMode,
+    pub(crate) dtype: String,
+    pub(crate) query: String,
+    pub(crate) edited_at: Option<Instant>,
     sent_query: Option<String>,
-    generation: u64,
-    status: String,
-    device_reason: String,
-    error: Option<String>,
+    pub(crate) generation: u64,
+    pub(crate) status: String,
+    pub(crate) device_reason: String,
+    pub(crate) error: Option<String>,
     download: Option<(String, u64, Option<u64>)>,
     indexing: Option<(usize, usize, &'static str)>,
     loading: bool,
-    loaded: bool,
-    indexed: Option<(usize, usize, usize, f64)>,
-    results: Option<Results>,
-    self_test: Option<SelfTest>,
+    pub(crate) loaded: bool,
+    pub(crate) indexed: Option<(usize, usize, usize, f64)>,
+    pub(crate) results: Option<Results>,
+    pub(crate) self_test: Option<SelfTest>,
     /// The folder chooser, when open.
     browser: Option<Browser>,
-    outcome: Arc<Mutex<Option<Result<(), String>>>>,
-}
-
-struct SelfTest {
-    query: String,
-    deadline: Instant,
-    phase: Phase,
-    shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
-}
-
-#[derive(PartialEq)]
-enum Phase {
-    WaitingForIndex,
-    Typed,
-    /// Results drawn for this many frames.
-    Shown(u32),
-    Shooting,
+    pub(crate) outcome: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
 impl SearchApp {
     pub fn new(cc: &eframe::CreationContext<'_>, args: Args, outcome: Arc<Mutex<Option<Result<(), String>>>>) -> Self {
         let ctx = cc.egui_ctx.clone();
         let (tx, rx) = engine::spawn(move || ctx.request_repaint());
-        let self_test = args.self_test.clone().map(|query| SelfTest {
-            query,
-            deadline: Instant::now() + Duration::from_secs(args.timeout),
-            phase: Phase::WaitingForIndex,
-            shot: Arc::new(Mutex::new(None)),
-        });
+        let self_test = args.self_test.clone().map(|query| SelfTest::new(query, Duration::from_secs(args.timeout)));
         let mut app = SearchApp {
             tx,
             rx,
@@ -213,109 +195,6 @@ impl SearchApp {
         if !self.query.trim().is_empty() {
             self.search_now();
         }
-    }
-
-    fn self_test_step(&mut self, ctx: &egui::Context) {
-        let Some(t) = &mut self.self_test else { return };
-        ctx.request_repaint();
-        if let Some(e) = &self.error {
-            let e = e.clone();
-            self.finish(ctx, Err(e));
-            return;
-        }
-        if Instant::now() > t.deadline {
-            let why = format!("timed out (status: {})", self.status);
-            self.finish(ctx, Err(why));
-            return;
-        }
-        match t.phase {
-            Phase::WaitingForIndex if self.loaded && self.indexed.is_some() => {
-                // As if typed: the query box gets the text, the debounce
-                // sends it.
-                self.query = t.query.clone();
-                self.edited_at = Some(Instant::now());
-                t.phase = Phase::Typed;
-            }
-            Phase::Typed if self.results.as_ref().is_some_and(|r| r.query == t.query.trim() && r.generation == self.generation) => {
-                t.phase = Phase::Shown(0);
-            }
-            // A few frames so the list is laid out and presented.
-            Phase::Shown(n) if n < 3 => t.phase = Phase::Shown(n + 1),
-            Phase::Shown(_) => {
-                let slot = t.shot.clone();
-                let wake = ctx.clone();
-                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::ScreenshotCallback::new(move |img| {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(img);
-                    }
-                    wake.request_repaint();
-                })));
-                t.phase = Phase::Shooting;
-            }
-            Phase::Shooting => {
-                let img = t.shot.lock().ok().and_then(|mut s| s.take());
-                if let Some(img) = img {
-                    let result = self.write_self_test(&img);
-                    self.finish(ctx, result);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn write_self_test(&self, img: &egui::ColorImage) -> Result<(), String> {
-        let [w, h] = img.size;
-        if let Some(path) = &self.args.screenshot {
-            let rgba: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_srgba_unmultiplied()).collect();
-            let buf = image::RgbaImage::from_raw(w as u32, h as u32, rgba).ok_or("screenshot: wrong pixel count")?;
-            let tmp = path.with_extension("png.partial");
-            buf.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| format!("{}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        let r = self.results.as_ref().ok_or("no results")?;
-        let (files, passages, _, index_seconds) = self.indexed.unwrap_or_default();
-        let memory = engine::memory_mib();
-        let report = serde_json::json!({
-            "query": r.query,
-            "device_mode": format!("{:?}", self.device).to_lowercase(),
-            "device": self.device_reason,
-            "dtype": self.dtype,
-            "reranker": self.reranker,
-            "embedder": self.embedder,
-            "folder": self.folder,
-            "files": files,
-            "passages": passages,
-            "index_seconds": index_seconds,
-            "candidates": r.candidates,
-            "search_ms": r.millis,
-            "results": r.hits.iter().enumerate().map(|(i, h)| serde_json::json!({
-                "rank": i + 1,
-                "file": h.file.display().to_string(),
-                "passage": h.passage,
-                "score": h.score,
-                "text": h.text,
-                "window": h.span.map(|(a, b)| [a, b]),
-                "windows": h.windows,
-            })).collect::<Vec<_>>(),
-            "memory_mib": memory.map(|(rss, peak)| serde_json::json!({"rss": rss, "peak": peak})),
-            "screenshot": {"width": w, "height": h, "path": self.args.screenshot},
-        });
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        match &self.args.report {
-            Some(p) => std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display())),
-            None => {
-                println!("{text}");
-                Ok(())
-            }
-        }
-    }
-
-    fn finish(&mut self, ctx: &egui::Context, result: Result<(), String>) {
-        if let Ok(mut o) = self.outcome.lock() {
-            *o = Some(result);
-        }
-        self.self_test = None;
-        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
     fn settings(&mut self, ui: &mut egui::Ui) {
@@ -499,7 +378,7 @@ impl Browser {
                 let path = e.path();
                 if path.is_dir() {
                     subdirs.push(name);
-                } else if engine::is_text_file(&path) {
+                } else if corpus::is_text_file(&path) {
                     text_files += 1;
                 }
             }

@@ -1,6 +1,6 @@
 //! The search engine, on its own thread so typing never waits for a model:
 //! loading (local directory or Hub repo id, with download progress),
-//! indexing a folder (passages, BM25, optional dense embeddings) and
+//! indexing a folder (`corpus`'s passages, BM25, optional dense embeddings) and
 //! searching (first stages, then the reranker). Only crossrank's public API
 //! is used: `Checkpoint`, `Reranker`, `Embedder`, `device`, `eval`'s BM25.
 
@@ -9,7 +9,9 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::Instant;
 
 use crossrank::eval::bm25::Bm25Index;
+use crossrank::eval::dense;
 use crossrank::eval::data::Corpus;
+use crate::corpus::{self, Folder, Passage};
 use crossrank::{Checkpoint, Device, EmbedOptions, Embedder, LongPassages, Reranker, ScoreOptions, WeightDtype};
 
 /// Where the models run.
@@ -106,18 +108,10 @@ pub enum Event {
 pub const TOP_K: usize = 20;
 /// Candidates from each first stage.
 const FIRST_STAGE_K: usize = 50;
-/// Files larger than this are not indexed (logs, dumps).
-const MAX_FILE_BYTES: u64 = 4 << 20;
-/// A passage grows paragraph by paragraph up to about this many bytes (a
-/// section of a note); longer ones are scored window by window (maxp), so
-/// nothing is cut off.
-const PASSAGE_BYTES: usize = 2000;
 /// Tokens per scored window (query included): short windows make the
 /// highlight say where in a section the answer is, and score twice as fast
 /// as 512 on a CPU.
 pub const WINDOW_TOKENS: usize = 256;
-const EXTENSIONS: &[&str] = &["md", "markdown", "txt", "text", "rst", "org", "adoc", "asciidoc", "tex"];
-
 /// The options every score uses: `maxp` windows of [`WINDOW_TOKENS`], so
 /// long passages are read whole and the best window is what the UI
 /// highlights (the CLI gives the same ranking with `--long-passages maxp
@@ -128,12 +122,6 @@ const EXTENSIONS: &[&str] = &["md", "markdown", "txt", "text", "rst", "org", "ad
 /// few searches, and interactive queries gain nothing from bigger passes.
 pub fn score_options() -> ScoreOptions {
     ScoreOptions { long_passages: LongPassages::Maxp, max_length: WINDOW_TOKENS, max_batch_tokens: Some(4096), ..ScoreOptions::default() }
-}
-
-struct Passage {
-    file: usize,
-    index: usize,
-    text: String,
 }
 
 struct Models {
@@ -269,30 +257,7 @@ impl Engine {
             return Err(format!("{} is not a folder", dir.display()));
         }
         send(Event::Status(format!("reading {}", dir.display())));
-        let mut files = Vec::new();
-        let mut skipped = 0;
-        collect(dir, dir, &mut files, &mut skipped, 0);
-        files.sort();
-        let mut passages = Vec::new();
-        let mut kept = Vec::new();
-        for rel in files {
-            let path = dir.join(&rel);
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                skipped += 1; // not UTF-8 text
-                continue;
-            };
-            let file = kept.len();
-            let before = passages.len();
-            for (index, text) in split_passages(&text).into_iter().enumerate() {
-                passages.push(Passage { file, index, text });
-            }
-            if passages.len() > before {
-                kept.push(rel);
-            }
-        }
-        if passages.is_empty() {
-            return Err(format!("no text files ({}) with text in {}", EXTENSIONS.join(", "), dir.display()));
-        }
+        let Folder { files: kept, passages, skipped } = corpus::read_folder(dir)?;
         let mut corpus = Corpus::default();
         for (i, p) in passages.iter().enumerate() {
             corpus.push(i.to_string(), p.text.clone())?;
@@ -325,9 +290,7 @@ impl Engine {
             ix.bm25.search(query, FIRST_STAGE_K).map_err(|e| e.to_string())?.into_iter().map(|(i, _)| i).collect();
         if let (Some(e), Some(vectors)) = (&models.embedder, &ix.dense) {
             let q = e.embed(&[query], &EmbedOptions::default()).map_err(|e| e.to_string())?.remove(0);
-            let mut sims: Vec<(usize, f32)> = vectors.iter().enumerate().map(|(i, v)| (i, dot(&q, v))).collect();
-            sims.sort_by(|a, b| b.1.total_cmp(&a.1));
-            candidates.extend(sims.into_iter().take(FIRST_STAGE_K).map(|(i, _)| i));
+            candidates.extend(dense::nearest(&q, vectors, FIRST_STAGE_K).into_iter().map(|(i, _)| i));
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -360,105 +323,15 @@ impl Engine {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 fn embed_all(e: &Embedder, passages: &[Passage], send: &dyn Fn(Event)) -> Result<Vec<Vec<f32>>, String> {
     let mut out = Vec::with_capacity(passages.len());
     for chunk in passages.chunks(64) {
         let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
-        let mut v = e.embed(&texts, &EmbedOptions::default()).map_err(|e| e.to_string())?;
-        for x in &mut v {
-            let n = dot(x, x).sqrt().max(1e-12);
-            x.iter_mut().for_each(|y| *y /= n);
-        }
-        out.extend(v);
+        let v = e.embed(&texts, &EmbedOptions::default()).map_err(|e| e.to_string())?;
+        out.extend(v.into_iter().map(dense::normalized));
         send(Event::Indexing { done: out.len(), total: passages.len(), what: "embeddings" });
     }
     Ok(out)
-}
-
-/// Text files under `dir` (relative paths), not following links into
-/// directories (no cycles), skipping hidden entries.
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut usize, depth: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let Ok(kind) = entry.file_type() else { continue };
-        let path = entry.path();
-        if kind.is_dir() && depth < 32 {
-            collect(root, &path, out, skipped, depth + 1);
-        } else if kind.is_file() || kind.is_symlink() && path.is_file() {
-            if !is_text_file(&path) {
-                continue;
-            }
-            if entry.metadata().map_or(true, |m| m.len() > MAX_FILE_BYTES) {
-                *skipped += 1;
-                continue;
-            }
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_path_buf());
-            }
-        }
-    }
-}
-
-/// Whether the index reads this file (by its extension).
-pub fn is_text_file(path: &Path) -> bool {
-    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    EXTENSIONS.contains(&ext.as_str())
-}
-
-/// Paragraphs (blank-line separated) gathered into passages of about
-/// `PASSAGE_BYTES`; a Markdown heading starts a new passage, and a
-/// paragraph longer than two passages (a file without blank lines) is cut
-/// at whitespace into passages of that size, so no passage costs hundreds
-/// of windows.
-pub fn split_passages(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let paragraphs = text
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .flat_map(|p| if p.len() > 2 * PASSAGE_BYTES { cut(p, PASSAGE_BYTES) } else { vec![p] });
-    for para in paragraphs {
-        let heading = para.starts_with('#');
-        if !cur.is_empty() && (heading || cur.len() + para.len() > PASSAGE_BYTES) {
-            out.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push_str("\n\n");
-        }
-        cur.push_str(para);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// `text` in pieces of at most about `size` bytes, cut after whitespace
-/// (or anywhere on a char boundary when a piece has none).
-fn cut(mut text: &str, size: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    while text.len() > size {
-        let mut end = size;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let at = text[..end].rfind(char::is_whitespace).filter(|&i| i > size / 2).map_or(end, |i| i + 1);
-        out.push(text[..at].trim());
-        text = text[at..].trim_start();
-    }
-    if !text.is_empty() {
-        out.push(text);
-    }
-    out
 }
 
 /// This process's resident memory now and at its peak, in MiB (Linux).
@@ -467,25 +340,4 @@ pub fn memory_mib() -> Option<(f64, f64)> {
     let field =
         |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kb| kb / 1024.0);
     Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passages_follow_paragraphs_and_headings() {
-        let text = "# Title\n\nFirst para.\n\nSecond para.\n\n## Next\n\nThird.";
-        assert_eq!(split_passages(text), ["# Title\n\nFirst para.\n\nSecond para.", "## Next\n\nThird."]);
-        let long = format!("{}\n\n{}", "a".repeat(1500), "b".repeat(1500));
-        assert_eq!(split_passages(&long).len(), 2);
-        assert!(split_passages("  \n\n  ").is_empty());
-        // One huge paragraph: cut at whitespace into passages of about PASSAGE_BYTES.
-        let words = "lorem ipsum dolor sit amet ".repeat(1000);
-        let parts = split_passages(&words);
-        assert!(parts.len() >= 10 && parts.iter().all(|p| p.len() <= PASSAGE_BYTES && !p.ends_with(' ')), "{}", parts.len());
-        assert_eq!(parts.concat().replace(' ', ""), words.replace(' ', ""));
-        // Multi-byte text without whitespace is cut on char boundaries.
-        assert!(split_passages(&"ü".repeat(5000)).iter().all(|p| p.chars().all(|c| c == 'ü')));
-    }
 }

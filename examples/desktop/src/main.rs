@@ -16,7 +16,9 @@
 //! and exits: what CI runs under Xvfb.
 
 mod app;
+mod corpus;
 mod engine;
+mod self_test;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -56,7 +56,7 @@ fn main() {
                 })
                 .collect();
             let bias: Vec<f32> = (0..n).map(|_| (rnd() % 100) as f32 * 0.01).collect();
-            let w = Weights { n, k, bits, block, words: &words, scales: &scales };
+            let w = QuantWeights { n, k, bits, block, words: &words, scales: &scales };
             let want = linear(Path::Scalar, &x, m, &w, Some(&bias)).unwrap();
             for &p in &wanted {
                 let got = linear(p, &x, m, &w, Some(&bias)).unwrap();
@@ -82,7 +82,7 @@ fn speed(paths: &[Path], rnd: &mut impl FnMut() -> u32) {
     let words: Vec<u32> = (0..n * k / 4).map(|_| rnd() | 0x0101_0101).collect();
     let scales: Vec<f32> = (0..n * k / 32).map(|_| 1e-3).collect();
     let x: Vec<f32> = (0..m * k).map(|_| (rnd() % 2001) as f32 / 1e3 - 1.0).collect();
-    let w = Weights { n, k, bits: 8, block: 32, words: &words, scales: &scales };
+    let w = QuantWeights { n, k, bits: 8, block: 32, words: &words, scales: &scales };
     for &p in paths {
         let mut best = f64::MAX;
         for _ in 0..10 {

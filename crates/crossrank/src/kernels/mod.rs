@@ -57,7 +57,7 @@ pub(crate) fn quant_linear<const D: usize>(
     // `x` is moved in: the host copy is the tensor's own buffer when
     // nothing else holds it.
     let xs = f32s(x.into_data());
-    let view = int8::Weights { n, k, bits, block, words, scales };
+    let view = int8::QuantWeights { n, k, bits, block, words, scales };
     let y = int8::linear(path, xs.as_slice::<f32>().expect("f32"), m, &view, bias).expect("a supported block");
     dims[D - 1] = n;
     Ok(Tensor::from_data(TensorData::new(y, dims), &device))

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::nn::{Activation, DecoderConfig, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask, last_tokens};
-use crate::tokenize::Batch;
+use crate::batching::Batch;
 use crate::weights::Weights;
 
 /// `config.json` of a layer-wise MiniCPM reranker.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{Activation, Linear, RmsNorm};
 use crate::error::{Error, Result, bounds, check_config_positive, check_config_range};
-use crate::tokenize::Batch;
+use crate::batching::Batch;
 use crate::weights::Weights;
 
 /// The `config.json` fields every Llama-style decoder reranker shares

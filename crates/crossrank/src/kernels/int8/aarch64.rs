@@ -33,7 +33,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Layout, TileArgs, Weights, run_tiles, tiles};
+use super::{Layout, TileArgs, QuantWeights, run_tiles, tiles};
 
 pub(super) fn has_neon() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
@@ -48,7 +48,7 @@ const MR: usize = 4;
 
 // ---------------------------------------------------------------- smlal
 
-pub(super) fn neon_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn neon_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     assert!(has_neon());
     // SAFETY: NEON checked above.
     unsafe { run_tiles(x, m, w, NR, MR, Layout::I16Pairs, neon_tiles) }
@@ -131,7 +131,7 @@ unsafe fn neon_tile<const R: usize, const B: usize>(t: TileArgs) {
 
 // ---------------------------------------------------------- sdot / udot
 
-pub(super) fn dotprod_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn dotprod_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     assert!(has_dotprod());
     // SAFETY: NEON and the dot-product extension checked above.
     unsafe { run_tiles(x, m, w, NR, MR, Layout::I8Quads, dotprod_tiles) }
@@ -226,7 +226,7 @@ pub(super) fn has_i8mm() -> bool {
     has_neon() && std::arch::is_aarch64_feature_detected!("i8mm")
 }
 
-pub(super) fn i8mm_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn i8mm_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     assert!(has_i8mm());
     // SAFETY: NEON and i8mm checked above.
     unsafe { run_tiles(x, m, w, NR, MR, Layout::I8Octets, i8mm_tiles) }

@@ -13,12 +13,12 @@
 
 use std::arch::wasm32::*;
 
-use super::{Layout, TileArgs, Weights, run_tiles, tiles};
+use super::{Layout, TileArgs, QuantWeights, run_tiles, tiles};
 
 const NR: usize = 8;
 const MR: usize = 4;
 
-pub(super) fn linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     // SAFETY: built with simd128 (the module's cfg).
     unsafe { run_tiles(x, m, w, NR, MR, Layout::I16Pairs, tiles) }
 }

@@ -1,3 +1,5 @@
+use super::acts::to_digits;
+use super::pack::pack_i8;
 use super::*;
 
 /// Deterministic values with a few outliers (as transformer activations
@@ -44,8 +46,8 @@ fn host(n: usize, k: usize, bits: u32, block: usize, seed: u64) -> Host {
     Host { n, k, bits, block, packed, scales }
 }
 
-fn view(q: &Host) -> Weights<'_> {
-    Weights { n: q.n, k: q.k, bits: q.bits, block: q.block, words: &q.packed, scales: &q.scales }
+fn view(q: &Host) -> QuantWeights<'_> {
+    QuantWeights { n: q.n, k: q.k, bits: q.bits, block: q.block, words: &q.packed, scales: &q.scales }
 }
 
 const PATHS: [Path; 7] = [Path::Scalar, Path::Avx2, Path::Avx512Vnni, Path::Neon, Path::Dotprod, Path::I8mm, Path::Simd128];

@@ -22,7 +22,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Layout, TileArgs, Weights, run_tiles, tiles};
+use super::{Layout, TileArgs, QuantWeights, run_tiles, tiles};
 
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -37,7 +37,7 @@ pub(super) fn has_avx512_vnni() -> bool {
 const NR2: usize = 16;
 const MR2: usize = 6;
 
-pub(super) fn avx2_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn avx2_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     assert!(has_avx2());
     // SAFETY: AVX2 + FMA checked above.
     unsafe { run_tiles(x, m, w, NR2, MR2, Layout::I16Pairs, avx2_tiles) }
@@ -93,7 +93,7 @@ unsafe fn avx2_tile<const R: usize, const B: usize>(t: TileArgs) {
 const NR5: usize = 32;
 const MR5: usize = 6;
 
-pub(super) fn vnni_linear(x: &[f32], m: usize, w: &Weights) -> Vec<f32> {
+pub(super) fn vnni_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
     assert!(has_avx512_vnni());
     // SAFETY: AVX-512 F/BW/VNNI checked above.
     unsafe { run_tiles(x, m, w, NR5, MR5, Layout::I16Pairs, vnni_tiles) }

@@ -11,11 +11,24 @@
 //!    special tokens as the tokenizer's pair template says;
 //! 4. `tokenizer.pad(..., padding=True)`: right-padding to the batch's
 //!    longest sequence with the pad token, attention mask 0 there.
+//!
+//! Here: the tokenizer (loading, with the checks that keep a hostile
+//! `tokenizer.json` from panicking `tokenizers`), plain and prefixed
+//! encoding, only_second truncation, padding. Beside it: `pair` (the
+//! cross-encoders' pairs and single texts), `llm` (the LLM rerankers'
+//! template and pairs), `windows` (`maxp`: a long passage as windows).
+
+mod llm;
+mod pair;
+mod windows;
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
+use crate::batching::Batch;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
+
+pub(crate) use llm::LlmTemplate;
 
 /// Texts longer than this many bytes per token they may keep are tokenized
 /// from a prefix (see `PairTokenizer::encode_prefixed`); no real text needs
@@ -42,39 +55,21 @@ fn cut_point(text: &str, at: usize) -> usize {
     }
 }
 
-/// `all_tokens` tokenizes long passages this many bytes at a time.
-const SEGMENT_BYTES: usize = 64 << 10;
-
-/// A passage's tokens for windowing (see `PairTokenizer::all_tokens`).
-#[derive(Default)]
-struct PassageTokens {
-    prefix: Vec<u32>,
-    ids: Vec<u32>,
-    offsets: Vec<(usize, usize)>,
-}
-
-/// An `Encoding` of bare ids (type 0, no special tokens), for the
-/// post-processor to wrap.
-fn plain_encoding(ids: &[u32]) -> Encoding {
-    let n = ids.len();
-    Encoding::new(
-        ids.to_vec(),
-        vec![0; n],
-        vec![String::new(); n],
-        vec![None; n],
-        vec![(0, 0); n],
-        vec![0; n],
-        vec![1; n],
-        Vec::new(),
-        Default::default(),
-    )
-}
-
 fn truncate(e: &mut Encoding, n: usize) {
     if e.len() > n {
         e.truncate(n, 0, TruncationDirection::Right);
         e.take_overflowing();
     }
+}
+
+/// transformers' `truncate_sequences` with `only_second`: how many of the
+/// second part's `second` tokens stay so that `first + second` fits
+/// `limit` — all of them when they fit, and also when the second part has
+/// no more tokens than must go (transformers then logs an error and keeps
+/// both whole).
+fn only_second(first: usize, second: usize, limit: usize) -> usize {
+    let total = first + second;
+    if total > limit && second > total - limit { second - (total - limit) } else { second }
 }
 
 /// One tokenized input, before padding.
@@ -93,16 +88,6 @@ impl Encoded {
     }
 }
 
-/// A right-padded batch on the host, row-major `rows × cols`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Batch {
-    pub(crate) ids: Vec<u32>,
-    pub(crate) type_ids: Vec<u32>,
-    pub(crate) attention_mask: Vec<u32>,
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-}
-
 /// A Hugging Face `tokenizers` tokenizer plus the padding token the
 /// checkpoint's `tokenizer_config.json` names.
 #[derive(Clone)]
@@ -113,32 +98,6 @@ pub(crate) struct PairTokenizer {
     /// See `set_token_cap`.
     token_cap: usize,
 }
-
-/// The fixed pieces of an LLM reranker's input (FlagLLMReranker).
-#[derive(Debug, Clone)]
-pub(crate) struct LlmTemplate {
-    /// `tokenizer("\n")` without special tokens.
-    pub(crate) sep: Vec<u32>,
-    /// `tokenizer(prompt)` without special tokens.
-    pub(crate) prompt: Vec<u32>,
-    /// BOS, when the tokenizer has one distinct from its pad token.
-    pub(crate) bos: Option<u32>,
-}
-
-impl LlmTemplate {
-    /// The model input: `parts` (`[bos] + query`, `sep + passage`, already
-    /// cut), then `sep + prompt`; one token type.
-    fn input(&self, parts: &[&[u32]]) -> Encoded {
-        let mut ids: Vec<u32> = parts.concat();
-        ids.extend_from_slice(&self.sep);
-        ids.extend_from_slice(&self.prompt);
-        let type_ids = vec![0; ids.len()];
-        Encoded { ids, type_ids }
-    }
-}
-
-/// FlagLLMReranker's default prompt.
-pub(crate) const DEFAULT_LLM_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
 
 /// A `TemplateProcessing` post-processor (alone or in a `Sequence`) must
 /// define every special token its templates name, each with as many ids
@@ -337,59 +296,6 @@ impl PairTokenizer {
         Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() })
     }
 
-    /// A (query, passage) pair as FlagReranker builds it.
-    pub(crate) fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
-        self.encode_pair_capped(query, passage, max_length, query_max_length, max_length)
-    }
-
-    /// A (query, passage) pair: the query cut to `query_cap` tokens, the
-    /// passage to `passage_cap`, then transformers' `prepare_for_model`
-    /// (`truncation="only_second"`, `max_length`). FlagReranker caps the
-    /// passage at `max_length`; FlagEmbedding's training examples
-    /// (`AbsRerankerTrainDataset.create_one_example`) at
-    /// `passage_max_len + query_max_len // 2`.
-    pub(crate) fn encode_pair_capped(
-        &self,
-        query: &str,
-        passage: &str,
-        max_length: usize,
-        query_cap: usize,
-        passage_cap: usize,
-    ) -> Result<Encoded> {
-        let q = self.encode_plain(query, Some(query_cap))?;
-        let mut p = self.encode_plain(passage, Some(passage_cap))?;
-        let total = q.len() + p.len() + self.specials(true);
-        if total > max_length {
-            let remove = total - max_length;
-            // transformers' `truncate_sequences` (only_second) truncates only
-            // when the passage has strictly more tokens than must go.
-            if p.len() > remove {
-                let keep = p.len() - remove;
-                p.truncate(keep, 0, TruncationDirection::Right);
-                p.take_overflowing();
-            }
-        }
-        self.finish(q, Some(p))
-    }
-
-    /// One text with special tokens, truncated so the whole fits in
-    /// `max_length` (sentence-transformers' `truncation="longest_first"`).
-    pub(crate) fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
-        let budget = max_length.saturating_sub(self.specials(false));
-        let e = self.encode_plain(text, Some(budget))?;
-        self.finish(e, None)
-    }
-
-    /// The LLM template for `prompt` (FlagLLMReranker's default when `None`).
-    pub(crate) fn llm_template(&self, prompt: Option<&str>) -> Result<LlmTemplate> {
-        let ids = |t: &str| -> Result<Vec<u32>> { Ok(self.encode_plain(t, None)?.get_ids().to_vec()) };
-        Ok(LlmTemplate {
-            sep: ids("\n")?,
-            prompt: ids(prompt.unwrap_or(DEFAULT_LLM_PROMPT))?,
-            bos: self.bos_id.filter(|&b| b != self.pad_id),
-        })
-    }
-
     /// The id of the first token of `text` (the LLM rerankers score "Yes").
     pub(crate) fn first_token(&self, text: &str) -> Result<u32> {
         self.encode_plain(text, None)?.get_ids().first().copied().ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
@@ -400,176 +306,6 @@ impl PairTokenizer {
     #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn last_token(&self, text: &str) -> Result<u32> {
         self.encode_plain(text, None)?.get_ids().last().copied().ok_or_else(|| Error::Tokenizer(format!("{text:?} encodes to no token")))
-    }
-
-    /// A pair as FlagLLMReranker (decoder_only/base.py) builds it:
-    /// `[bos] + tok("A: "+q)[:qmax]`, then `sep + tok("B: "+p)[:max]` cut
-    /// from the end (only_second, strictly-longer rule) to fit
-    /// `max_length + len(sep) + len(prompt)`, then `sep + prompt`.
-    pub(crate) fn encode_llm_pair(
-        &self,
-        query: &str,
-        passage: &str,
-        max_length: usize,
-        query_max_length: usize,
-        t: &LlmTemplate,
-    ) -> Result<Encoded> {
-        let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
-        let p = self.encode_prefixed("B: ", passage, Some(max_length))?;
-        let mut first: Vec<u32> = t.bos.into_iter().collect();
-        first.extend_from_slice(q.get_ids());
-        let mut second = t.sep.clone();
-        second.extend_from_slice(p.get_ids());
-        let limit = max_length.saturating_add(t.sep.len() + t.prompt.len());
-        let total = first.len() + second.len();
-        if total > limit && second.len() > total - limit {
-            second.truncate(second.len() - (total - limit));
-        }
-        Ok(t.input(&[&first, &second]))
-    }
-
-    /// FlagEmbedding's LLM reranker *training* pair
-    /// (`AbsLLMRerankerTrainDataset.__getitem__`): unlike scoring, no "A: "
-    /// / "B: " prefixes; the query cut at `query_max_len +
-    /// passage_max_len / 4` tokens, the passage at `passage_max_len +
-    /// query_max_len / 2`, then `[bos] + query` and `sep + passage` cut
-    /// only_second to `query_max_len + passage_max_len - |prompt| - |sep|`,
-    /// then `sep + prompt`.
-    #[cfg_attr(not(feature = "train"), allow(dead_code))]
-    pub(crate) fn encode_llm_train_pair(
-        &self,
-        query: &str,
-        passage: &str,
-        query_max_len: usize,
-        passage_max_len: usize,
-        t: &LlmTemplate,
-    ) -> Result<Encoded> {
-        let q = self.encode_plain(query, Some(query_max_len + passage_max_len / 4))?;
-        let p = self.encode_plain(passage, Some(passage_max_len + query_max_len / 2))?;
-        let mut first: Vec<u32> = t.bos.into_iter().collect();
-        first.extend_from_slice(q.get_ids());
-        let mut second = t.sep.clone();
-        second.extend_from_slice(p.get_ids());
-        let limit = (query_max_len + passage_max_len).saturating_sub(t.prompt.len() + t.sep.len());
-        let total = first.len() + second.len();
-        // prepare_for_model's only_second: nothing is cut when the second
-        // part is too short to absorb the excess (transformers logs it).
-        if total > limit && second.len() > total - limit {
-            second.truncate(second.len() - (total - limit));
-        }
-        Ok(t.input(&[&first, &second]))
-    }
-
-    /// Every token of `prefix + text`: the prefix's own tokens (those ending
-    /// within `prefix` without its trailing whitespace), then the text's ids
-    /// and byte offsets into `text`. Tokenized in segments of about
-    /// [`SEGMENT_BYTES`] cut at whitespace (as `encode_prefixed` cuts), so a
-    /// long document costs memory linear in its length with a small factor
-    /// (a whole-text `Encoding` keeps ~150 bytes per input byte).
-    fn all_tokens(&self, prefix: &str, text: &str) -> Result<PassageTokens> {
-        let head = prefix.trim_end().len();
-        let mut out = PassageTokens::default();
-        let mut at = 0;
-        let mut first = true;
-        while first || at < text.len() {
-            let end = if text.len() - at <= SEGMENT_BYTES { text.len() } else { cut_point(text, at + SEGMENT_BYTES) };
-            let segment = &text[at..end];
-            let e = if first { self.tk.encode(format!("{prefix}{segment}"), false) } else { self.tk.encode(segment, false) }
-                .map_err(tok_err)?;
-            let shift = if first { prefix.len() } else { 0 };
-            for (&id, &(a, b)) in e.get_ids().iter().zip(e.get_offsets()) {
-                if first && head > 0 && b <= head && out.ids.is_empty() {
-                    out.prefix.push(id);
-                } else {
-                    let span = (a.saturating_sub(shift) + at, b.saturating_sub(shift) + at);
-                    out.ids.push(id);
-                    out.offsets.push((span.0.min(text.len()), span.1.min(text.len())));
-                }
-            }
-            first = false;
-            at = end;
-        }
-        Ok(out)
-    }
-
-    /// The windows of a passage too long for one input (`--long-passages
-    /// maxp`): each `size` passage tokens, `stride` apart, the last one
-    /// ending at the passage's end; with the passage byte span each covers.
-    fn windows(tokens: &PassageTokens, size: usize, stride: usize) -> Vec<(std::ops::Range<usize>, (usize, usize))> {
-        let n = tokens.ids.len();
-        let mut out = Vec::new();
-        let mut start = 0;
-        loop {
-            let end = (start + size).min(n);
-            out.push(start..end);
-            if end == n {
-                break;
-            }
-            start += stride.max(1);
-            if start + size >= n {
-                out.push(n.saturating_sub(size)..n);
-                break;
-            }
-        }
-        out.into_iter()
-            .map(|r| {
-                let span = if r.is_empty() { (0, 0) } else { (tokens.offsets[r.start].0, tokens.offsets[r.end - 1].1) };
-                (r, span)
-            })
-            .collect()
-    }
-
-    /// A (query, passage) pair as windows (`maxp`): when the passage fits,
-    /// exactly [`encode_pair`](Self::encode_pair)'s input, spanning the whole
-    /// passage; otherwise the query with each window of the passage that
-    /// fills `max_length` (the first window is the truncated input).
-    /// `stride` defaults to half a window.
-    pub(crate) fn encode_pair_windows(
-        &self,
-        query: &str,
-        passage: &str,
-        max_length: usize,
-        query_max_length: usize,
-        stride: Option<usize>,
-    ) -> Result<Vec<(Encoded, (usize, usize))>> {
-        let q = self.encode_plain(query, Some(query_max_length))?;
-        let budget = max_length.saturating_sub(q.len() + self.specials(true));
-        let tokens = self.all_tokens("", passage)?;
-        if tokens.ids.len() <= budget || budget == 0 {
-            return Ok(vec![(self.encode_pair(query, passage, max_length, query_max_length)?, (0, passage.len()))]);
-        }
-        Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
-            .into_iter()
-            .map(|(r, span)| Ok((self.finish(q.clone(), Some(plain_encoding(&tokens.ids[r])))?, span)))
-            .collect()
-    }
-
-    /// An LLM pair as windows (`maxp`), as [`encode_pair_windows`](Self::encode_pair_windows)
-    /// does for cross-encoders: each window is `B: ` + a part of the passage.
-    pub(crate) fn encode_llm_pair_windows(
-        &self,
-        query: &str,
-        passage: &str,
-        max_length: usize,
-        query_max_length: usize,
-        t: &LlmTemplate,
-        stride: Option<usize>,
-    ) -> Result<Vec<(Encoded, (usize, usize))>> {
-        let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
-        let first = t.bos.iter().count() + q.len();
-        let limit = max_length.saturating_add(t.sep.len() + t.prompt.len());
-        // What encode_llm_pair keeps of "B: " + passage.
-        let keep = max_length.min(limit.saturating_sub(first + t.sep.len()));
-        let tokens = self.all_tokens("B: ", passage)?;
-        let budget = keep.saturating_sub(tokens.prefix.len());
-        if tokens.prefix.len() + tokens.ids.len() <= keep || budget == 0 {
-            return Ok(vec![(self.encode_llm_pair(query, passage, max_length, query_max_length, t)?, (0, passage.len()))]);
-        }
-        let head: Vec<u32> = t.bos.into_iter().chain(q.get_ids().iter().copied()).collect();
-        Ok(Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
-            .into_iter()
-            .map(|(r, span)| (t.input(&[&head, &t.sep, &tokens.prefix, &tokens.ids[r]]), span))
-            .collect())
     }
 
     /// Right-pad `items` to the longest one, rounded up to a multiple.

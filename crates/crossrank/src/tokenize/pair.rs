@@ -1,0 +1,42 @@
+//! The cross-encoders' inputs: a (query, passage) pair as FlagReranker
+//! builds it (and FlagEmbedding's training pairs), and a single text as
+//! sentence-transformers does.
+
+use super::{Encoded, PairTokenizer, only_second, truncate};
+use crate::error::Result;
+
+impl PairTokenizer {
+    /// A (query, passage) pair as FlagReranker builds it.
+    pub(crate) fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
+        self.encode_pair_capped(query, passage, max_length, query_max_length, max_length)
+    }
+
+    /// A (query, passage) pair: the query cut to `query_cap` tokens, the
+    /// passage to `passage_cap`, then transformers' `prepare_for_model`
+    /// (`truncation="only_second"`, `max_length`). FlagReranker caps the
+    /// passage at `max_length`; FlagEmbedding's training examples
+    /// (`AbsRerankerTrainDataset.create_one_example`) at
+    /// `passage_max_len + query_max_len // 2`.
+    pub(crate) fn encode_pair_capped(
+        &self,
+        query: &str,
+        passage: &str,
+        max_length: usize,
+        query_cap: usize,
+        passage_cap: usize,
+    ) -> Result<Encoded> {
+        let q = self.encode_plain(query, Some(query_cap))?;
+        let mut p = self.encode_plain(passage, Some(passage_cap))?;
+        let keep = only_second(q.len() + self.specials(true), p.len(), max_length);
+        truncate(&mut p, keep);
+        self.finish(q, Some(p))
+    }
+
+    /// One text with special tokens, truncated so the whole fits in
+    /// `max_length` (sentence-transformers' `truncation="longest_first"`).
+    pub(crate) fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
+        let budget = max_length.saturating_sub(self.specials(false));
+        let e = self.encode_plain(text, Some(budget))?;
+        self.finish(e, None)
+    }
+}

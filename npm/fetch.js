@@ -1,0 +1,221 @@
+// Fetching a checkpoint's files: from a base URL or a Hugging Face Hub repo
+// id (every name checked before it becomes a URL, as the Rust core's
+// `files` rule does), through the Cache API where the environment has one;
+// or a files object given as it is.
+
+const REQUIRED = ['config.json', 'tokenizer.json'];
+const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
+const CACHE_NAME = 'crossrank-models-v1';
+
+/** The Cache API store, where the environment has one (browsers, secure contexts). */
+export async function openCache(enabled) {
+  if (!enabled || !globalThis.caches) return undefined;
+  try {
+    return await globalThis.caches.open(CACHE_NAME);
+  } catch {
+    return undefined; // opaque origins, private modes: download every time
+  }
+}
+
+async function readBody(res, name, onProgress) {
+  const total = Number(res.headers.get('content-length')) || undefined;
+  if (!res.body || !onProgress) {
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
+    return bytes;
+  }
+  const chunks = [];
+  let loaded = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress({ file: name, loaded, total });
+  }
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** How long a cached "this optional file does not exist" answer is trusted. */
+const NEGATIVE_TTL_MS = 60 * 60 * 1000;
+
+/**
+ * A file name from a checkpoint (a shard index's `weight_map` value): a
+ * relative path of `/`-separated segments, none empty, `.` or `..`; no
+ * `\`, `:` (a scheme such as https:), control characters or leading `/`
+ * — the same rule as the Rust loader's — so it can only name a file under
+ * the checkpoint's base URL.
+ */
+function checkFileName(name, what) {
+  const bad = (why) => {
+    throw new Error(`invalid ${what}: file name ${JSON.stringify(name)} ${why}`);
+  };
+  if (typeof name !== 'string' || !name || name.length > 512) bad('is empty, too long or not a string');
+  if (name.startsWith('/')) bad('is an absolute path');
+  if (/[\\:\u0000-\u001f\u007f]/.test(name)) bad("contains '\\', ':' or a control character");
+  if (name.split('/').some((s) => s === '' || s === '.' || s === '..')) bad("has an empty, '.' or '..' segment");
+  return name;
+}
+
+/** The shard files a `model.safetensors.index.json` names, each checked. */
+function shardNames(indexBytes) {
+  const what = 'model.safetensors.index.json';
+  let index;
+  try {
+    index = JSON.parse(new TextDecoder().decode(indexBytes));
+  } catch (e) {
+    throw new Error(`invalid ${what}: ${e.message}`);
+  }
+  const map = index?.weight_map;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new Error(`invalid ${what}: no "weight_map" object`);
+  // Own keys, `__proto__` included (JSON.parse makes it an own property).
+  const names = Reflect.ownKeys(map).map((k) => {
+    const f = checkFileName(map[k], what);
+    if (!f.endsWith('.safetensors')) throw new Error(`invalid ${what}: shard ${JSON.stringify(f)} is not a .safetensors file`);
+    return f;
+  });
+  if (!names.length) throw new Error(`invalid ${what}: "weight_map" lists no shard`);
+  return [...new Set(names)].sort();
+}
+
+/**
+ * Fetch `name` under `base`, from the cache when it is there. A missing
+ * optional file is cached as a 404 too, so a reload makes no request — but
+ * only for an hour, and a failed load drops those answers (`forgetMissing`),
+ * so a file added later is found. Required files are never cached as
+ * missing.
+ */
+async function fetchFile(base, name, { onProgress, cache }, optional) {
+  const url = new URL(name, base).href;
+  let res = cache && (await cache.match(url));
+  if (res && res.status === 404 && !(Date.now() - Number(res.headers.get('x-crossrank-cached-at')) < NEGATIVE_TTL_MS)) {
+    await cache.delete(url);
+    res = undefined;
+  }
+  const hit = !!res;
+  if (!res) {
+    try {
+      res = await fetch(url);
+    } catch (e) {
+      throw new Error(`cannot fetch ${name} from ${base}: ${e.message ?? e}`);
+    }
+  }
+  if (!res.ok) {
+    if (optional && res.status === 404) {
+      if (cache && !hit) await cache.put(url, new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(Date.now()) } }));
+      return undefined;
+    }
+    throw new Error(`cannot fetch ${name} from ${base}: HTTP ${res.status}`);
+  }
+  const bytes = await readBody(res, name, onProgress);
+  if (cache && !hit) {
+    await cache.put(url, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+  }
+  return bytes;
+}
+
+const HUB = 'https://huggingface.co';
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
+const REVISION = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/**
+ * `org/name` or `org/name@revision` → the Hub's resolve URL for one
+ * commit. A branch or tag is resolved to its commit first (the Hub API,
+ * the answer cached for offline use), so the Cache API never holds files
+ * of two revisions under one name: each file's cache key names the commit.
+ */
+async function hubBase(spec, cache) {
+  const [id, rev = 'main', ...rest] = spec.split('@');
+  if (rest.length || !REPO_ID.test(id) || id.includes('..')) throw new Error(`${JSON.stringify(spec)} is not a Hugging Face repo id (owner/name[@revision])`);
+  if (!REVISION.test(rev) || rev.split('/').some((s) => s === '.' || s === '..')) throw new Error(`${JSON.stringify(rev)} is not a revision`);
+  let commit = COMMIT.test(rev) ? rev : undefined;
+  if (!commit) {
+    const api = `${HUB}/api/models/${id}/revision/${encodeURIComponent(rev)}`;
+    let res;
+    try {
+      res = await fetch(api);
+      if (res.ok && cache) await cache.put(api, res.clone());
+    } catch {
+      res = cache && (await cache.match(api)); // offline: the commit seen last
+    }
+    if (!res?.ok) throw new Error(`cannot resolve ${id}@${rev} on ${HUB}: ${res ? `HTTP ${res.status}` : 'offline and not cached'}`);
+    const sha = (await res.json())?.sha;
+    if (!COMMIT.test(sha ?? '')) throw new Error(`cannot resolve ${id}@${rev}: the Hub sent no commit hash`);
+    commit = sha;
+  }
+  return `${HUB}/${id}/resolve/${commit}/`;
+}
+
+/** Drop cached "missing" answers under `base` (after a failed load). */
+async function forgetMissing(base, cache) {
+  if (!cache) return;
+  for (const req of await cache.keys()) {
+    if (!req.url.startsWith(base.href)) continue;
+    const res = await cache.match(req);
+    if (res?.status === 404) await cache.delete(req);
+  }
+}
+
+/** Whether `source` is a files object (`{ name: bytes }`), not a URL or a repo id. */
+export function isFilesObject(source) {
+  return Boolean(source) && typeof source === 'object' && !(source instanceof URL);
+}
+
+/** Resolve `source` (files object, base URL, or Hub repo id) to `{ name: Uint8Array }`. */
+export async function resolveFiles(source, ctx) {
+  if (isFilesObject(source)) {
+    const files = Object.create(null);
+    for (const k of Reflect.ownKeys(source)) {
+      if (typeof k !== 'string') continue;
+      const v = source[k];
+      if (!(v instanceof Uint8Array || v instanceof ArrayBuffer || ArrayBuffer.isView(v))) {
+        throw new Error(`files[${JSON.stringify(k)}] must be a Uint8Array or an ArrayBuffer`);
+      }
+      files[k] = v instanceof Uint8Array ? v : ArrayBuffer.isView(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(v);
+    }
+    return files;
+  }
+  let base = String(source);
+  if (!/^(https?|file):|^\.{0,2}\//.test(base)) base = await hubBase(base, ctx.cache);
+  if (!base.endsWith('/')) base += '/';
+  base = new URL(base, globalThis.location?.href);
+  try {
+    return await fetchAll(base, ctx);
+  } catch (e) {
+    await forgetMissing(base, ctx.cache);
+    throw e;
+  }
+}
+
+async function fetchAll(base, ctx) {
+  const files = Object.create(null);
+  for (const f of REQUIRED) files[f] = await fetchFile(base, f, ctx, false);
+  for (const f of OPTIONAL) {
+    const b = await fetchFile(base, f, ctx, true);
+    if (b) files[f] = b;
+  }
+  const single = await fetchFile(base, 'model.safetensors', ctx, true);
+  if (single) {
+    files['model.safetensors'] = single;
+  } else {
+    const index = await fetchFile(base, 'model.safetensors.index.json', ctx, false);
+    files['model.safetensors.index.json'] = index;
+    // Every name checked before the first shard is requested.
+    for (const s of shardNames(index)) files[s] = await fetchFile(base, s, ctx, false);
+  }
+  return files;
+}
+
+
+/** Remove every model file crossrank cached with the Cache API. */
+export async function clearCache() {
+  if (globalThis.caches) await globalThis.caches.delete(CACHE_NAME);
+}
