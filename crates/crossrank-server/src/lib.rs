@@ -47,7 +47,7 @@ pub use error::{ApiError, ErrorResponse, ErrorType};
 use metrics::Metrics;
 pub use scoring::{PassageFields, ScoringFields, TruncationDirection, Window};
 pub use signal::{shutdown_signal, termination};
-pub use tei::{EmbedInput, EmbedRequest, Info, PredictInput, PredictRequest, Prediction, Rank, RerankRequest};
+pub use tei::{EmbedInput, EmbedRequest, Info, PredictInput, PredictRequest, Prediction, Rank, RerankRequest, TeiFields};
 
 /// The server's limits and identity; defaults as TEI's flags.
 #[derive(Debug, Clone)]

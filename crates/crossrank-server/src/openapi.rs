@@ -36,6 +36,7 @@ pub(crate) async fn docs() -> Html<String> {
         ErrorType,
         TruncationDirection,
         ScoringFields,
+        TeiFields,
         PassageFields
     ))
 )]

@@ -19,20 +19,28 @@ use crate::error::{ApiError, ErrorResponse};
 use crate::middleware::Body;
 use crate::scoring::{PassageFields, ScoreJob, ScoringFields, TruncationDirection, Window, check_batch_size, score};
 
+/// The fields TEI's `/rerank` and `/predict` share.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct TeiFields {
+    /// Logits instead of sigmoids.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Cut inputs longer than the model takes (default: `--auto-truncate`).
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Option<TruncationDirection>,
+}
+
 /// TEI's `POST /rerank` body (plus `prompt` / `cutoff_layers` for LLM rerankers).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RerankRequest {
     pub query: String,
     pub texts: Vec<String>,
-    /// Logits instead of sigmoids.
-    #[serde(default)]
-    pub raw_scores: bool,
     #[serde(default)]
     pub return_text: bool,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: Option<TruncationDirection>,
+    #[serde(flatten)]
+    pub tei: TeiFields,
     #[serde(flatten)]
     pub scoring: ScoringFields,
 }
@@ -54,9 +62,9 @@ pub struct Rank {
               (status = 422, body = ErrorResponse), (status = 424, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
 pub(crate) async fn tei_rerank(State(s): State<AppState>, Body(req): Body<RerankRequest>) -> Result<Response, ApiError> {
     let pairs = req.texts.iter().map(|t| (req.query.clone(), t.clone())).collect();
-    let job = ScoreJob { pairs, truncate: req.truncate, direction: req.truncation_direction, max_length: None, fields: req.scoring };
+    let job = ScoreJob { pairs, truncate: req.tei.truncate, direction: req.tei.truncation_direction, max_length: None, fields: req.scoring };
     let out = score(&s, job).await?;
-    let scores: Vec<f32> = if req.raw_scores { out.scores.clone() } else { out.scores.iter().map(|&x| sigmoid(x)).collect() };
+    let scores: Vec<f32> = if req.tei.raw_scores { out.scores.clone() } else { out.scores.iter().map(|&x| sigmoid(x)).collect() };
     let ranks: Vec<Rank> = rank(&scores, None)
         .into_iter()
         .map(|r| Rank {
@@ -73,12 +81,8 @@ pub(crate) async fn tei_rerank(State(s): State<AppState>, Body(req): Body<Rerank
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PredictRequest {
     pub inputs: PredictInput,
-    #[serde(default)]
-    pub raw_scores: bool,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: Option<TruncationDirection>,
+    #[serde(flatten)]
+    pub tei: TeiFields,
     #[serde(flatten)]
     pub passages: PassageFields,
 }
@@ -112,9 +116,9 @@ pub(crate) async fn predict(State(s): State<AppState>, Body(req): Body<PredictRe
         PredictInput::Text(_) => return Err(ApiError::validation("a reranker scores [query, passage] pairs, not single texts")),
     };
     let fields = ScoringFields { prompt: None, cutoff_layers: None, passages: req.passages };
-    let job = ScoreJob { pairs, truncate: req.truncate, direction: req.truncation_direction, max_length: None, fields };
+    let job = ScoreJob { pairs, truncate: req.tei.truncate, direction: req.tei.truncation_direction, max_length: None, fields };
     let out = score(&s, job).await?;
-    let label = |x: f32| vec![Prediction { score: if req.raw_scores { x } else { sigmoid(x) }, label: "LABEL_0".into() }];
+    let label = |x: f32| vec![Prediction { score: if req.tei.raw_scores { x } else { sigmoid(x) }, label: "LABEL_0".into() }];
     let body = if single {
         serde_json::to_value(label(out.scores[0]))
     } else {

@@ -77,13 +77,13 @@ impl Reranker {
     /// vocabularies, no longer than its positions).
     pub fn encode<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Encoded>> {
         opts.validate()?;
-        let qmax = opts.query_max_length();
+        let limits = opts.limits();
         let template = self.llm_template(opts)?;
         let encoded = pairs
             .iter()
             .map(|(q, p)| match &template {
-                Some(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax, t),
-                None => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), opts.max_length, qmax),
+                Some(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), limits, t),
+                None => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), limits),
             })
             .collect::<Result<Vec<_>>>()?;
         self.limits.check(&encoded, &self.tokenizer)?;
@@ -98,13 +98,13 @@ impl Reranker {
             return Ok(PassageWindows::whole(self.encode(pairs, opts)?));
         }
         opts.validate()?;
-        let qmax = opts.query_max_length();
+        let limits = opts.limits();
         let template = self.llm_template(opts)?;
         let mut w = PassageWindows::maxp(pairs.len());
         for (i, (q, p)) in pairs.iter().enumerate() {
             let windows = match &template {
-                Some(t) => self.tokenizer.encode_llm_pair_windows(q.as_ref(), p.as_ref(), opts.max_length, qmax, t, opts.passage_stride)?,
-                None => self.tokenizer.encode_pair_windows(q.as_ref(), p.as_ref(), opts.max_length, qmax, opts.passage_stride)?,
+                Some(t) => self.tokenizer.encode_llm_pair_windows(q.as_ref(), p.as_ref(), limits, t, opts.passage_stride)?,
+                None => self.tokenizer.encode_pair_windows(q.as_ref(), p.as_ref(), limits, opts.passage_stride)?,
             };
             for (e, span) in windows {
                 w.push(i, e, span);

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::tokenize::Limits;
 
 const DEFAULT_MAX_LENGTH: usize = 512;
 const DEFAULT_BATCH_SIZE: usize = 128;
@@ -96,10 +97,11 @@ impl Default for ScoreOptions {
 }
 
 impl ScoreOptions {
-    pub(super) fn query_max_length(&self) -> usize {
-        // max_length * 3 / 4 without overflowing for huge values.
+    /// `max_length` and the query's limit (default max_length * 3 / 4,
+    /// computed without overflowing for huge values).
+    pub(super) fn limits(&self) -> Limits {
         let m = self.max_length;
-        self.query_max_length.unwrap_or(m / 4 * 3 + m % 4 * 3 / 4)
+        Limits { max_length: m, query_max_length: self.query_max_length.unwrap_or(m / 4 * 3 + m % 4 * 3 / 4) }
     }
 
     pub(super) fn validate(&self) -> Result<()> {

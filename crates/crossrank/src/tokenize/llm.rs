@@ -2,7 +2,7 @@
 //! FlagEmbedding's LLM training dataset): `[bos] + query`, `sep +
 //! passage` cut only_second, then `sep + prompt`.
 
-use super::{Encoded, PairTokenizer, only_second};
+use super::{Encoded, Limits, PairTokenizer, only_second};
 use crate::error::Result;
 
 /// The fixed pieces of an LLM reranker's input (FlagLLMReranker).
@@ -64,13 +64,12 @@ impl PairTokenizer {
         &self,
         query: &str,
         passage: &str,
-        max_length: usize,
-        query_max_length: usize,
+        l: Limits,
         t: &LlmTemplate,
     ) -> Result<Encoded> {
-        let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
-        let p = self.encode_prefixed("B: ", passage, Some(max_length))?;
-        Ok(t.pair(q.get_ids(), p.get_ids(), max_length.saturating_add(t.sep.len() + t.prompt.len())))
+        let q = self.encode_prefixed("A: ", query, Some(l.query_max_length))?;
+        let p = self.encode_prefixed("B: ", passage, Some(l.max_length))?;
+        Ok(t.pair(q.get_ids(), p.get_ids(), l.max_length.saturating_add(t.sep.len() + t.prompt.len())))
     }
 
     /// FlagEmbedding's LLM reranker *training* pair

@@ -72,6 +72,14 @@ fn only_second(first: usize, second: usize, limit: usize) -> usize {
     if total > limit && second > total - limit { second - (total - limit) } else { second }
 }
 
+/// How long a scored pair may be: FlagReranker's `max_length` (the whole
+/// input) and `query_max_length` (the query alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) max_length: usize,
+    pub(crate) query_max_length: usize,
+}
+
 /// One tokenized input, before padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {

@@ -2,13 +2,13 @@
 //! builds it (and FlagEmbedding's training pairs), and a single text as
 //! sentence-transformers does.
 
-use super::{Encoded, PairTokenizer, only_second, truncate};
+use super::{Encoded, Limits, PairTokenizer, only_second, truncate};
 use crate::error::Result;
 
 impl PairTokenizer {
     /// A (query, passage) pair as FlagReranker builds it.
-    pub(crate) fn encode_pair(&self, query: &str, passage: &str, max_length: usize, query_max_length: usize) -> Result<Encoded> {
-        self.encode_pair_capped(query, passage, max_length, query_max_length, max_length)
+    pub(crate) fn encode_pair(&self, query: &str, passage: &str, l: Limits) -> Result<Encoded> {
+        self.encode_pair_capped(query, passage, l.max_length, l.query_max_length, l.max_length)
     }
 
     /// A (query, passage) pair: the query cut to `query_cap` tokens, the

@@ -3,7 +3,7 @@
 
 use tokenizers::Encoding;
 
-use super::{Encoded, LlmTemplate, PairTokenizer, cut_point, tok_err};
+use super::{Encoded, Limits, LlmTemplate, PairTokenizer, cut_point, tok_err};
 use crate::error::Result;
 
 /// `all_tokens` tokenizes long passages this many bytes at a time.
@@ -103,15 +103,14 @@ impl PairTokenizer {
         &self,
         query: &str,
         passage: &str,
-        max_length: usize,
-        query_max_length: usize,
+        l: Limits,
         stride: Option<usize>,
     ) -> Result<Vec<(Encoded, (usize, usize))>> {
-        let q = self.encode_plain(query, Some(query_max_length))?;
-        let budget = max_length.saturating_sub(q.len() + self.specials(true));
+        let q = self.encode_plain(query, Some(l.query_max_length))?;
+        let budget = l.max_length.saturating_sub(q.len() + self.specials(true));
         let tokens = self.all_tokens("", passage)?;
         if tokens.ids.len() <= budget || budget == 0 {
-            return Ok(vec![(self.encode_pair(query, passage, max_length, query_max_length)?, (0, passage.len()))]);
+            return Ok(vec![(self.encode_pair(query, passage, l)?, (0, passage.len()))]);
         }
         Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
             .into_iter()
@@ -125,11 +124,11 @@ impl PairTokenizer {
         &self,
         query: &str,
         passage: &str,
-        max_length: usize,
-        query_max_length: usize,
+        l: Limits,
         t: &LlmTemplate,
         stride: Option<usize>,
     ) -> Result<Vec<(Encoded, (usize, usize))>> {
+        let (max_length, query_max_length) = (l.max_length, l.query_max_length);
         let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
         let first = t.bos.iter().count() + q.len();
         let limit = max_length.saturating_add(t.sep.len() + t.prompt.len());
@@ -138,7 +137,7 @@ impl PairTokenizer {
         let tokens = self.all_tokens("B: ", passage)?;
         let budget = keep.saturating_sub(tokens.prefix.len());
         if tokens.prefix.len() + tokens.ids.len() <= keep || budget == 0 {
-            return Ok(vec![(self.encode_llm_pair(query, passage, max_length, query_max_length, t)?, (0, passage.len()))]);
+            return Ok(vec![(self.encode_llm_pair(query, passage, l, t)?, (0, passage.len()))]);
         }
         let head = t.head(q.get_ids());
         Ok(Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
