@@ -7,8 +7,9 @@ export interface LoadOptions {
    * How weights are stored on the device: 'f32', 'f16' (half the memory;
    * on a WebGPU adapter with shader-f16 the matrix products run in f16,
    * attention/normalization/scores stay f32), 'q8', 'q4' (4-bit where it is
-   * safe, 8-bit elsewhere) or 'q4-all' (smallest). Compute is f32 except
-   * that f16 case. Converts at load; a checkpoint written by
+   * safe, 8-bit elsewhere) or 'q4-all' (smallest). On the CPU, q8/q4
+   * linear layers multiply in integers (8/4-bit weights, 16-bit
+   * activations); everything else computes in f32. Converts at load; a checkpoint written by
    * `crossrank quantize` is already converted and downloads small.
    */
   dtype?: 'f32' | 'f16' | 'q8' | 'q4' | 'q4-all';
