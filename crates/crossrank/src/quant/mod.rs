@@ -43,6 +43,7 @@ pub(crate) const MIN_QUANT_ROWS: usize = 16;
 /// that has shader-f16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum WeightDtype {
     /// As f32 (every checkpoint dtype is widened).
     #[default]
