@@ -15,13 +15,18 @@
 let nodeModules;
 async function node() {
   if (nodeModules !== undefined) return nodeModules;
-  // A page or a worker has no file system, even where a bundler would shim `node:fs`.
-  if (globalThis.document || globalThis.WorkerGlobalScope || !(globalThis.process?.versions?.node || globalThis.Deno)) {
+  // A page or a worker has no file system, even where a bundler would shim
+  // `node:fs`; nor has a Cloudflare Worker (nodejs_compat's is in memory).
+  const workerd = globalThis.navigator?.userAgent === 'Cloudflare-Workers';
+  if (globalThis.document || globalThis.WorkerGlobalScope || workerd || !(globalThis.process?.versions?.node || globalThis.Deno)) {
     nodeModules = null;
     return null;
   }
   try {
-    const [fs, path, url, os] = await Promise.all([import('node:fs/promises'), import('node:path'), import('node:url'), import('node:os')]);
+    // Specifiers in variables, so that bundlers building for the browser
+    // do not try to resolve Node's modules.
+    const load = (name) => import(/* webpackIgnore: true */ /* @vite-ignore */ name);
+    const [fs, path, url, os] = await Promise.all(['node:fs/promises', 'node:path', 'node:url', 'node:os'].map(load));
     nodeModules = { fs, path, url, os };
   } catch {
     nodeModules = null;
