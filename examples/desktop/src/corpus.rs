@@ -13,6 +13,7 @@ const PASSAGE_BYTES: usize = 2000;
 const EXTENSIONS: &[&str] = &["md", "markdown", "txt", "text", "rst", "org", "adoc", "asciidoc", "tex"];
 
 /// A passage of a file.
+#[derive(Debug)]
 pub struct Passage {
     /// The file's index in [`Folder::files`].
     pub file: usize,
@@ -22,6 +23,7 @@ pub struct Passage {
 }
 
 /// An indexed folder's text.
+#[derive(Debug)]
 pub struct Folder {
     /// Files with text, relative to the folder.
     pub files: Vec<PathBuf>,
@@ -156,7 +158,9 @@ mod tests {
             (0, 0, "# A\n\nbread dough"),
             (1, 0, "rye")
         ]);
-        assert!(read_folder(&dir.path().join("build")).is_err());
+        // A folder with no text file is an error that says so.
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(read_folder(&dir.path().join("empty")).unwrap_err().contains("no text files"));
     }
 
     #[test]

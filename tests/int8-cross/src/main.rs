@@ -2,7 +2,7 @@
 //! the very file crossrank compiles. Arguments: the SIMD paths this CPU
 //! must have (checked, each against the scalar reference) and, first, the
 //! one `path()` must pick — e.g. `i8mm i8mm dotprod neon`.
-#![allow(dead_code, unexpected_cfgs)]
+#![allow(dead_code, unused_imports, unexpected_cfgs)]
 #[path = "../../../crates/crossrank/src/kernels/int8/mod.rs"]
 mod int8;
 use int8::*;
