@@ -42,7 +42,7 @@ export function makeApi(backend) {
      * Load a checkpoint: a Hub repo id, a base URL of a checkpoint directory,
      * or `{ 'config.json': bytes, 'model.safetensors': bytes, 'tokenizer.json': bytes, ... }`.
      */
-    static async load(source, { device = 'auto', dtype = 'f32', threads = 'auto', onProgress, cache = true } = {}) {
+    static async load(source, { device = 'auto', dtype = 'f32', threads = 'auto', onProgress, cache = true, revision } = {}) {
       // How many CPU threads (threads.js: 'auto' takes the cores where the
       // page is cross-origin isolated, 1 elsewhere).
       const nThreads = threadPlan(threads);
@@ -64,7 +64,7 @@ export function makeApi(backend) {
           selected = await guarded(() => be.WasmDevice.select('cpu'));
         }
         const owned = !isFilesObject(source);
-        const files = await resolveFiles(source, { onProgress, cache: await openCache(cache) });
+        const files = await resolveFiles(source, { onProgress, cache: await openCache(cache), revision });
         inner = await guarded(() => be.WasmReranker.load(files, selected, dtype, owned));
       } catch (e) {
         be.release?.();

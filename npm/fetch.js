@@ -1,15 +1,25 @@
-// Fetching a checkpoint's files: from a base URL or a Hugging Face Hub repo
-// id (every name checked before it becomes a URL, as the Rust core's
-// `files` rule does), through the Cache API where the environment has one;
-// or a files object given as it is.
+// Fetching a checkpoint's files: from a base URL, a local directory or
+// `file:` URL (Node, Deno), or a Hugging Face Hub repo id (every name
+// checked before it becomes a URL or a path, as the Rust core's `files`
+// rule does); kept in the Cache API where the environment has one, and in
+// the standard Hugging Face cache on disk in Node and Deno (shared with
+// Python and the crossrank CLI); or a files object given as it is.
+import { HubDiskCache, envVar, fileBytes, isLocalPath, localDirUrl } from './disk.js';
 
 const REQUIRED = ['config.json', 'tokenizer.json'];
 const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
 const CACHE_NAME = 'crossrank-models-v1';
 
-/** The Cache API store, where the environment has one (browsers, secure contexts). */
+/**
+ * Where downloads are kept: the Hugging Face cache on disk where there is a
+ * file system (Node, Deno: Hub files only), else the Cache API where the
+ * environment has one (browsers, secure contexts, Deno), else nowhere.
+ */
 export async function openCache(enabled) {
-  if (!enabled || !globalThis.caches) return undefined;
+  if (!enabled) return undefined;
+  const disk = await HubDiskCache.open();
+  if (disk) return disk;
+  if (!globalThis.caches) return undefined;
   try {
     return await globalThis.caches.open(CACHE_NAME);
   } catch {
@@ -17,11 +27,22 @@ export async function openCache(enabled) {
   }
 }
 
-async function readBody(res, name, onProgress) {
+/**
+ * A progress event, a superset of transformers.js's: `status` ('initiate',
+ * 'download', 'progress', 'done'), `name` (the model), `file`, `progress`
+ * (percent, when the size is known), `loaded` and `total` bytes.
+ */
+function progressEvent(status, model, file, loaded, total) {
+  const e = { status, name: model, file, loaded, total };
+  if (total) e.progress = (100 * loaded) / total;
+  return e;
+}
+
+async function readBody(res, name, onProgress, model) {
   const total = Number(res.headers.get('content-length')) || undefined;
   if (!res.body || !onProgress) {
     const bytes = new Uint8Array(await res.arrayBuffer());
-    onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
+    onProgress?.(progressEvent('progress', model, name, bytes.length, bytes.length));
     return bytes;
   }
   const chunks = [];
@@ -32,7 +53,7 @@ async function readBody(res, name, onProgress) {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
-    onProgress({ file: name, loaded, total });
+    onProgress(progressEvent('progress', model, name, loaded, total));
   }
   const out = new Uint8Array(loaded);
   let at = 0;
@@ -92,8 +113,15 @@ function shardNames(indexBytes) {
  * so a file added later is found. Required files are never cached as
  * missing.
  */
-async function fetchFile(base, name, { onProgress, cache }, optional) {
+async function fetchFile(base, name, { onProgress, cache, model }, optional) {
   const url = new URL(name, base).href;
+  onProgress?.(progressEvent('initiate', model, name, 0, undefined));
+  if (base.protocol === 'file:') {
+    const bytes = await fileBytes(new URL(name, base));
+    if (!bytes && !optional) throw new Error(`cannot read ${name} from ${base.href}: no such file`);
+    if (bytes) onProgress?.(progressEvent('done', model, name, bytes.length, bytes.length));
+    return bytes;
+  }
   let res = cache && (await cache.match(url));
   if (res && res.status === 404 && !(Date.now() - Number(res.headers.get('x-crossrank-cached-at')) < NEGATIVE_TTL_MS)) {
     await cache.delete(url);
@@ -101,6 +129,7 @@ async function fetchFile(base, name, { onProgress, cache }, optional) {
   }
   const hit = !!res;
   if (!res) {
+    onProgress?.(progressEvent('download', model, name, 0, undefined));
     try {
       res = await fetch(url);
     } catch (e) {
@@ -114,14 +143,16 @@ async function fetchFile(base, name, { onProgress, cache }, optional) {
     }
     throw new Error(`cannot fetch ${name} from ${base}: HTTP ${res.status}`);
   }
-  const bytes = await readBody(res, name, onProgress);
+  const bytes = await readBody(res, name, onProgress, model);
   if (cache && !hit) {
     await cache.put(url, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
   }
+  onProgress?.(progressEvent('done', model, name, bytes.length, bytes.length));
   return bytes;
 }
 
-const HUB = 'https://huggingface.co';
+/** The Hub, or a mirror named by `HF_ENDPOINT` (Node, Deno). */
+const hub = () => (envVar('HF_ENDPOINT') || 'https://huggingface.co').replace(/\/+$/, '');
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
 const REVISION = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -132,19 +163,26 @@ const COMMIT = /^[0-9a-f]{40}$/;
  * the answer cached for offline use), so the Cache API never holds files
  * of two revisions under one name: each file's cache key names the commit.
  */
-async function hubBase(spec, cache) {
-  const [id, rev = 'main', ...rest] = spec.split('@');
+async function hubBase(spec, cache, revision) {
+  const [id, at, ...rest] = spec.split('@');
+  const rev = at ?? revision ?? 'main';
+  const HUB = hub();
   if (rest.length || !REPO_ID.test(id) || id.includes('..')) throw new Error(`${JSON.stringify(spec)} is not a Hugging Face repo id (owner/name[@revision])`);
   if (!REVISION.test(rev) || rev.split('/').some((s) => s === '.' || s === '..')) throw new Error(`${JSON.stringify(rev)} is not a revision`);
   let commit = COMMIT.test(rev) ? rev : undefined;
   if (!commit) {
     const api = `${HUB}/api/models/${id}/revision/${encodeURIComponent(rev)}`;
-    let res;
-    try {
-      res = await fetch(api);
-      if (res.ok && cache) await cache.put(api, res.clone());
-    } catch {
-      res = cache && (await cache.match(api)); // offline: the commit seen last
+    // On disk, a revision resolved before is taken as it is (no request):
+    // the Hugging Face cache's refs/REVISION, as transformers.js and
+    // offline Python do. `cache: false` (or a commit) asks the Hub again.
+    let res = cache?.offlineFirst ? await cache.match(api) : undefined;
+    if (!res) {
+      try {
+        res = await fetch(api);
+        if (res.ok && cache) await cache.put(api, res.clone());
+      } catch {
+        res = cache && (await cache.match(api)); // offline: the commit seen last
+      }
     }
     if (!res?.ok) throw new Error(`cannot resolve ${id}@${rev} on ${HUB}: ${res ? `HTTP ${res.status}` : 'offline and not cached'}`);
     const sha = (await res.json())?.sha;
@@ -184,9 +222,14 @@ export async function resolveFiles(source, ctx) {
     return files;
   }
   let base = String(source);
-  if (!/^(https?|file):|^\.{0,2}\//.test(base)) base = await hubBase(base, ctx.cache);
-  if (!base.endsWith('/')) base += '/';
-  base = new URL(base, globalThis.location?.href);
+  ctx = { ...ctx, model: base };
+  if (isLocalPath(base)) {
+    base = await localDirUrl(base);
+  } else {
+    if (!/^(https?|file):|^\.{0,2}\//.test(base)) base = await hubBase(base, ctx.cache, ctx.revision);
+    if (!base.endsWith('/')) base += '/';
+    base = new URL(base, globalThis.location?.href);
+  }
   try {
     return await fetchAll(base, ctx);
   } catch (e) {
@@ -215,7 +258,11 @@ async function fetchAll(base, ctx) {
 }
 
 
-/** Remove every model file crossrank cached with the Cache API. */
+/**
+ * Remove every model file crossrank cached with the Cache API. (Files in the
+ * Hugging Face cache on disk are shared with other programs and stay: delete
+ * `$HF_HOME/hub/models--OWNER--NAME` to remove one.)
+ */
 export async function clearCache() {
   if (globalThis.caches) await globalThis.caches.delete(CACHE_NAME);
 }

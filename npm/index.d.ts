@@ -1,4 +1,21 @@
-export type Device = 'auto' | 'cpu' | 'webgpu';
+/** 'wasm' (transformers.js's name) is 'cpu'. */
+export type Device = 'auto' | 'cpu' | 'wasm' | 'webgpu';
+
+/**
+ * A download's progress: a superset of transformers.js's events. `status`
+ * is 'initiate' (a file is looked for), 'download' (it is not cached: a
+ * request goes out), 'progress' (bytes arrived) or 'done'; `name` is the
+ * model as given to `load`.
+ */
+export interface ProgressEvent {
+  status: 'initiate' | 'download' | 'progress' | 'done';
+  name: string;
+  file: string;
+  loaded: number;
+  total?: number;
+  /** Percent, when the size is known. */
+  progress?: number;
+}
 
 export interface LoadOptions {
   /** 'auto' (default): WebGPU when an adapter passes a self-check against the CPU, else the CPU. */
@@ -7,15 +24,24 @@ export interface LoadOptions {
    * How weights are stored on the device: 'f32', 'f16' (half the memory;
    * on a WebGPU adapter with shader-f16 the matrix products run in f16,
    * attention/normalization/scores stay f32), 'q8', 'q4' (4-bit where it is
-   * safe, 8-bit elsewhere) or 'q4-all' (smallest). Compute is f32 except
-   * that f16 case. Converts at load; a checkpoint written by
+   * safe, 8-bit elsewhere) or 'q4-all' (smallest). On the CPU, q8/q4
+   * linear layers multiply in integers (8/4-bit weights, 16-bit
+   * activations); everything else computes in f32. Converts at load; a checkpoint written by
    * `crossrank quantize` is already converted and downloads small.
    */
-  dtype?: 'f32' | 'f16' | 'q8' | 'q4' | 'q4-all';
+  dtype?: 'f32' | 'f16' | 'q8' | 'q4' | 'q4-all' | 'fp32' | 'fp16' | 'int8' | 'int4';
   /** Download progress per file. */
-  onProgress?: (p: { file: string; loaded: number; total?: number }) => void;
-  /** Keep downloaded files in the Cache API (default true) so a reload does not download again. */
+  onProgress?: (p: ProgressEvent) => void;
+  /**
+   * Keep downloaded files (default true) so a second load does not download
+   * again: in the Hugging Face cache on disk in Node and Deno (`HF_HOME`,
+   * shared with Python and the crossrank CLI; a branch resolved once is
+   * reused — pass a commit or `cache: false` to ask the Hub again), in the
+   * Cache API elsewhere.
+   */
   cache?: boolean;
+  /** A Hub repo id's revision (branch, tag or commit); the same as `'owner/name@revision'`. Default 'main'. */
+  revision?: string;
   /**
    * CPU threads (browsers). 'auto' (default): the cores the browser reports,
    * up to 8, where the page is cross-origin isolated (served with
@@ -80,6 +106,11 @@ export interface Ranked {
   window?: { start: number; end: number; windows: number };
 }
 
+/**
+ * A Hub repo id ('owner/name[@revision]'; `HF_ENDPOINT` names a mirror in
+ * Node and Deno), a base URL of a checkpoint directory, a local directory
+ * path or `file:` URL (Node, Deno), or the files themselves.
+ */
 export type CheckpointSource = string | URL | Record<string, Uint8Array | ArrayBuffer>;
 
 export declare class Reranker {

@@ -55,6 +55,9 @@ build() { # OUT_DIR PROFILE [EXTRA_RUSTFLAGS...]
   echo "$out: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
 }
 
+# The package's license files are the repository's (npm packs the copies).
+cp LICENSE-MIT LICENSE-APACHE npm/
+
 what=${1:-all}
 case "$what" in all | full | cpu | mt) ;; *) echo "usage: $0 [all|full|cpu|mt]" >&2; exit 2 ;; esac
 [[ $what != all && $what != full ]] || build npm/pkg wasm-release

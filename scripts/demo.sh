@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # The main job: rerank a few documents with crossrank. With no argument it
-# uses the MiniLM reranker fine-tuned here on the man pages
-# (scripts/train-reranker.sh makes benches/models/minilm-manpages-reranker)
-# when present — a real model, so the ranking makes sense — and otherwise
-# the committed random-init XLM-R fixture (scores are meaningless but
-# computed exactly as FlagEmbedding would); pass a checkpoint directory or a
-# Hugging Face repo id (e.g. BAAI/bge-reranker-base) for another model.
+# takes, in order, the first it can have:
+#   1. a real small reranker from the Hugging Face Hub
+#      (cross-encoder/ms-marco-MiniLM-L6-v2, ~90 MB once, then cached) when
+#      the Hub (or HF_ENDPOINT) answers within a few seconds;
+#   2. the MiniLM reranker fine-tuned here on the man pages
+#      (scripts/train-reranker.sh makes benches/models/minilm-manpages-reranker);
+#   3. the committed random-init XLM-R fixture (scores are meaningless but
+#      computed exactly as FlagEmbedding would)
+# and says which and why. Pass a checkpoint directory or a repo id (e.g.
+# BAAI/bge-reranker-base) for another model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"
 TRAINED=benches/models/minilm-manpages-reranker
+HUB_MODEL=cross-encoder/ms-marco-MiniLM-L6-v2
+ENDPOINT="${HF_ENDPOINT:-https://huggingface.co}"
 if [ $# -gt 0 ]; then
   MODEL="$1"
+elif curl -fsS --max-time 5 -o /dev/null "$ENDPOINT/api/models/$HUB_MODEL" 2>/dev/null; then
+  MODEL="$HUB_MODEL"
+  echo "(using $HUB_MODEL from $ENDPOINT: a real reranker, downloaded once into the Hugging Face cache)" >&2
 elif [ -f "$TRAINED/model.safetensors" ]; then
   MODEL="$TRAINED"
+  echo "($ENDPOINT did not answer within 5 s: using the MiniLM reranker trained here on the man pages)" >&2
 else
   MODEL=tests/fixtures/xlmr-tiny
-  echo "(no trained model: ./scripts/train-reranker.sh makes one in ~25 min; using the random-init fixture)" >&2
+  echo "($ENDPOINT did not answer within 5 s and no trained model is here — ./scripts/train-reranker.sh makes one in ~25 min: using the random-init fixture)" >&2
 fi
 DEVICE="${DEVICE:-auto}"
 # Mesa's Vulkan driver prints an error when XDG_RUNTIME_DIR is unset (as in

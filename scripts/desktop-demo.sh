@@ -3,7 +3,7 @@
 # 1100 pages as a folder of notes, the reranker scripts/train-reranker.sh
 # trains (the bert-tiny fixture when it has not been trained), one query,
 # `--device auto` (the window's GPU when it is a hardware one; the CPU on a
-# machine with only a software adapter): docs/desktop.png, the README's
+# machine with only a software adapter): docs/desktop.png, docs/desktop.md's
 # screenshot. Then memory: the same model over tests/fixtures/desktop-notes
 # with the models on the window's own GPU device (shared), on a second GPU
 # device (wgpu) and on the CPU — the whole app's resident and peak memory.

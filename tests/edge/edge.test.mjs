@@ -8,7 +8,7 @@
 //   TEI's POST /rerank with the same scores, and HTTP errors with messages;
 // - a Service Worker in headless Chromium scores on the CPU (and WebGPU
 //   where the worker has it).
-// Sizes and cold/warm times are printed for the README's table.
+// Sizes and cold/warm times are printed for docs/npm.md's tables.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -234,3 +234,85 @@ test('longPassages maxp: best window with JavaScript string indices', async () =
   await assert.rejects(r.computeScore([[q, long]], { longPassages: 'firstp' }), /firstp|longPassages|variant/);
   await r.dispose();
 });
+
+/** Scores of the bert-tiny fixture's pairs under its first case, and the error to FlagEmbedding's. */
+async function bertTinyError(r) {
+  const expected = JSON.parse(readFileSync(join(fixtures, 'bert-tiny', 'expected.json'), 'utf8'));
+  const c = expected.cases[0];
+  const got = await r.computeScore(expected.pairs, { maxLength: c.options.max_length, queryMaxLength: c.options.query_max_length, normalize: c.options.normalize });
+  const want = Array.isArray(c.scores[0]) ? c.scores[0] : c.scores;
+  return Math.max(...got.map((g, i) => Math.abs(g - want[i])));
+}
+
+test('Node loads a local directory path and a file: URL, and scores like FlagEmbedding', async () => {
+  const dir = join(fixtures, 'bert-tiny');
+  for (const source of [dir, `${dir}/`, pathToFileURL(dir).href, pathToFileURL(dir)]) {
+    const events = [];
+    const r = await Reranker.load(source, { device: 'wasm', onProgress: (p) => events.push(p) });
+    const err = await bertTinyError(r);
+    assert.ok(err <= 1e-4, `${source}: ${err}`);
+    assert.ok(events.some((e) => e.status === 'done' && e.file === 'config.json' && e.loaded > 0 && e.name === String(source)), JSON.stringify(events));
+    await r.dispose();
+  }
+  await assert.rejects(Reranker.load(join(fixtures, 'no-such-model')), /not a directory/);
+});
+
+test('a Hub model is kept in the Hugging Face cache on disk: the second load makes no request', async () => {
+  const { createServer } = await import('node:http');
+  const { mkdtempSync, lstatSync, readlinkSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const commit = 'a'.repeat(40);
+  const dir = join(fixtures, 'bert-tiny');
+  const hits = [];
+  // A local mirror of the Hub's two endpoints (HF_ENDPOINT points at it).
+  const server = createServer((req, res) => {
+    hits.push(req.url);
+    if (req.url === '/api/models/fixture/bert-tiny/revision/main') {
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify({ sha: commit }));
+    }
+    const m = req.url.match(/^\/fixture\/bert-tiny\/resolve\/([0-9a-f]{40})\/([\w.-]+)$/);
+    let bytes;
+    try {
+      bytes = m && m[1] === commit && m[2] !== 'expected.json' ? readFileSync(join(dir, m[2])) : undefined;
+    } catch {}
+    if (!bytes) {
+      res.statusCode = 404;
+      return res.end();
+    }
+    res.setHeader('content-length', bytes.length);
+    res.end(bytes);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const home = mkdtempSync(join(tmpdir(), 'crossrank-hf-'));
+  const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HOME: process.env.HF_HOME, HF_HUB_CACHE: process.env.HF_HUB_CACHE };
+  process.env.HF_ENDPOINT = `http://127.0.0.1:${server.address().port}`;
+  process.env.HF_HOME = home;
+  delete process.env.HF_HUB_CACHE;
+  try {
+    const first = await Reranker.load('fixture/bert-tiny', { dtype: 'fp32' });
+    assert.ok(hits.length >= 5, `the first load downloads: ${hits}`);
+    assert.ok((await bertTinyError(first)) <= 1e-4);
+    await first.dispose();
+    // huggingface_hub's layout: refs, blobs, snapshot links, .no_exist.
+    const repo = join(home, 'hub', 'models--fixture--bert-tiny');
+    assert.equal(readFileSync(join(repo, 'refs', 'main'), 'utf8'), commit);
+    const snap = join(repo, 'snapshots', commit, 'config.json');
+    assert.ok(lstatSync(snap).isSymbolicLink() && readlinkSync(snap).startsWith('../../blobs/'));
+    assert.deepEqual(readFileSync(snap), readFileSync(join(dir, 'config.json')));
+    assert.ok(lstatSync(join(repo, '.no_exist', commit, 'model.safetensors')).isFile()); // sharded: no single file
+    const before = hits.length;
+    const second = await Reranker.load('fixture/bert-tiny');
+    assert.equal(hits.length, before, `the second load made requests: ${hits.slice(before)}`);
+    assert.ok((await bertTinyError(second)) <= 1e-4);
+    await second.dispose();
+    // cache: false asks the Hub again.
+    const third = await Reranker.load('fixture/bert-tiny', { cache: false });
+    assert.ok(hits.length > before);
+    await third.dispose();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    server.close();
+    rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -27,6 +27,9 @@ struct Cli {
     /// More logging on stderr (-v info and dependencies' warnings, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Logs as JSON lines on stderr (for log collectors).
+    #[arg(long, global = true, env = "JSON_OUTPUT")]
+    json_output: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,13 +94,17 @@ fn main() -> ExitCode {
     // Without -v only crossrank's own warnings: the GPU probe of `--device
     // auto` makes wgpu and cubecl log adapter failures that are expected on
     // a machine without a GPU (the reason is logged by us at -v instead).
-    let default = match cli.verbose {
-        0 => "off,crossrank=warn,crossrank_cli=warn",
-        1 => "warn,crossrank=info,crossrank_cli=info",
+    // `serve` also logs each request (method, path, status, latency, request id).
+    let serving = matches!(cli.command, Command::Serve(_));
+    let default = match (cli.verbose, serving) {
+        (0, false) => "off,crossrank=warn,crossrank_cli=warn",
+        (0, true) => "off,crossrank=warn,crossrank_cli=warn,crossrank_server=info,tower_http=info",
+        (1, _) => "warn,crossrank=info,crossrank_cli=info,crossrank_server=info,tower_http=info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.json_output { logs.json().init() } else { logs.init() }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,6 +43,9 @@ pub struct CohereRerankRequest {
     pub return_documents: Option<bool>,
     #[serde(default)]
     pub max_tokens_per_doc: Option<usize>,
+    /// Logits instead of sigmoids (Infinity's `raw_scores`).
+    #[serde(default)]
+    pub raw_scores: bool,
     #[serde(flatten)]
     pub scoring: ScoringFields,
 }
@@ -66,6 +69,8 @@ pub struct CohereDocument {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CohereRerankResponse {
     pub id: String,
+    /// The served model's name (`--served-model-name`, else its id).
+    pub model: String,
     pub results: Vec<CohereResult>,
     pub meta: serde_json::Value,
     pub usage: serde_json::Value,
@@ -74,6 +79,12 @@ pub struct CohereRerankResponse {
 #[utoipa::path(post, path = "/v2/rerank", request_body = CohereRerankRequest,
     responses((status = 200, body = CohereRerankResponse), (status = 400, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
 pub(crate) async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<CohereRerankRequest>) -> Result<Response, ApiError> {
+    rerank(&s, req).await
+}
+
+/// A Cohere / Infinity rerank body, whichever route it came through
+/// (`/v1/rerank`, `/v2/rerank`, or `/rerank` with `documents`).
+pub(crate) async fn rerank(s: &AppState, req: CohereRerankRequest) -> Result<Response, ApiError> {
     if let Some(m) = &req.model
         && !m.is_empty()
         && m != &s.config.model_id
@@ -82,8 +93,8 @@ pub(crate) async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<Coh
     }
     let pairs = req.documents.iter().map(|d| (req.query.clone(), d.text().to_string())).collect();
     let job = ScoreJob { pairs, truncate: None, direction: None, max_length: req.max_tokens_per_doc, fields: req.scoring };
-    let out = score(&s, job).await?;
-    let scores: Vec<f32> = out.scores.iter().map(|&x| sigmoid(x)).collect();
+    let out = score(s, job).await?;
+    let scores: Vec<f32> = if req.raw_scores { out.scores.clone() } else { out.scores.iter().map(|&x| sigmoid(x)).collect() };
     let results = rank(&scores, req.top_n)
         .into_iter()
         .map(|r| CohereResult {
@@ -95,6 +106,7 @@ pub(crate) async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<Coh
         .collect();
     let body = CohereRerankResponse {
         id: request_id(),
+        model: s.config.model_id.clone(),
         results,
         meta: serde_json::json!({"api_version": {"version": "2"}, "billed_units": {"search_units": 1}, "tokens": {"input_tokens": out.tokens}}),
         usage: serde_json::json!({"total_tokens": out.tokens, "prompt_tokens": out.tokens}),

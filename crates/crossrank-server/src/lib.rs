@@ -38,6 +38,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use crossrank::ScoreOptions;
 use tokio::sync::Semaphore;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::OpenApi;
 
 pub use cohere::{CohereDocument, CohereRerankRequest, CohereRerankResponse, CohereResult, Document};
@@ -52,7 +55,8 @@ pub use tei::{EmbedInput, EmbedRequest, Info, PredictInput, PredictRequest, Pred
 /// The server's limits and identity; defaults as TEI's flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Shown by `/info` and in Cohere responses.
+    /// The served model's name: shown by `/info`, `/v1/models` and in
+    /// Cohere responses.
     pub model_id: String,
     /// The weight dtype and device, for `/info`.
     pub dtype: String,
@@ -69,8 +73,11 @@ pub struct ServerConfig {
     pub payload_limit: usize,
     /// Truncate inputs longer than the model takes when a request does not say.
     pub auto_truncate: bool,
-    /// Required as `Authorization: Bearer <key>` when set.
+    /// Required as `Authorization: Bearer <key>` when set — on every route
+    /// but `/health`, `/ping` and (unless `protect_metrics`) `/metrics`.
     pub api_key: Option<String>,
+    /// `/metrics` needs the key too.
+    pub protect_metrics: bool,
     /// Origins allowed by CORS (`*` for any); none: no CORS headers.
     pub cors_allow_origin: Vec<String>,
     /// Scoring defaults (max_length, query_max_length, prompt, ...); a
@@ -91,6 +98,7 @@ impl Default for ServerConfig {
             payload_limit: 2_000_000,
             auto_truncate: true,
             api_key: None,
+            protect_metrics: false,
             cors_allow_origin: Vec::new(),
             score: ScoreOptions::default(),
         }
@@ -130,6 +138,8 @@ pub fn router(model: Model, config: ServerConfig) -> Router {
         .layer(DefaultBodyLimit::max(state.config.payload_limit));
     let mut app = Router::new()
         .route("/health", get(tei::health))
+        .route("/ping", get(tei::health))
+        .route("/v1/models", get(tei::models))
         .route("/info", get(tei::info))
         .route("/metrics", get(tei::metrics_text))
         .route("/openapi.json", get(|| async { Json(openapi::ApiDoc::openapi()) }))
@@ -137,7 +147,12 @@ pub fn router(model: Model, config: ServerConfig) -> Router {
         .merge(inference)
         .layer(from_fn_with_state(state.clone(), middleware::observe))
         .layer(from_fn_with_state(state.clone(), middleware::auth))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        // Request ids: a client's `x-request-id` kept, else a new UUID; on
+        // the response and in every log line of the request.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span).on_response(DefaultOnResponse::new().level(Level::INFO)))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     if let Some(cors) = middleware::cors_layer(&state.config.cors_allow_origin) {
         app = app.layer(cors);
     }

@@ -31,10 +31,23 @@ pub(crate) fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLay
     )
 }
 
-/// `Authorization: Bearer <key>` on every route when a key is set (CORS
-/// preflights are answered before this by the CORS layer).
+/// The span every log line of a request carries: method, path and its
+/// `x-request-id`.
+pub(crate) fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+}
+
+/// Routes answered without the key: what load balancers and Kubernetes
+/// probe (`/metrics` too unless `protect_metrics`).
+const OPEN: &[&str] = &["/health", "/ping"];
+
+/// `Authorization: Bearer <key>` on every route but the probes when a key
+/// is set (CORS preflights are answered before this by the CORS layer).
 pub(crate) async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(key) = &s.config.api_key {
+    let path = req.uri().path();
+    let open = OPEN.contains(&path) || (path == "/metrics" && !s.config.protect_metrics);
+    if let Some(key) = s.config.api_key.as_ref().filter(|_| !open) {
         let ok = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -61,8 +74,20 @@ pub(crate) async fn concurrency(State(s): State<AppState>, req: Request, next: N
     next.run(req).await
 }
 
-const ROUTES: &[&str] =
-    &["/rerank", "/predict", "/embed", "/v1/rerank", "/v2/rerank", "/health", "/info", "/metrics", "/docs", "/openapi.json"];
+const ROUTES: &[&str] = &[
+    "/rerank",
+    "/predict",
+    "/embed",
+    "/v1/rerank",
+    "/v2/rerank",
+    "/health",
+    "/ping",
+    "/info",
+    "/metrics",
+    "/v1/models",
+    "/docs",
+    "/openapi.json",
+];
 
 pub(crate) async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();

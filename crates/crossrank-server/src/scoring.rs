@@ -15,11 +15,24 @@ use crate::engine::{Job, Model};
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+/// TEI's `truncation_direction`: `Right` (the only one FlagEmbedding
+/// does) or `Left`, in any case (TEI's clients send `right` too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
 pub enum TruncationDirection {
     Left,
     #[default]
     Right,
+}
+
+impl<'de> Deserialize<'de> for TruncationDirection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "left" => Ok(TruncationDirection::Left),
+            "right" => Ok(TruncationDirection::Right),
+            _ => Err(serde::de::Error::unknown_variant(&s, &["Right", "Left"])),
+        }
+    }
 }
 
 /// `long_passages: "maxp"`: the best window of a passage, as Unicode code

@@ -56,11 +56,18 @@ pub struct Rank {
     pub text: Option<String>,
 }
 
-/// TEI: every text with its score, best first.
+/// TEI: every text with its score, best first. A body with `documents`
+/// instead of `texts` (Infinity's and Cohere v1's `/rerank`) is answered
+/// as `/v1/rerank` answers it.
 #[utoipa::path(post, path = "/rerank", request_body = RerankRequest,
     responses((status = 200, body = [Rank]), (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse),
               (status = 422, body = ErrorResponse), (status = 424, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
-pub(crate) async fn tei_rerank(State(s): State<AppState>, Body(req): Body<RerankRequest>) -> Result<Response, ApiError> {
+pub(crate) async fn tei_rerank(State(s): State<AppState>, Body(body): Body<serde_json::Value>) -> Result<Response, ApiError> {
+    let parse = |e: serde_json::Error| ApiError::validation(format!("Failed to deserialize the JSON body into the target type: {e}"));
+    if body.get("documents").is_some() && body.get("texts").is_none() {
+        return crate::cohere::rerank(&s, serde_json::from_value(body).map_err(parse)?).await;
+    }
+    let req: RerankRequest = serde_json::from_value(body).map_err(parse)?;
     let pairs = req.texts.iter().map(|t| (req.query.clone(), t.clone())).collect();
     let job = ScoreJob { pairs, truncate: req.tei.truncate, direction: req.tei.truncation_direction, max_length: None, fields: req.scoring };
     let out = score(&s, job).await?;
@@ -209,6 +216,14 @@ pub(crate) async fn info(State(s): State<AppState>) -> Json<Info> {
         auto_truncate: c.auto_truncate,
         version: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+/// The OpenAI-style model list (`GET /v1/models`): the one served model.
+pub(crate) async fn models(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": s.config.model_id, "object": "model", "created": 0, "owned_by": "crossrank"}],
+    }))
 }
 
 pub(crate) async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {

@@ -487,3 +487,62 @@ fn maxp_over_http_is_the_librarys_best_window_in_code_points() {
     let (status, body, _) = post(&format!("{b}/rerank"), &json!({"query": query, "texts": docs, "long_passages": "firstp"}), None);
     assert_eq!(status, 422, "{body}");
 }
+
+/// What TEI, Infinity and Cohere clients and Kubernetes send: `documents`
+/// on `/rerank`, `truncation_direction` in either case, probes without
+/// the key, `/v1/models`, a request id on every response.
+#[test]
+fn drop_in_for_tei_infinity_cohere_and_kubernetes() {
+    let (query, docs) = pairs();
+    let lib = reranker("bert-tiny");
+    let want = lib.compute_score(&docs.iter().map(|d| (query.as_str(), d.as_str())).collect::<Vec<_>>(), &ScoreOptions::default()).unwrap();
+    let config = ServerConfig { api_key: Some("k".into()), model_id: "served-name".into(), ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let b = &server.base;
+    let key = Some("Bearer k");
+    // Probes and scrapers need no key; everything else does.
+    for path in ["/health", "/ping", "/metrics"] {
+        assert_eq!(agent().get(&format!("{b}{path}")).call().map(|r| r.status()).unwrap_or(0), 200, "{path}");
+    }
+    assert_eq!(post(&format!("{b}/rerank"), &json!({"query": "q", "texts": ["a"]}), None).0, 401);
+    // Infinity / Cohere v1 body on /rerank: Cohere's answer.
+    let body = json!({"model": "x", "query": query, "documents": docs, "top_n": 3, "return_documents": true});
+    let (status, got, _) = post(&format!("{b}/rerank"), &body, key);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["model"], "served-name");
+    let results = got["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert!(close(r["relevance_score"].as_f64().unwrap() as f32, sigmoid(want[i])), "{r}");
+        assert_eq!(r["document"]["text"], docs[i]);
+    }
+    // TEI's lowercase truncation_direction.
+    for dir in ["right", "Right", "RIGHT"] {
+        let (status, got, _) = post(&format!("{b}/rerank"), &json!({"query": "q", "texts": ["a"], "truncation_direction": dir}), key);
+        assert_eq!(status, 200, "{dir}: {got}");
+    }
+    let (status, _, _) = post(&format!("{b}/rerank"), &json!({"query": "q", "texts": ["a"], "truncation_direction": "left"}), key);
+    assert_eq!(status, 422);
+    let (status, _, _) = post(&format!("{b}/rerank"), &json!({"query": "q", "texts": ["a"], "truncation_direction": "up"}), key);
+    assert_eq!(status, 422);
+    // /v1/models names the served model.
+    let models: Value = agent().get(&format!("{b}/v1/models")).set("Authorization", "Bearer k").call().unwrap().into_json().unwrap();
+    assert_eq!(models["data"][0]["id"], "served-name");
+    // A request id on every response: the client's kept, else a new one.
+    let r = agent().get(&format!("{b}/health")).set("x-request-id", "abc-123").call().unwrap();
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    let r = agent().get(&format!("{b}/health")).call().unwrap();
+    assert!(r.header("x-request-id").is_some_and(|id| id.len() >= 32), "{:?}", r.header("x-request-id"));
+    drop(server);
+    // --protect-metrics closes /metrics too.
+    let config = ServerConfig { api_key: Some("k".into()), protect_metrics: true, ..Default::default() };
+    let server = Server::start(Model::Reranker(reranker("bert-tiny")), config);
+    let status = match agent().get(&format!("{}/metrics", server.base)).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, _)) => s,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 401);
+    assert_eq!(agent().get(&format!("{}/health", server.base)).call().unwrap().status(), 200);
+}

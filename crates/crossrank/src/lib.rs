@@ -30,6 +30,7 @@ pub mod jsonl;
 mod kernels;
 mod models;
 mod nn;
+mod pretrained;
 mod quant;
 pub mod quantize;
 mod rerank;
@@ -43,6 +44,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "hub")]
 pub use hub::DownloadProgress;
 pub use models::Architecture;
+pub use pretrained::Pretrained;
 pub use quant::WeightDtype;
 pub use rerank::{LongPassages, PassageScore, PassageWindows, Ranked, Reranker, ScoreOptions, Window, rank, sigmoid};
 pub use tokenize::Encoded;

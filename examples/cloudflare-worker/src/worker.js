@@ -23,7 +23,7 @@ const MAX_BODY = 8 << 20;
 
 // Memory needed to hold a model in this isolate, from the bytes of its
 // weights file, measured with benches/edge/memory.mjs (slim .wasm, real
-// all-MiniLM-L6-v2 weights as a reranker; README "Edge runtimes"): while
+// all-MiniLM-L6-v2 weights as a reranker; docs/npm.md "Edge runtimes"): while
 // loading, the fetched file is held in JS and copied into wasm memory, and
 // the wasm heap's high-water mark after load is 2.1x (f32), 3.2x (f16), 2.9x
 // (q8) and 2.8x (q4) the file; scoring batches of 4 pairs of 512 tokens adds

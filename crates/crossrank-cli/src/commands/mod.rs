@@ -25,27 +25,40 @@ use crossrank::{Checkpoint, WeightDtype};
 #[derive(Args)]
 pub struct ModelArgs {
     /// A checkpoint directory or a Hugging Face repo id (BAAI/bge-reranker-base[@revision]).
-    #[arg(long)]
+    #[arg(long, visible_alias = "model-id", env = "MODEL_ID")]
     pub model: String,
+    /// A Hub revision (branch, tag or commit) for a repo id; the same as
+    /// `--model ID@REVISION`.
+    #[arg(long, env = "REVISION")]
+    pub revision: Option<String>,
     /// cpu, wgpu or auto (a hardware GPU that passes a self-check, else the CPU).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", env = "CROSSRANK_DEVICE")]
     pub device: String,
     /// Weight storage: f32, f16, q8, q4 or q4-all (converted at load; a
     /// quantized checkpoint stays quantized whatever this says). q8/q4
     /// linear layers run integer matrix products on the CPU (16-bit
     /// activations); f16 ones run in f16 on a GPU with shader-f16; the rest
     /// computes in f32.
-    #[arg(long, default_value = "f32")]
+    #[arg(long, default_value = "f32", env = "DTYPE")]
     pub dtype: String,
 }
 
 impl ModelArgs {
+    /// The model as `Checkpoint::resolve` takes it: `--model`, with
+    /// `@REVISION` when --revision is given.
+    pub fn spec(&self) -> String {
+        match &self.revision {
+            Some(r) => format!("{}@{r}", self.model),
+            None => self.model.clone(),
+        }
+    }
+
     /// The checkpoint (downloaded when it is a repo id), the device chosen
     /// and the weight dtype.
     pub fn open(&self) -> Result<(Checkpoint, SelectedDevice, WeightDtype)> {
         let dtype: WeightDtype = self.dtype.parse()?;
         let choice: DeviceChoice = self.device.parse()?;
-        let checkpoint = Checkpoint::resolve(&self.model, true)?;
+        let checkpoint = Checkpoint::resolve(&self.spec(), true)?;
         let device = crossrank::device::select(choice)?;
         tracing::info!(device = device.kind, reason = %device.reason, "device selected");
         Ok((checkpoint, device, dtype))

@@ -35,7 +35,7 @@ impl FromStr for DeviceChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "cpu" | "flex" => Ok(Self::Cpu),
+            "cpu" | "flex" | "wasm" => Ok(Self::Cpu),
             "wgpu" | "gpu" | "webgpu" => Ok(Self::Wgpu),
             "auto" => Ok(Self::Auto),
             other => Err(Error::InvalidInput(format!("unknown device {other:?} (expected cpu, wgpu, webgpu or auto)"))),

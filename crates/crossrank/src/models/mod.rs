@@ -27,6 +27,7 @@ use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
 /// The architectures crossrank runs, picked from `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Architecture {
     /// `XLMRobertaForSequenceClassification`: bge-reranker-base / large / v2-m3.
     XlmRobertaForSequenceClassification,

@@ -43,6 +43,7 @@ pub(crate) const MIN_QUANT_ROWS: usize = 16;
 /// that has shader-f16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum WeightDtype {
     /// As f32 (every checkpoint dtype is widened).
     #[default]
@@ -86,7 +87,7 @@ impl FromStr for WeightDtype {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "f32" | "float32" => Ok(Self::F32),
+            "f32" | "float32" | "fp32" => Ok(Self::F32),
             "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
             "q8" | "int8" => Ok(Self::Q8),
             "q4" | "int4" => Ok(Self::Q4),

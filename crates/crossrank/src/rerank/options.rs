@@ -26,44 +26,44 @@ fn default_batch_size() -> usize {
 pub struct ScoreOptions {
     /// Maximum tokens of a (query, passage) pair, special tokens included.
     #[serde(alias = "max_length", default = "default_max_length")]
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_MAX_LENGTH))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_MAX_LENGTH", default_value_t = DEFAULT_MAX_LENGTH))]
     pub max_length: usize,
     /// Maximum tokens of the query (default max_length * 3 / 4).
     #[serde(alias = "query_max_length")]
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_QUERY_MAX_LENGTH"))]
     pub query_max_length: Option<usize>,
     /// Pairs per forward pass.
     #[serde(alias = "batch_size", default = "default_batch_size")]
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_BATCH_SIZE))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE))]
     pub batch_size: usize,
     /// Also cap each forward pass at this many padded tokens (pairs ×
     /// longest pair): many short pairs share a pass, long ones do not
     /// exhaust device memory (a pair longer than this runs alone). Scores
     /// do not depend on batching.
     #[serde(alias = "max_batch_tokens")]
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, env = "MAX_BATCH_TOKENS"))]
     pub max_batch_tokens: Option<usize>,
     /// Map logits through a sigmoid into [0, 1].
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_NORMALIZE"))]
     pub normalize: bool,
     /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PROMPT"))]
     pub prompt: Option<String>,
     /// Layer-wise rerankers: the scoring layers, e.g. 8,28 (default: the
     /// last); several give one score list per layer.
     #[serde(alias = "cutoff_layers")]
-    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_CUTOFF_LAYERS", value_delimiter = ','))]
     pub cutoff_layers: Option<Vec<usize>>,
     /// Passages longer than fits: `truncate` cuts their end (FlagEmbedding's
     /// behaviour); `maxp` scores windows of the passage that fill
     /// max_length, the query in each, and keeps the best window's score.
     #[serde(alias = "long_passages")]
-    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = LongPassages::Truncate))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_LONG_PASSAGES", value_enum, default_value_t = LongPassages::Truncate))]
     pub long_passages: LongPassages,
     /// maxp: passage tokens from one window's start to the next (default:
     /// half a window, so windows overlap by half).
     #[serde(alias = "passage_stride")]
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PASSAGE_STRIDE"))]
     pub passage_stride: Option<usize>,
 }
 
