@@ -8,8 +8,8 @@
 //     models--OWNER--NAME/.no_exist/COMMIT/FILE  an optional file the repo lacks
 // the layout huggingface_hub and the crossrank CLI use, so a model
 // downloaded by any of them is found by the others. Every write goes to a
-// temporary file renamed into place. In a browser none of this exists:
-// `HubDiskCache.open()` is undefined and the Cache API is used instead.
+// temporary file renamed into place. Where the Cache API exists (browsers,
+// Deno) it keeps downloads instead; in a browser none of this exists.
 
 /** `node:fs/promises`, `node:path`, `node:url` and `node:os`, or undefined (browsers). */
 let nodeModules;

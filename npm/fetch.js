@@ -11,15 +11,14 @@ const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
 const CACHE_NAME = 'crossrank-models-v1';
 
 /**
- * Where downloads are kept: the Hugging Face cache on disk where there is a
- * file system (Node, Deno: Hub files only), else the Cache API where the
- * environment has one (browsers, secure contexts, Deno), else nowhere.
+ * Where downloads are kept: the Cache API where the environment has one
+ * (browsers, secure contexts, Deno, Service Workers), else the Hugging Face
+ * cache on disk where there is a file system (Node: Hub files), else
+ * nowhere.
  */
 export async function openCache(enabled) {
   if (!enabled) return undefined;
-  const disk = await HubDiskCache.open();
-  if (disk) return disk;
-  if (!globalThis.caches) return undefined;
+  if (!globalThis.caches) return HubDiskCache.open();
   try {
     return await globalThis.caches.open(CACHE_NAME);
   } catch {

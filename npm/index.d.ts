@@ -34,10 +34,10 @@ export interface LoadOptions {
   onProgress?: (p: ProgressEvent) => void;
   /**
    * Keep downloaded files (default true) so a second load does not download
-   * again: in the Hugging Face cache on disk in Node and Deno (`HF_HOME`,
-   * shared with Python and the crossrank CLI; a branch resolved once is
-   * reused — pass a commit or `cache: false` to ask the Hub again), in the
-   * Cache API elsewhere.
+   * again: in the Cache API where the runtime has one (browsers, Deno,
+   * workers); in Node, Hub files in the Hugging Face cache on disk
+   * (`HF_HOME`, shared with Python and the crossrank CLI; a branch resolved
+   * once is reused — pass a commit or `cache: false` to ask the Hub again).
    */
   cache?: boolean;
   /** A Hub repo id's revision (branch, tag or commit); the same as `'owner/name@revision'`. Default 'main'. */
