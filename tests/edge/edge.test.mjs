@@ -60,7 +60,7 @@ test('sizes of what a visitor downloads', () => {
     return { raw: b.length, gzip: gzipSync(b, { level: 9 }).length };
   };
   const rows = {
-    'glue JS (index.js + core.js + fetch.js + guard.js + threads.js + both wasm-bindgen glues)': ['index.js', 'core.js', 'fetch.js', 'guard.js', 'threads.js', 'pkg/crossrank_wasm.js', 'pkg-cpu/crossrank_wasm.js'],
+    'glue JS (index.js + core.js + fetch.js + disk.js + guard.js + threads.js + both wasm-bindgen glues)': ['index.js', 'core.js', 'fetch.js', 'disk.js', 'guard.js', 'threads.js', 'pkg/crossrank_wasm.js', 'pkg-cpu/crossrank_wasm.js'],
     'full .wasm (WebGPU + CPU)': ['pkg/crossrank_wasm_bg.wasm'],
     'slim .wasm (CPU only)': ['pkg-cpu/crossrank_wasm_bg.wasm'],
     'threaded .wasm (CPU, cross-origin isolated pages)': ['pkg-mt/crossrank_wasm_bg.wasm'],
