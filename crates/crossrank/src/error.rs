@@ -12,12 +12,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A required file of the checkpoint is not there.
     #[error("missing file {file} in checkpoint {location}")]
-    MissingFile { file: String, location: String },
+    MissingFile {
+        /// The file's name in the checkpoint.
+        file: String,
+        /// The checkpoint (a directory, a repo id, "in memory").
+        location: String,
+    },
 
     /// Reading a file failed.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
@@ -25,14 +32,21 @@ pub enum Error {
     /// Writing a file (or creating, renaming, removing one) failed.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file or directory.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
 
     /// `config.json` (or another JSON file) is not what we expect.
     #[error("invalid {file}: {message}")]
-    Config { file: String, message: String },
+    Config {
+        /// The JSON file.
+        file: String,
+        /// What is wrong in it.
+        message: String,
+    },
 
     /// The architecture named in `config.json` is not one crossrank runs.
     #[error(
@@ -44,19 +58,39 @@ pub enum Error {
 
     /// A safetensors file could not be parsed (corrupt or truncated).
     #[error("invalid safetensors file {file}: {message}")]
-    Safetensors { file: String, message: String },
+    Safetensors {
+        /// The weights file.
+        file: String,
+        /// What is wrong in it.
+        message: String,
+    },
 
     /// A tensor the model needs is absent from the weights.
     #[error("missing tensor {name} in the checkpoint weights")]
-    MissingTensor { name: String },
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+    },
 
     /// A tensor has a shape other than the one `config.json` implies.
     #[error("tensor {name} has shape {actual:?}, expected {expected:?} from config.json")]
-    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
+    ShapeMismatch {
+        /// The tensor's name.
+        name: String,
+        /// The shape `config.json` implies.
+        expected: Vec<usize>,
+        /// The stored shape.
+        actual: Vec<usize>,
+    },
 
     /// A tensor is stored in a dtype crossrank cannot read.
     #[error("tensor {name} has unsupported dtype {dtype} (expected F32, F16 or BF16)")]
-    UnsupportedDtype { name: String, dtype: String },
+    UnsupportedDtype {
+        /// The tensor's name.
+        name: String,
+        /// Its stored dtype.
+        dtype: String,
+    },
 
     /// The tokenizer file could not be loaded or used.
     #[error("tokenizer: {0}")]
@@ -79,12 +113,22 @@ pub enum Error {
     /// returned for the other inputs either, so no caller ranks by a
     /// silently wrong list. TEI answers this with 424.
     #[error("the model gave a non-finite result ({value}) for input {index}: broken or overflowing weights")]
-    NonFinite { index: usize, value: f32 },
+    NonFinite {
+        /// The input (pair or text) whose result it is.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
 
     /// An evaluation dataset or run file is malformed (the message names
     /// the line).
     #[error("invalid dataset file {file}: {message}")]
-    Dataset { file: String, message: String },
+    Dataset {
+        /// The dataset or run file.
+        file: String,
+        /// What is wrong, with the line.
+        message: String,
+    },
 }
 
 impl Error {

@@ -112,7 +112,9 @@ pub(crate) enum Progress {
 /// not reported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadProgress {
+    /// The file being downloaded.
     pub file: String,
+    /// Bytes received so far.
     pub bytes: u64,
     /// The file's size, when the server says.
     pub total: Option<u64>,

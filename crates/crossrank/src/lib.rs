@@ -13,6 +13,8 @@
 //! only device-specific code), `quant`, `checkpoint` → `weights`, `nn`,
 //! `tokenize`, `models`, then the `Reranker` / `Embedder` front.
 
+#![warn(missing_docs)]
+
 #[doc(hidden)]
 pub mod batching;
 mod checkpoint;

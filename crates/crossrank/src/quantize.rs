@@ -19,12 +19,15 @@ use crate::weights::Weights;
 /// What [`quantize_checkpoint`] wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QuantizeReport {
+    /// The dtype written.
     pub dtype: WeightDtype,
     /// Tensors stored quantized (or in f16) / kept as they were.
     pub quantized: usize,
+    /// Tensors kept as they were.
     pub kept: usize,
     /// Bytes of the weights files read and written.
     pub bytes_in: u64,
+    /// Bytes of the weights files written.
     pub bytes_out: u64,
     /// The weights files written.
     pub files: Vec<String>,

@@ -63,6 +63,7 @@ pub struct GpuInfo {
 /// A created device and what it is.
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
+    /// The device, for `Reranker::load` and the rest.
     pub device: Device,
     /// `"cpu"`, `"wgpu"` (native) or `"webgpu"` (browser).
     pub kind: &'static str,

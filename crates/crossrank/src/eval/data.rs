@@ -31,9 +31,11 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// Documents in the corpus.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
+    /// Whether the corpus has no document.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -41,9 +43,11 @@ impl Corpus {
     pub fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
     }
+    /// Document `i`'s id.
     pub fn id(&self, i: usize) -> &str {
         &self.ids[i]
     }
+    /// Document `i`'s text (title and body, as FlagEmbedding joins them).
     pub fn text(&self, i: usize) -> &str {
         &self.texts[i]
     }
@@ -51,6 +55,7 @@ impl Corpus {
     pub fn get(&self, id: &str) -> Option<&str> {
         self.position(id).map(|i| self.texts[i].as_str())
     }
+    /// Every document's text, in corpus order.
     pub fn texts(&self) -> &[String] {
         &self.texts
     }
@@ -69,8 +74,11 @@ impl Corpus {
 /// A dataset split: the corpus, the judged queries (id, text) in file
 /// order, and their judgments.
 pub struct Dataset {
+    /// The documents.
     pub corpus: Corpus,
+    /// The split's judged queries: (id, text), in file order.
     pub queries: Vec<(String, String)>,
+    /// The split's judgments.
     pub qrels: Qrels,
     /// "beir" or "flagembedding".
     pub layout: &'static str,

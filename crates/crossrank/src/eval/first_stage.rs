@@ -29,11 +29,22 @@ const RRF_K: f64 = 60.0;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirstStage {
     /// BM25 with a Snowball `language` (`english` by default, `none`).
-    Bm25 { language: String },
+    Bm25 {
+        /// A Snowball language name, or `none`.
+        language: String,
+    },
     /// Exact cosine top-k with the embedding checkpoint `model`.
-    Dense { model: String },
+    Dense {
+        /// A checkpoint directory or a Hub repo id.
+        model: String,
+    },
     /// `first` and dense retrieval with `model`, fused by reciprocal rank.
-    Fused { first: Box<FirstStage>, model: String },
+    Fused {
+        /// The lexical stage.
+        first: Box<FirstStage>,
+        /// The embedding checkpoint of the dense stage.
+        model: String,
+    },
     /// A TREC run file.
     RunFile(PathBuf),
 }
@@ -63,7 +74,12 @@ impl FromStr for FirstStage {
 #[derive(Debug, Clone)]
 pub enum StageEvent {
     /// `done` of `total` documents indexed or embedded.
-    Progress { done: usize, total: usize },
+    Progress {
+        /// Documents done.
+        done: usize,
+        /// Documents in all.
+        total: usize,
+    },
     /// A stage finished: one line saying what it did and how long it took.
     Finished(String),
 }

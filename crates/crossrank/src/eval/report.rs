@@ -18,6 +18,7 @@ pub struct Evaluated {
     /// `first_stage`, `reranked`, or `reranked_layer_N` for a layer-wise
     /// reranker scored at several layers.
     pub label: String,
+    /// The run itself.
     pub run: Run,
     /// Measures per evaluated query (judged and ranked).
     pub per_query: BTreeMap<String, Measures>,
@@ -35,8 +36,11 @@ impl Evaluated {
 /// The first stage and the reranked runs, evaluated at the same cutoffs.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The measures' cutoffs.
     pub k_values: Vec<usize>,
+    /// The first stage's whole run.
     pub first_stage: Evaluated,
+    /// One reranked run per scoring layer.
     pub reranked: Vec<Evaluated>,
 }
 

@@ -28,12 +28,17 @@ use crate::tokenize::PairTokenizer;
 /// One line of a training file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TrainExample {
+    /// The query.
     pub query: String,
+    /// Relevant passages (one is drawn per group).
     pub pos: Vec<String>,
+    /// Negatives (`train_group_size - 1` are drawn per group).
     pub neg: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Teacher scores of `pos` (knowledge distillation).
     pub pos_scores: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Teacher scores of `neg`.
     pub neg_scores: Option<Vec<f64>>,
     /// The LLM rerankers' prompt for this example.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,10 +184,12 @@ pub fn read_jsonl(text: &str, args: &DataArgs) -> Result<Vec<TrainExample>> {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A stream from `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -220,6 +227,7 @@ impl Rng {
         v
     }
 
+    /// Fisher–Yates shuffle of `v`.
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);
@@ -232,7 +240,9 @@ impl Rng {
 /// positive first (the cross-entropy target is index 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
+    /// The query.
     pub query: String,
+    /// The positive first, then the negatives.
     pub passages: Vec<String>,
     /// The teacher's scores of the same passages (knowledge distillation).
     pub teacher_scores: Option<Vec<f64>>,
@@ -304,6 +314,7 @@ pub struct PairEncoder {
 }
 
 impl PairEncoder {
+    /// The tokenizer of checkpoint `ck`.
     pub fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
         Ok(PairEncoder { tok: PairTokenizer::from_checkpoint(ck)? })
     }

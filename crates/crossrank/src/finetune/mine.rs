@@ -21,6 +21,7 @@ pub struct MineArgs {
     pub range: (usize, usize),
     /// Negatives per query (`--negative_number`).
     pub negative_number: usize,
+    /// Seeds the negatives' draw.
     pub seed: u64,
 }
 

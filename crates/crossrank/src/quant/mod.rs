@@ -72,6 +72,7 @@ pub enum WeightDtype {
 }
 
 impl WeightDtype {
+    /// The dtype's name as the CLI and JS take it (`q4-all`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::F32 => "f32",

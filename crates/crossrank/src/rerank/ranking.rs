@@ -6,6 +6,7 @@
 pub struct Ranked {
     /// Position of the document in the input.
     pub index: usize,
+    /// Its score (raw logit, or sigmoid with `normalize`).
     pub score: f32,
 }
 

@@ -9,6 +9,7 @@ use crate::tokenize::Encoded;
 /// A passage's score and, with `maxp`, the window that scored it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct PassageScore {
+    /// The best window's score (raw logit, or sigmoid with `normalize`).
     pub score: f32,
     /// `maxp`: the best window's span of the passage, as byte offsets
     /// (`start..end`); the whole passage when it fitted in one window.
@@ -42,8 +43,11 @@ impl PassageScore {
 /// front end's string indices, and how many windows were scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Window {
+    /// Where the best window starts.
     pub start: usize,
+    /// Where it ends (exclusive).
     pub end: usize,
+    /// Windows scored for the passage.
     pub windows: usize,
 }
 

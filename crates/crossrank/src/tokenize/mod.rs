@@ -83,14 +83,18 @@ pub(crate) struct Limits {
 /// One tokenized input, before padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
+    /// Token ids, special tokens included.
     pub ids: Vec<u32>,
+    /// Token type (segment) ids.
     pub type_ids: Vec<u32>,
 }
 
 impl Encoded {
+    /// Tokens.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
+    /// Whether there is no token.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

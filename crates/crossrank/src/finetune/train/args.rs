@@ -56,15 +56,19 @@ pub struct TrainArgs {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.0))]
     pub weight_decay: f64,
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.9))]
+    /// AdamW's first-moment decay.
     pub adam_beta1: f64,
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.999))]
+    /// AdamW's second-moment decay.
     pub adam_beta2: f64,
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 1e-8))]
+    /// AdamW's denominator epsilon.
     pub adam_epsilon: f64,
     /// Global gradient-norm clip (0: none).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 1.0))]
     pub max_grad_norm: f64,
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Schedule::Linear))]
+    /// The learning-rate schedule.
     pub lr_scheduler_type: Schedule,
     /// Seeds the data order, the group draws and a new head.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 42))]

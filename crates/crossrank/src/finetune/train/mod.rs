@@ -79,25 +79,33 @@ pub struct StepOutcome {
 /// One line of `train_log.jsonl` (transformers' `log_history` entries).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
+    /// The optimizer step.
     pub step: usize,
+    /// Epochs done, fractional.
     pub epoch: f64,
     /// Mean loss of the optimizer steps since the previous line.
     pub loss: f64,
     /// The learning rate this step used (as transformers logs it).
     pub learning_rate: f64,
+    /// The gradients' global norm before clipping.
     pub grad_norm: f64,
 }
 
 /// Where training stands, for a progress display.
 #[derive(Debug, Clone)]
 pub struct Progress {
+    /// Optimizer steps taken.
     pub step: usize,
+    /// Optimizer steps of the whole run.
     pub total_steps: usize,
+    /// Epochs done, fractional.
     pub epoch: f64,
     /// Pairs trained on (forward + backward) in this process, and the
     /// seconds it took.
     pub pairs: u64,
+    /// Seconds spent in this process.
     pub seconds: f64,
+    /// The loss of the step just taken.
     pub last_loss: f64,
     /// Set when this step wrote a log line.
     pub logged: Option<LogLine>,
@@ -106,11 +114,15 @@ pub struct Progress {
 /// What [`FineTuner::train`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
+    /// Optimizer steps taken (in all, a resumed run's included).
     pub steps: usize,
+    /// Optimizer steps of the whole run.
     pub total_steps: usize,
     /// Pairs trained on in this process and the time it took.
     pub pairs: u64,
+    /// Seconds spent in this process.
     pub seconds: f64,
+    /// `pairs / seconds`.
     pub pairs_per_second: f64,
     /// Mean loss over the steps of this process.
     pub train_loss: f64,
