@@ -43,6 +43,11 @@ export function envVar(name) {
   }
 }
 
+/** The Hub, or a mirror named by `HF_ENDPOINT` (Node, Deno): no trailing `/`. */
+export function hubEndpoint() {
+  return (envVar('HF_ENDPOINT') || 'https://huggingface.co').replace(/\/+$/, '');
+}
+
 /** Whether `source` names a local directory rather than a URL or a repo id. */
 export function isLocalPath(source) {
   if (globalThis.document || globalThis.WorkerGlobalScope) return false; // pages: relative URLs
@@ -88,7 +93,7 @@ export class HubDiskCache {
   constructor(m, root, endpoint) {
     this.m = m;
     this.root = root;
-    this.endpoint = `${endpoint.replace(/\/+$/, '')}/`;
+    this.endpoint = `${endpoint}/`;
   }
 
   /** The cache where there is a file system, else undefined. */
@@ -103,7 +108,7 @@ export class HubDiskCache {
     // Deno without --allow-read/--allow-write for it keeps the Cache API.
     const deno = globalThis.Deno?.permissions;
     if (deno && ['read', 'write'].some((name) => deno.querySync?.({ name, path: root })?.state !== 'granted')) return undefined;
-    return new HubDiskCache(m, root, envVar('HF_ENDPOINT') || 'https://huggingface.co');
+    return new HubDiskCache(m, root, hubEndpoint());
   }
 
   /** `{ repoDir, commit?, file?, rev? }` for a Hub URL, else undefined. */

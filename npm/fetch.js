@@ -4,7 +4,7 @@
 // rule does); kept in the Cache API where the environment has one, and in
 // the standard Hugging Face cache on disk in Node and Deno (shared with
 // Python and the crossrank CLI); or a files object given as it is.
-import { HubDiskCache, envVar, fileBytes, isLocalPath, localDirUrl } from './disk.js';
+import { HubDiskCache, fileBytes, hubEndpoint, isLocalPath, localDirUrl } from './disk.js';
 
 const REQUIRED = ['config.json', 'tokenizer.json'];
 const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
@@ -150,8 +150,6 @@ async function fetchFile(base, name, { onProgress, cache, model }, optional) {
   return bytes;
 }
 
-/** The Hub, or a mirror named by `HF_ENDPOINT` (Node, Deno). */
-const hub = () => (envVar('HF_ENDPOINT') || 'https://huggingface.co').replace(/\/+$/, '');
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
 const REVISION = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -165,7 +163,7 @@ const COMMIT = /^[0-9a-f]{40}$/;
 async function hubBase(spec, cache, revision) {
   const [id, at, ...rest] = spec.split('@');
   const rev = at ?? revision ?? 'main';
-  const HUB = hub();
+  const HUB = hubEndpoint();
   if (rest.length || !REPO_ID.test(id) || id.includes('..')) throw new Error(`${JSON.stringify(spec)} is not a Hugging Face repo id (owner/name[@revision])`);
   if (!REVISION.test(rev) || rev.split('/').some((s) => s === '.' || s === '..')) throw new Error(`${JSON.stringify(rev)} is not a revision`);
   let commit = COMMIT.test(rev) ? rev : undefined;

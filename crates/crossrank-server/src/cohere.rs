@@ -3,6 +3,7 @@
 //! `{"text"}`, `top_n`, `return_documents`, relevance scores as sigmoids.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank::{rank, sigmoid};
@@ -78,13 +79,20 @@ pub struct CohereRerankResponse {
 
 #[utoipa::path(post, path = "/v2/rerank", request_body = CohereRerankRequest,
     responses((status = 200, body = CohereRerankResponse), (status = 400, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub(crate) async fn cohere_rerank(State(s): State<AppState>, Body(req): Body<CohereRerankRequest>) -> Result<Response, ApiError> {
-    rerank(&s, req).await
+pub(crate) async fn cohere_rerank(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<CohereRerankRequest>,
+) -> Result<Response, ApiError> {
+    rerank(&s, &headers, req).await
 }
 
 /// A Cohere / Infinity rerank body, whichever route it came through
-/// (`/v1/rerank`, `/v2/rerank`, or `/rerank` with `documents`).
-pub(crate) async fn rerank(s: &AppState, req: CohereRerankRequest) -> Result<Response, ApiError> {
+/// (`/v1/rerank`, `/v2/rerank`, or `/rerank` with `documents`). The
+/// response's `id` is the request's `x-request-id` (the router sets one on
+/// every request), so a client's id and the server's logs name the same
+/// request.
+pub(crate) async fn rerank(s: &AppState, headers: &HeaderMap, req: CohereRerankRequest) -> Result<Response, ApiError> {
     if let Some(m) = &req.model
         && !m.is_empty()
         && m != &s.config.model_id
@@ -105,18 +113,11 @@ pub(crate) async fn rerank(s: &AppState, req: CohereRerankRequest) -> Result<Res
         })
         .collect();
     let body = CohereRerankResponse {
-        id: request_id(),
+        id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
         model: s.config.model_id.clone(),
         results,
         meta: serde_json::json!({"api_version": {"version": "2"}, "billed_units": {"search_units": 1}, "tokens": {"input_tokens": out.tokens}}),
         usage: serde_json::json!({"total_tokens": out.tokens, "prompt_tokens": out.tokens}),
     };
     Ok((out.headers(), Json(body)).into_response())
-}
-
-/// A unique id per response (time and a counter; not a secret).
-fn request_id() -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{t:x}-{:x}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }

@@ -62,10 +62,14 @@ pub struct Rank {
 #[utoipa::path(post, path = "/rerank", request_body = RerankRequest,
     responses((status = 200, body = [Rank]), (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse),
               (status = 422, body = ErrorResponse), (status = 424, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
-pub(crate) async fn tei_rerank(State(s): State<AppState>, Body(body): Body<serde_json::Value>) -> Result<Response, ApiError> {
+pub(crate) async fn tei_rerank(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body<serde_json::Value>,
+) -> Result<Response, ApiError> {
     let parse = |e: serde_json::Error| ApiError::validation(format!("Failed to deserialize the JSON body into the target type: {e}"));
     if body.get("documents").is_some() && body.get("texts").is_none() {
-        return crate::cohere::rerank(&s, serde_json::from_value(body).map_err(parse)?).await;
+        return crate::cohere::rerank(&s, &headers, serde_json::from_value(body).map_err(parse)?).await;
     }
     let req: RerankRequest = serde_json::from_value(body).map_err(parse)?;
     let pairs = req.texts.iter().map(|t| (req.query.clone(), t.clone())).collect();

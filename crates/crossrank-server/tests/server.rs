@@ -510,6 +510,17 @@ fn drop_in_for_tei_infinity_cohere_and_kubernetes() {
     let (status, got, _) = post(&format!("{b}/rerank"), &body, key);
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["model"], "served-name");
+    assert!(got["id"].as_str().is_some_and(|id| id.len() >= 32), "a generated request id: {got}");
+    // The response id is the request's x-request-id.
+    let v2: Value = agent()
+        .post(&format!("{b}/v2/rerank"))
+        .set("Authorization", "Bearer k")
+        .set("x-request-id", "client-id-7")
+        .send_json(json!({"query": "q", "documents": ["a"]}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(v2["id"], "client-id-7");
     let results = got["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
     for r in results {

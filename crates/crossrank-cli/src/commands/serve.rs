@@ -88,8 +88,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let (model, score, args) = (a.model, a.score, a.serve);
     let hostname = bind_address(args.hostname.clone(), std::env::var("HOSTNAME").ok());
     if !is_loopback(&hostname) && args.api_key.is_none() {
+        // Shown by serve's default log filter (crossrank_cli=warn).
         tracing::warn!("serving {hostname} (not loopback) without --api-key: anyone who can reach this port can use the model");
-        eprintln!("crossrank: warning: listening on {hostname}, which is not loopback, without --api-key");
     }
     let (ck, dev, dtype) = model.open()?;
     let architecture = crossrank::Architecture::of(&ck)?;
