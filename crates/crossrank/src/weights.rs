@@ -514,7 +514,7 @@ mod tests {
 }
 
 /// Little-endian F32 / F16 / BF16 bytes → f32 values.
-fn decode(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
+pub(crate) fn decode(name: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
         Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),

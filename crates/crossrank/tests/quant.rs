@@ -124,6 +124,44 @@ fn quantized_checkpoints_load_directly_and_are_smaller() {
     }
 }
 
+/// The npm package's path: an f32 checkpoint's weights quantized while
+/// they stream in (chunks of any size), then loaded — the same scores as
+/// the checkpoint `crossrank quantize` writes, bit for bit.
+#[test]
+fn streamed_quantization_scores_like_quantizing_at_load() {
+    use crossrank::quantize::StreamingQuantizer;
+    for model in MODELS {
+        let dir = fixtures().join(model);
+        let ck = Checkpoint::dir(&dir);
+        let mut files = std::collections::HashMap::new();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+            if let Ok(b) = std::fs::read(dir.join(f)) {
+                files.insert(f.to_string(), b);
+            }
+        }
+        let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+        for (dtype, chunk) in [(WeightDtype::Q8, 4096), (WeightDtype::Q4, 1000), (WeightDtype::Q4All, 65536), (WeightDtype::F16, 777)] {
+            let mut q = StreamingQuantizer::new("model.safetensors", dtype).unwrap();
+            for c in weights.chunks(chunk) {
+                q.push(c).unwrap();
+            }
+            let out = q.finish().unwrap();
+            eprintln!("{model} {}: {} -> {} bytes streamed", dtype.as_str(), weights.len(), out.len());
+            assert!(out.len() < weights.len(), "{model}: not smaller");
+            let mut files = files.clone();
+            files.insert("model.safetensors".into(), out);
+            let streamed = scores(&Reranker::load_with_dtype(&Checkpoint::memory(files), &Device::flex(), dtype).unwrap(), model);
+            // The file `crossrank quantize` writes scores the same, bit
+            // for bit (and an encoder's scores are quantizing at load's:
+            // `quantized_checkpoints_load_directly_and_are_smaller`).
+            let dir = tempfile::tempdir().unwrap();
+            quantize_checkpoint(&ck, dtype, dir.path()).unwrap();
+            let written = scores(&Reranker::load_with_dtype(&Checkpoint::dir(dir.path()), &Device::flex(), dtype).unwrap(), model);
+            assert_eq!(streamed, written, "{model} {}: streamed vs crossrank quantize", dtype.as_str());
+        }
+    }
+}
+
 #[test]
 fn corrupt_quantized_tensors_are_typed_errors() {
     let out = tempfile::tempdir().unwrap();

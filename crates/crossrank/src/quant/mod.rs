@@ -134,7 +134,7 @@ impl Role {
 /// layers; the rest gets 8. The block is the role's preferred size, or the
 /// largest of 32 / 16 dividing the row (tiny test models).
 pub(crate) fn plan(dtype: WeightDtype, role: Role, shape: &[usize]) -> Option<(u32, usize)> {
-    if shape.len() != 2 || shape[0] < MIN_QUANT_ROWS {
+    if shape.len() != 2 || shape[0] < MIN_QUANT_ROWS || shape[1] == 0 {
         return None;
     }
     let bits = match (dtype, role) {

@@ -13,8 +13,11 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::files::Staging;
-use crate::quant::{Role, WeightDtype, plan};
-use crate::weights::Weights;
+use crate::quant::{HostQuant, Role, WeightDtype, half_plan, plan};
+use crate::weights::{Weights, decode};
+
+mod stream;
+pub use stream::StreamingQuantizer;
 
 /// What [`quantize_checkpoint`] wrote.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -169,6 +172,7 @@ fn check_target(ck: &Checkpoint, out: &Path) -> Result<()> {
 }
 
 /// What one stored tensor becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// Its original bytes.
     Keep,
@@ -178,26 +182,61 @@ enum Step {
     Quant { bits: u32, block: usize },
 }
 
-/// The plan for `name`: parts of an already quantized tensor and tensors
-/// that are not float stay; f16 (which keeps F16 tensors as they are) or
-/// q8/q4 per [`plan`].
+/// The plan for one stored tensor under `dtype`: parts of an already
+/// quantized tensor (`part_of_quantized`) and tensors that are not float
+/// stay; f16 (which keeps F16 tensors as they are) or q8/q4 per [`plan`].
+/// The same rule at load ([`Weights::quant_plan`], [`Weights::is_half`]),
+/// so a checkpoint written here loads as quantizing at load would.
+fn step(name: &str, dt: Dtype, shape: &[usize], dtype: WeightDtype, part_of_quantized: bool) -> Step {
+    if part_of_quantized || !matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Step::Keep;
+    }
+    if half_plan(dtype, shape) {
+        return if dt == Dtype::F16 { Step::Keep } else { Step::Half };
+    }
+    match plan(dtype, Role::of(name), shape) {
+        Some((bits, block)) => Step::Quant { bits, block },
+        None => Step::Keep,
+    }
+}
+
+/// [`step`] for a tensor of `w`.
 fn plan_tensor(w: &Weights, name: &str, dtype: WeightDtype) -> Result<Step> {
     let (dt, shape, _) = w.raw(name).ok_or_else(|| Error::MissingTensor { name: name.into() })?;
     let part_of_quantized = [".q8", ".q4", ".qscale"].iter().filter_map(|s| name.strip_suffix(s)).any(|b| w.is_quantized(b));
-    if part_of_quantized || !matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-        return Ok(Step::Keep);
-    }
-    if w.is_half(name) {
-        return Ok(if dt == Dtype::F16 { Step::Keep } else { Step::Half });
-    }
-    Ok(match plan(dtype, Role::of(name), shape) {
-        Some((bits, block)) => Step::Quant { bits, block },
-        None => Step::Keep,
-    })
+    Ok(step(name, dt, shape, dtype, part_of_quantized))
 }
 
 /// One tensor to write: name, dtype, shape, little-endian bytes.
 pub(crate) type Encoded = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// The f16 bytes of a float tensor's `raw` bytes (F16 as stored), or
+/// `None` when a value does not fit f16 (the tensor is then kept).
+fn half_bytes(name: &str, dt: Dtype, raw: &[u8]) -> Result<Option<Vec<u8>>> {
+    if dt == Dtype::F16 {
+        return Ok(Some(raw.to_vec()));
+    }
+    let h: Vec<half::f16> = decode(name, dt, raw)?.into_iter().map(half::f16::from_f32).collect();
+    Ok(h.iter().all(|x| x.is_finite()).then(|| h.iter().flat_map(|x| x.to_le_bytes()).collect()))
+}
+
+/// `rows` whole rows of a `[_, cols]` float tensor (`raw`, stored as `dt`)
+/// quantized: the packed words and the f16 scales, little-endian. Rows
+/// are independent (blocks lie within a row), so a tensor quantized a few
+/// rows at a time is the tensor quantized at once.
+fn quant_rows(name: &str, dt: Dtype, raw: &[u8], rows: usize, cols: usize, bits: u32, block: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+    let q = HostQuant::quantize(&decode(name, dt, raw)?, rows, cols, bits, block);
+    Ok((q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect()))
+}
+
+/// Names, dtypes and shapes of the packed words and the scales `name`
+/// (`[rows, cols]`) is stored as in `bits` bits and blocks of `block`.
+fn quant_parts(name: &str, rows: usize, cols: usize, bits: u32, block: usize) -> [(String, Dtype, Vec<usize>); 2] {
+    [
+        (format!("{name}.q{bits}"), Dtype::U32, vec![rows, cols * bits as usize / 32]),
+        (format!("{name}.qscale"), Dtype::F16, vec![rows, cols / block]),
+    ]
+}
 
 /// The tensors `name` is written as under `step`, and whether that
 /// changed it.
@@ -206,22 +245,15 @@ fn encode(w: &Weights, name: &str, step: Step) -> Result<(Vec<Encoded>, bool)> {
     let keep = || (vec![(name.to_string(), dt, shape.to_vec(), raw.to_vec())], false);
     Ok(match step {
         Step::Keep => keep(),
-        Step::Half => match w.rows_f16(name, shape, 0, shape[0])? {
-            Some(h) => (vec![(name.to_string(), Dtype::F16, shape.to_vec(), h.iter().flat_map(|x| x.to_le_bytes()).collect())], true),
+        Step::Half => match half_bytes(name, dt, raw)? {
+            Some(h) => (vec![(name.to_string(), Dtype::F16, shape.to_vec(), h)], true),
             None => keep(),
         },
         Step::Quant { bits, block } => {
-            let q = w.host_quant(name, shape, 0, shape[0], bits, block)?;
-            let words = q.cols * bits as usize / 32;
-            let packed =
-                (format!("{name}.q{bits}"), Dtype::U32, vec![q.rows, words], q.packed.iter().flat_map(|x| x.to_le_bytes()).collect());
-            let scales = (
-                format!("{name}.qscale"),
-                Dtype::F16,
-                vec![q.rows, q.cols / q.block],
-                q.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            );
-            (vec![packed, scales], true)
+            let (rows, cols) = (shape[0], shape[1]);
+            let (packed, scales) = quant_rows(name, dt, raw, rows, cols, bits, block)?;
+            let [(pn, pd, ps), (sn, sd, ss)] = quant_parts(name, rows, cols, bits, block);
+            (vec![(pn, pd, ps, packed), (sn, sd, ss, scales)], true)
         }
     })
 }
