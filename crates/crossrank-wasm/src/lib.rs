@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use crossrank::device::{self, DeviceChoice, SelectedDevice};
+use crossrank::quantize::StreamingQuantizer;
 use crossrank::{Checkpoint, Reranker, ScoreOptions, WeightDtype};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -116,11 +117,40 @@ impl WasmDevice {
     }
 }
 
-/// Check a weight dtype name ("f32", "f16", "q8", "q4", "q4-all") before
-/// anything is downloaded.
+/// Check a weight dtype name ("f32", "f16", "q8", "q4", "q4-all" and their
+/// aliases) before anything is downloaded; returns its canonical name.
 #[wasm_bindgen(js_name = checkDtype)]
-pub fn check_dtype(dtype: String) -> Result<(), JsError> {
-    dtype.parse::<WeightDtype>().map(|_| ()).map_err(js_err)
+pub fn check_dtype(dtype: String) -> Result<String, JsError> {
+    dtype.parse::<WeightDtype>().map(|d| d.as_str().to_string()).map_err(js_err)
+}
+
+/// A weights file quantized as it downloads (`crossrank::quantize::
+/// StreamingQuantizer`): `push` its bytes in order, then `finish` for the
+/// quantized file — so loading an f32 checkpoint at q8/q4/f16 never holds
+/// the f32 file, in JavaScript or in wasm memory.
+#[wasm_bindgen]
+pub struct WasmQuantizer {
+    inner: Option<StreamingQuantizer>,
+}
+
+#[wasm_bindgen]
+impl WasmQuantizer {
+    /// Quantize the weights file `file` (named in errors) as `dtype` (not f32).
+    #[wasm_bindgen(constructor)]
+    pub fn new(file: String, dtype: String) -> Result<WasmQuantizer, JsError> {
+        let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
+        Ok(WasmQuantizer { inner: Some(StreamingQuantizer::new(file, dtype).map_err(js_err)?) })
+    }
+
+    /// The next bytes of the file.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        self.inner.as_mut().ok_or_else(|| js_err("this quantizer has finished"))?.push(chunk).map_err(js_err)
+    }
+
+    /// The quantized file (an error when the file was cut short).
+    pub fn finish(&mut self) -> Result<Vec<u8>, JsError> {
+        self.inner.take().ok_or_else(|| js_err("this quantizer has finished"))?.finish().map_err(js_err)
+    }
 }
 
 /// `ScoreOptions` from a JavaScript object, read as JSON so that the
