@@ -21,6 +21,32 @@ async function webgpuAdapterName() {
 }
 
 /**
+ * A streaming quantizer for one weights file on backend `be`: `push(bytes)`,
+ * `finish()` → the quantized file, `abort()`. The threaded backend runs it
+ * in its worker; the others here, on the wasm-bindgen class.
+ */
+async function quantizer(be, file, dtype) {
+  if (be.quantizer) return be.quantizer(file, dtype);
+  let q = await guarded(() => new be.WasmQuantizer(file, dtype));
+  const free = () => {
+    q?.free();
+    q = undefined;
+  };
+  return {
+    push: (chunk) => guarded(() => q.push(chunk)),
+    finish: () =>
+      guarded(() => {
+        try {
+          return q.finish();
+        } finally {
+          free();
+        }
+      }),
+    abort: free,
+  };
+}
+
+/**
  * The package's API over `backend(device, threads) -> Promise<wasm module>`,
  * which picks and initialises one of the .wasm builds for the requested
  * device and thread count (see index.js, workerd.js).
@@ -54,7 +80,7 @@ export function makeApi(backend) {
         // Device and dtype are the core's to check and choose (crossrank::device:
         // a hardware adapter that passes the self-check, else the CPU), before
         // anything is downloaded.
-        await guarded(() => be.checkDtype(String(dtype)));
+        const weightDtype = await guarded(() => be.checkDtype(String(dtype)));
         selected = await guarded(() => be.WasmDevice.select(String(device)));
         if (nThreads > 1 && be.build === 'webgpu' && selected.kind === 'cpu') {
           // 'auto' found no usable adapter: the CPU it fell back to runs on
@@ -64,7 +90,10 @@ export function makeApi(backend) {
           selected = await guarded(() => be.WasmDevice.select('cpu'));
         }
         const owned = !isFilesObject(source);
-        const files = await resolveFiles(source, { onProgress, cache: await openCache(cache), revision });
+        // Downloaded weights are quantized as they arrive (q8, q4, f16:
+        // the core's StreamingQuantizer), so the f32 file is never held.
+        const quantize = weightDtype === 'f32' ? undefined : (file) => quantizer(be, file, weightDtype);
+        const files = await resolveFiles(source, { onProgress, cache: await openCache(cache), revision, quantize });
         inner = await guarded(() => be.WasmReranker.load(files, selected, dtype, owned));
       } catch (e) {
         be.release?.();

@@ -11,7 +11,7 @@
 // temporary file renamed into place. Where the Cache API exists (browsers,
 // Deno) it keeps downloads instead; in a browser none of this exists.
 
-/** `node:fs/promises`, `node:path`, `node:url` and `node:os`, or undefined (browsers). */
+/** `node:fs/promises`, `node:path`, `node:url`, `node:os` and `node:crypto`, or undefined (browsers). */
 let nodeModules;
 async function node() {
   if (nodeModules !== undefined) return nodeModules;
@@ -26,8 +26,8 @@ async function node() {
     // Specifiers in variables, so that bundlers building for the browser
     // do not try to resolve Node's modules.
     const load = (name) => import(/* webpackIgnore: true */ /* @vite-ignore */ name);
-    const [fs, path, url, os] = await Promise.all(['node:fs/promises', 'node:path', 'node:url', 'node:os'].map(load));
-    nodeModules = { fs, path, url, os };
+    const [fs, path, url, os, crypto] = await Promise.all(['node:fs/promises', 'node:path', 'node:url', 'node:os', 'node:crypto'].map(load));
+    nodeModules = { fs, path, url, os, crypto };
   } catch {
     nodeModules = null;
   }
@@ -65,16 +65,46 @@ export async function localDirUrl(source) {
   return new URL(href.endsWith('/') ? href : `${href}/`);
 }
 
-/** The bytes of a `file:` URL, or undefined when there is no such file. */
-export async function fileBytes(url) {
-  const m = await node();
-  if (!m) throw new Error(`${url.href}: file: URLs need a file system (Node or Deno)`);
-  const path = m.url.fileURLToPath(url);
+/** Bytes read from a file per chunk of its stream. */
+const READ_CHUNK = 4 << 20;
+
+/**
+ * A regular file as a `Response` whose body streams it (a chunk at a time,
+ * so a multi-gigabyte weights file is never held whole), or undefined
+ * when there is no such file.
+ */
+async function fileResponse(m, path) {
   const st = await m.fs.stat(path).catch(() => undefined);
   if (!st) return undefined;
   // A FIFO or a device would block or never end.
   if (!st.isFile()) throw new Error(`${path} is not a regular file`);
-  return new Uint8Array(await m.fs.readFile(path));
+  const handle = await m.fs.open(path, 'r');
+  const body = new ReadableStream({
+    async pull(controller) {
+      try {
+        const buf = new Uint8Array(READ_CHUNK);
+        const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) {
+          await handle.close();
+          controller.close();
+        } else {
+          controller.enqueue(bytesRead === buf.length ? buf : buf.slice(0, bytesRead));
+        }
+      } catch (e) {
+        await handle.close().catch(() => {});
+        controller.error(e);
+      }
+    },
+    cancel: () => handle.close(),
+  });
+  return new Response(body, { headers: { 'content-length': String(st.size) } });
+}
+
+/** A `file:` URL as a streaming `Response`, or undefined when there is no such file. */
+export async function fileUrlResponse(url) {
+  const m = await node();
+  if (!m) throw new Error(`${url.href}: file: URLs need a file system (Node or Deno)`);
+  return fileResponse(m, m.url.fileURLToPath(url));
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -135,7 +165,7 @@ export class HubDiskCache {
     }
     const snap = path.join(at.repoDir, 'snapshots', at.commit, at.file);
     const st = await fs.stat(snap).catch(() => undefined);
-    if (st?.isFile()) return new Response(await fs.readFile(snap), { headers: { 'content-length': String(st.size) } });
+    if (st?.isFile()) return fileResponse(this.m, snap);
     const missing = await fs.stat(path.join(at.repoDir, '.no_exist', at.commit, at.file)).catch(() => undefined);
     if (missing) return new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(missing.mtimeMs) } });
     return undefined;
@@ -164,10 +194,29 @@ export class HubDiskCache {
       await this.write(path.join(at.repoDir, '.no_exist', at.commit, at.file), new Uint8Array());
       return;
     }
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    const sha = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
-    const blob = path.join(at.repoDir, 'blobs', sha);
-    await this.write(blob, bytes);
+    // Streamed to a temporary file while hashed (the blob's name is its
+    // SHA-256), then renamed into place: never held whole.
+    const { fs, crypto } = this.m;
+    const blobs = path.join(at.repoDir, 'blobs');
+    await fs.mkdir(blobs, { recursive: true });
+    const tmp = path.join(blobs, `${globalThis.process?.pid ?? 0}.${Math.random().toString(36).slice(2)}.incomplete`);
+    const hash = crypto.createHash('sha256');
+    const out = await fs.open(tmp, 'w');
+    try {
+      if (res.body) {
+        for await (const chunk of res.body) {
+          hash.update(chunk);
+          await out.write(chunk);
+        }
+      }
+      await out.close();
+    } catch (e) {
+      await out.close().catch(() => {});
+      await fs.rm(tmp, { force: true });
+      throw e;
+    }
+    const blob = path.join(blobs, hash.digest('hex'));
+    await fs.rename(tmp, blob);
     await this.link(blob, path.join(at.repoDir, 'snapshots', at.commit, at.file));
   }
 

@@ -4,7 +4,7 @@
 // rule does); kept in the Cache API where the environment has one, and in
 // the standard Hugging Face cache on disk in Node and Deno (shared with
 // Python and the crossrank CLI); or a files object given as it is.
-import { HubDiskCache, fileBytes, hubEndpoint, isLocalPath, localDirUrl } from './disk.js';
+import { HubDiskCache, fileUrlResponse, hubEndpoint, isLocalPath, localDirUrl } from './disk.js';
 
 const REQUIRED = ['config.json', 'tokenizer.json'];
 const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
@@ -37,6 +37,7 @@ function progressEvent(status, model, file, loaded, total) {
   return e;
 }
 
+/** The bytes of `res`'s body, read as they arrive (with progress events). */
 async function readBody(res, name, onProgress, model) {
   const total = Number(res.headers.get('content-length')) || undefined;
   if (!res.body || !onProgress) {
@@ -54,13 +55,60 @@ async function readBody(res, name, onProgress, model) {
     loaded += value.length;
     onProgress(progressEvent('progress', model, name, loaded, total));
   }
-  const out = new Uint8Array(loaded);
+  return concat(chunks, loaded);
+}
+
+function concat(chunks, length) {
+  // One chunk that owns its whole buffer is used as it is (it may be
+  // transferred to a worker).
+  if (chunks.length === 1 && chunks[0].byteOffset === 0 && chunks[0].byteLength === chunks[0].buffer.byteLength) return chunks[0];
+  const out = new Uint8Array(length);
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);
     at += c.length;
   }
   return out;
+}
+
+/** Bytes handed to the quantizer per call (fewer calls; a worker's messages). */
+const QUANTIZE_BATCH = 8 << 20;
+
+/**
+ * `res`'s body quantized as it arrives (`quantizer`: see core.js), so the
+ * original weights file is never held: what stays is the quantized file.
+ */
+async function quantizeBody(res, name, onProgress, model, quantizer) {
+  const total = Number(res.headers.get('content-length')) || undefined;
+  const q = await quantizer(name);
+  const reader = res.body?.getReader();
+  try {
+    let batch = [];
+    let batched = 0;
+    let loaded = 0;
+    for (;;) {
+      const { done, value } = reader ? await reader.read() : { done: true };
+      if (value?.length) {
+        batch.push(value);
+        batched += value.length;
+        loaded += value.length;
+        onProgress?.(progressEvent('progress', model, name, loaded, total));
+      }
+      if (batched && (done || batched >= QUANTIZE_BATCH)) {
+        const chunk = concat(batch, batched);
+        batch = [];
+        batched = 0;
+        await q.push(chunk);
+      }
+      if (done) break;
+    }
+    return await q.finish();
+  } catch (e) {
+    q.abort();
+    // Stop the download (and a cache's branch from queueing what no one reads).
+    reader?.cancel().catch(() => {});
+    throw e;
+  }
 }
 
 /** How long a cached "this optional file does not exist" answer is trusted. */
@@ -106,46 +154,61 @@ function shardNames(indexBytes) {
 }
 
 /**
- * Fetch `name` under `base`, from the cache when it is there. A missing
- * optional file is cached as a 404 too, so a reload makes no request — but
- * only for an hour, and a failed load drops those answers (`forgetMissing`),
- * so a file added later is found. Required files are never cached as
- * missing.
+ * Fetch `name` under `base`, from the cache when it is there; a weights
+ * file with `ctx.quantize` set goes through the quantizer as it arrives.
+ * A download is kept in the cache as it streams in (the cache reads one
+ * branch of the body, the loader the other). A missing optional file is
+ * cached as a 404 too, so a reload makes no request — but only for an
+ * hour, and a failed load drops those answers (`forgetMissing`), so a file
+ * added later is found. Required files are never cached as missing.
  */
-async function fetchFile(base, name, { onProgress, cache, model }, optional) {
+async function fetchFile(base, name, { onProgress, cache, model, quantize }, optional) {
   const url = new URL(name, base).href;
   onProgress?.(progressEvent('initiate', model, name, 0, undefined));
+  let res;
+  let stored; // the cache's write, when this is a download
   if (base.protocol === 'file:') {
-    const bytes = await fileBytes(new URL(name, base));
-    if (!bytes && !optional) throw new Error(`cannot read ${name} from ${base.href}: no such file`);
-    if (bytes) onProgress?.(progressEvent('done', model, name, bytes.length, bytes.length));
-    return bytes;
-  }
-  let res = cache && (await cache.match(url));
-  if (res && res.status === 404 && !(Date.now() - Number(res.headers.get('x-crossrank-cached-at')) < NEGATIVE_TTL_MS)) {
-    await cache.delete(url);
-    res = undefined;
-  }
-  const hit = !!res;
-  if (!res) {
-    onProgress?.(progressEvent('download', model, name, 0, undefined));
-    try {
-      res = await fetch(url);
-    } catch (e) {
-      throw new Error(`cannot fetch ${name} from ${base}: ${e.message ?? e}`);
+    res = await fileUrlResponse(new URL(name, base));
+    if (!res) {
+      if (optional) return undefined;
+      throw new Error(`cannot read ${name} from ${base.href}: no such file`);
+    }
+  } else {
+    res = cache && (await cache.match(url));
+    if (res && res.status === 404 && !(Date.now() - Number(res.headers.get('x-crossrank-cached-at')) < NEGATIVE_TTL_MS)) {
+      await cache.delete(url);
+      res = undefined;
+    }
+    const hit = !!res;
+    if (!res) {
+      onProgress?.(progressEvent('download', model, name, 0, undefined));
+      try {
+        res = await fetch(url);
+      } catch (e) {
+        throw new Error(`cannot fetch ${name} from ${base}: ${e.message ?? e}`);
+      }
+    }
+    if (!res.ok) {
+      if (optional && res.status === 404) {
+        if (cache && !hit) await cache.put(url, new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(Date.now()) } }));
+        return undefined;
+      }
+      throw new Error(`cannot fetch ${name} from ${base}: HTTP ${res.status}`);
+    }
+    if (cache && !hit && res.body) {
+      const [toCache, toLoad] = res.body.tee();
+      // The length only when it is the body's (not a compressed size).
+      const length = res.headers.get('content-encoding') ? null : res.headers.get('content-length');
+      const headers = length ? { 'content-length': length } : {};
+      // A cache that cannot keep the file (quota, a read-only disk) costs
+      // the cache, not the load.
+      stored = cache.put(url, new Response(toCache, { headers })).catch(() => {});
+      res = new Response(toLoad, { headers: res.headers });
     }
   }
-  if (!res.ok) {
-    if (optional && res.status === 404) {
-      if (cache && !hit) await cache.put(url, new Response(null, { status: 404, headers: { 'x-crossrank-cached-at': String(Date.now()) } }));
-      return undefined;
-    }
-    throw new Error(`cannot fetch ${name} from ${base}: HTTP ${res.status}`);
-  }
-  const bytes = await readBody(res, name, onProgress, model);
-  if (cache && !hit) {
-    await cache.put(url, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
-  }
+  const weights = name.endsWith('.safetensors') && quantize;
+  const bytes = weights ? await quantizeBody(res, name, onProgress, model, quantize) : await readBody(res, name, onProgress, model);
+  await stored;
   onProgress?.(progressEvent('done', model, name, bytes.length, bytes.length));
   return bytes;
 }

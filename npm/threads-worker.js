@@ -10,7 +10,8 @@
 //
 // The operations mirror the wasm-bindgen API the single-threaded builds
 // expose to core.js (checkDtype, WasmDevice.select, WasmReranker.load,
-// computeScore, rerank, unload), so core.js runs the same steps on both.
+// computeScore, rerank, unload, and WasmQuantizer's push/finish), so
+// core.js runs the same steps on both.
 import init, * as mt from './pkg-mt/crossrank_wasm.js';
 
 let crashed = false;
@@ -24,6 +25,7 @@ function crash(message) {
 globalThis.__crossrankPanic = crash;
 
 const rerankers = new Map();
+const quantizers = new Map();
 let nextId = 1;
 
 function reranker(id) {
@@ -55,6 +57,30 @@ const ops = {
     rerankers.set(id, r);
     return { id, device: r.device, deviceReason: r.deviceReason };
   },
+  quantStart({ file, dtype }) {
+    const id = nextId++;
+    quantizers.set(id, new mt.WasmQuantizer(file, dtype));
+    return id;
+  },
+  quantPush({ id, chunk }) {
+    const q = quantizers.get(id);
+    if (!q) throw new Error('this quantizer has finished');
+    q.push(chunk);
+  },
+  quantFinish({ id }) {
+    const q = quantizers.get(id);
+    if (!q) throw new Error('this quantizer has finished');
+    quantizers.delete(id);
+    try {
+      return q.finish();
+    } finally {
+      q.free();
+    }
+  },
+  quantAbort({ id }) {
+    quantizers.get(id)?.free();
+    quantizers.delete(id);
+  },
   computeScore({ id, pairs, options }) {
     return reranker(id).computeScore(pairs, options);
   },
@@ -80,7 +106,8 @@ self.onmessage = ({ data }) => {
     try {
       if (!Object.hasOwn(ops, op)) throw new Error(`unknown operation ${JSON.stringify(op)}`);
       const value = await ops[op](data);
-      postMessage({ seq, value });
+      // A quantized file moves to the page rather than being copied.
+      postMessage({ seq, value }, value instanceof Uint8Array ? [value.buffer] : []);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) {
         // A trap that bypassed the panic hook (out of memory aborts without

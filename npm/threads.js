@@ -188,6 +188,22 @@ export async function threadedBackend(threads, onLost) {
     threads: started.threads,
     memory: started.memory,
     checkDtype: (dtype) => call('checkDtype', { dtype }),
+    /** A streaming quantizer in the worker (core.js's `quantizer`): each chunk moves there, the quantized file moves back. */
+    quantizer: async (file, dtype) => {
+      const id = await call('quantStart', { file, dtype });
+      let open = true;
+      return {
+        push: (chunk) => call('quantPush', { id, chunk }, [chunk.buffer]),
+        finish: () => {
+          open = false;
+          return call('quantFinish', { id });
+        },
+        abort: () => {
+          if (open && !lost) call('quantAbort', { id }).catch(() => {});
+          open = false;
+        },
+      };
+    },
     WasmDevice: { select: (device) => call('select', { device }).then(() => device) },
     WasmReranker: {
       /** `owned`: the files' buffers are crossrank's (downloaded), so they move to the worker instead of being copied. */

@@ -310,9 +310,65 @@ test('a Hub model is kept in the Hugging Face cache on disk: the second load mak
     const third = await Reranker.load('fixture/bert-tiny', { cache: false });
     assert.ok(hits.length > before);
     await third.dispose();
+    // A q8 load downloads and quantizes as the bytes stream in; the cache
+    // keeps the original file (shared with Python), each blob named by its
+    // SHA-256, and a second q8 load quantizes from it without a request.
+    rmSync(join(home, 'hub'), { recursive: true, force: true });
+    const q8 = await Reranker.load('fixture/bert-tiny', { dtype: 'q8' });
+    const atLoad = await Reranker.load(files('bert-tiny'), { dtype: 'q8' });
+    const pairs = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).pairs;
+    assert.deepEqual(await q8.computeScore(pairs), await atLoad.computeScore(pairs));
+    await atLoad.dispose();
+    await q8.dispose();
+    const { createHash } = await import('node:crypto');
+    for (const shard of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) {
+      const original = readFileSync(join(dir, shard));
+      const link = join(repo, 'snapshots', commit, shard);
+      assert.deepEqual(readFileSync(link), original, shard);
+      assert.ok(readlinkSync(link).endsWith(createHash('sha256').update(original).digest('hex')), readlinkSync(link));
+    }
+    const before2 = hits.length;
+    const again = await Reranker.load('fixture/bert-tiny', { dtype: 'q8' });
+    assert.equal(hits.length, before2);
+    await again.dispose();
   } finally {
     for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
     server.close();
     rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('loading at q8/q4/f16 from a directory or the Hub quantizes the weights as they stream in: the scores of quantizing at load, bit for bit', async () => {
+  const pairs = JSON.parse(readFileSync(join(fixtures, 'xlmr-tiny', 'expected.json'), 'utf8')).pairs;
+  // xlmr-tiny: one weights file; bert-tiny: two shards and an index.
+  for (const model of ['xlmr-tiny', 'bert-tiny']) {
+    for (const dtype of ['q8', 'q4', 'f16']) {
+      const atLoad = await Reranker.load(files(model), { dtype });
+      const want = await atLoad.computeScore(pairs);
+      await atLoad.dispose();
+      const events = [];
+      const streamed = await Reranker.load(join(fixtures, model), { dtype, onProgress: (e) => events.push(e) });
+      assert.deepEqual(await streamed.computeScore(pairs), want, `${model} ${dtype}`);
+      await streamed.dispose();
+      // Progress counts the bytes downloaded, not the quantized ones.
+      const shards = readdirSync(join(fixtures, model)).filter((f) => f.endsWith('.safetensors'));
+      for (const f of shards) {
+        const last = events.filter((e) => e.file === f && e.status === 'progress').pop();
+        assert.equal(last.loaded, readFileSync(join(fixtures, model, f)).length, `${model} ${f}`);
+      }
+    }
+  }
+  // A file cut short is an error that names it, not a hang or a crash.
+  const { mkdtempSync, cpSync, truncateSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'crossrank-cut-'));
+  try {
+    cpSync(join(fixtures, 'xlmr-tiny'), dir, { recursive: true });
+    truncateSync(join(dir, 'model.safetensors'), 100000);
+    await assert.rejects(Reranker.load(dir, { dtype: 'q8' }), /model\.safetensors.*truncated/);
+    const r = await Reranker.load(join(fixtures, 'xlmr-tiny'), { dtype: 'q8' });
+    await r.dispose(); // the instance is still sound
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
