@@ -33,6 +33,7 @@ mod kernels;
 mod models;
 mod nn;
 mod pretrained;
+mod header;
 mod quant;
 pub mod quantize;
 mod rerank;

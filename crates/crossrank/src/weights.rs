@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::{Dtype, Metadata};
+use safetensors::tensor::Dtype;
 
 use crate::checkpoint::{Checkpoint, ShardBytes};
 use crate::error::{Error, Result};
@@ -105,16 +105,20 @@ impl Weights {
         let mut names: Vec<String> = Vec::new();
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
-            let (header_len, meta): (usize, Metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match e {
-                safetensors::SafeTensorError::MetadataIncompleteBuffer => {
-                    bad("truncated file: its header describes more data than the file holds".into())
-                }
-                e => bad(format!("not a safetensors file or a corrupt header ({e:?})")),
-            })?;
-            let data_start = 8 + header_len;
+            let header = crate::header::read(&bytes)
+                .map_err(|e| bad(format!("not a safetensors file or a corrupt header ({e})")))?
+                .ok_or_else(|| bad("truncated file: it ends inside its header".into()))?;
+            let data_start = 8 + header.json_len;
+            if data_start as u64 + header.data_len != bytes.len() as u64 {
+                return Err(bad(if data_start as u64 + header.data_len > bytes.len() as u64 {
+                    "truncated file: its header describes more data than the file holds".into()
+                } else {
+                    "the file holds more data than its header describes".into()
+                }));
+            }
             let data_len = bytes.len() - data_start;
             let shard = out.shards.len();
-            for (name, info) in meta.tensors() {
+            for (name, info) in header.tensors {
                 let (start, end) = info.data_offsets;
                 if end > data_len || start > end {
                     return Err(bad(format!(

@@ -16,14 +16,14 @@
 
 use std::collections::HashMap;
 
-use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use safetensors::tensor::{Dtype, TensorInfo};
+
+use crate::header::info;
 
 use super::{Step, half_bytes, quant_parts, quant_rows, step};
 use crate::error::{Error, Result};
 use crate::quant::WeightDtype;
 
-/// The largest safetensors header accepted (the safetensors crate's limit).
-const MAX_HEADER: usize = 100_000_000;
 
 /// A safetensors file quantized while it streams in: [`Self::push`] its
 /// bytes in order, then [`Self::finish`]. Errors are typed and final: a
@@ -139,7 +139,7 @@ impl StreamingQuantizer {
     fn waiting_for(&self) -> usize {
         match &self.state {
             State::Header => self.pending.get(..8).map_or(0, |b| {
-                (u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize).min(MAX_HEADER).saturating_add(8)
+                (u64::from_le_bytes(b.try_into().expect("8 bytes")).min(crate::header::MAX_HEADER) as usize).saturating_add(8)
             }),
             State::Data(d) => match d.tensors.get(d.current) {
                 Some(Planned { step: Step::Half, len, .. }) => len - d.consumed,
@@ -158,19 +158,11 @@ impl StreamingQuantizer {
     fn consume(&mut self, input: &[u8]) -> Result<usize> {
         let mut at = 0;
         if matches!(self.state, State::Header) {
-            let Some(len) = input.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
-                return Ok(0);
-            };
-            if len > MAX_HEADER as u64 {
-                return Err(self.bad(format!("a {len}-byte header (more than {MAX_HEADER}): not a safetensors file")));
-            }
-            let Some(header) = input.get(8..8 + len as usize) else {
-                return Ok(0);
-            };
-            let meta: Metadata = serde_json::from_slice(header)
+            let header = crate::header::read(input)
                 .map_err(|e| self.bad(format!("not a safetensors file or a corrupt header ({e})")))?;
-            self.state = State::Data(Box::new(self.plan(&meta)?));
-            at = 8 + len as usize;
+            let Some(header) = header else { return Ok(0) };
+            at = 8 + header.json_len;
+            self.state = State::Data(Box::new(self.plan(header)?));
         }
         let State::Data(data) = &mut self.state else { unreachable!("the header was read above") };
         while data.current < data.tensors.len() {
@@ -188,39 +180,33 @@ impl StreamingQuantizer {
     }
 
     /// Each tensor's plan, and the output's header room.
-    fn plan(&self, meta: &Metadata) -> Result<Data> {
+    fn plan(&self, header: crate::header::Header) -> Result<Data> {
         let file = &self.file;
-        let names = meta.offset_keys();
-        let mut tensors = Vec::with_capacity(names.len());
+        let mut tensors = Vec::with_capacity(header.tensors.len());
         // The output header with the widest numbers it can hold: its size
         // bounds the real header's.
-        let mut widest = serde_json::Map::new();
-        let mut widen = |name: &str, dt: Dtype, shape: &[usize]| {
-            let info = TensorInfo { dtype: dt, shape: shape.to_vec(), data_offsets: (usize::MAX, usize::MAX) };
-            widest.insert(name.to_string(), serde_json::to_value(info).expect("a TensorInfo serializes"));
-        };
-        for name in names {
-            let info = meta.info(&name).expect("offset_keys names its tensors");
-            let len = info.data_offsets.1 - info.data_offsets.0;
+        let mut widest = Vec::new();
+        let mut widen = |name: &str, dt: Dtype, shape: &[usize]| widest.push((name.to_string(), info(dt, shape, (usize::MAX, usize::MAX))));
+        for (name, t) in header.tensors {
+            let len = t.data_offsets.1 - t.data_offsets.0;
             // The scales of a crossrank-quantized tensor (F16, rank 2) stay
             // as stored, whichever shard holds their packed words (which,
             // U32, stay anyway).
             let part_of_quantized = name.ends_with(".qscale");
-            let step = step(&name, info.dtype, &info.shape, self.dtype, part_of_quantized);
+            let step = step(&name, t.dtype, &t.shape, self.dtype, part_of_quantized);
             match step {
-                Step::Keep => widen(&name, info.dtype, &info.shape),
+                Step::Keep => widen(&name, t.dtype, &t.shape),
                 // "BF16" is the longest dtype name a fallback keeps.
-                Step::Half => widen(&name, Dtype::BF16, &info.shape),
+                Step::Half => widen(&name, Dtype::BF16, &t.shape),
                 Step::Quant { bits, block } => {
-                    for (n, d, s) in quant_parts(&name, info.shape[0], info.shape[1], bits, block) {
+                    for (n, d, s) in quant_parts(&name, t.shape[0], t.shape[1], bits, block) {
                         widen(&n, d, &s);
                     }
                 }
             }
-            tensors.push(Planned { name, dtype: info.dtype, shape: info.shape.clone(), len, step });
+            tensors.push(Planned { name, dtype: t.dtype, shape: t.shape, len, step });
         }
-        widest.insert("__metadata__".into(), serde_json::to_value(metadata(self.dtype)).expect("a map serializes"));
-        let header = serde_json::to_vec(&widest).expect("JSON values serialize").len();
+        let header = crate::header::write(&widest, &metadata(self.dtype)).len();
         let room = (8 + header).next_multiple_of(8);
         let mut out = Vec::new();
         reserve(&mut out, room, file)?;
@@ -240,9 +226,7 @@ impl StreamingQuantizer {
         }
         let State::Data(data) = std::mem::replace(&mut self.state, State::Failed) else { unreachable!("checked above") };
         let Data { mut out, room, infos, .. } = *data;
-        let meta = Metadata::new(Some(metadata(self.dtype)), infos)
-            .map_err(|e| self.bad(format!("cannot write the quantized header: {e}")))?;
-        let header = serde_json::to_vec(&meta).map_err(|e| self.bad(format!("cannot write the quantized header: {e}")))?;
+        let header = crate::header::write(&infos, &metadata(self.dtype));
         // The room was sized for the widest numbers; the header fits.
         assert!(8 + header.len() <= room, "header room {room} < {}", 8 + header.len());
         out[..8].copy_from_slice(&((room - 8) as u64).to_le_bytes());
@@ -329,7 +313,6 @@ impl Data {
     fn end_tensor(&mut self) {
         let t = &self.tensors[self.current];
         let (start, end) = (self.started - self.room, self.out.len() - self.room);
-        let info = |dtype, shape: &[usize], data_offsets| TensorInfo { dtype, shape: shape.to_vec(), data_offsets };
         match t.step {
             Step::Keep => self.infos.push((t.name.clone(), info(t.dtype, &t.shape, (start, end)))),
             Step::Half => self.infos.push((t.name.clone(), info(self.half_dtype, &t.shape, (start, end)))),
