@@ -37,7 +37,7 @@ pub fn shard_index(data: &[u8]) {
 /// A `tokenizer.json`, then a pair and a long text through it.
 pub fn tokenizer(data: &[u8]) {
     let Ok(t) = PairTokenizer::from_bytes(data, &[]) else { return };
-    let _ = t.encode_pair("what is a panda?", "The giant panda is a bear.", crate::tokenize::Limits { max_length: 32, query_max_length: 24 });
+    let _ = t.encode_pair("what is a panda?", "The giant panda is a bear.", crate::tokenize::Limits { max_length: 32, query_max_length: 24, query_prefix: "", passage_prefix: "" });
     let _ = t.encode_single(&"word ".repeat(5000), 16);
 }
 

@@ -245,3 +245,47 @@ fn maxp_finds_the_answer_past_token_512_that_truncate_cuts_off() {
         assert_eq!(first, 512);
     }
 }
+
+/// FlagEmbedding's instructions (`query_instruction_for_rerank`,
+/// `passage_instruction_for_rerank`, default format "{}{}"): the text is
+/// put before the query / passage and tokenized with it, in whole inputs
+/// and in maxp windows alike; an LLM reranker's default is "A: " / "B: ".
+#[test]
+fn instructions_are_text_before_the_query_and_the_passage() {
+    let (long, _) = long_passage("pandas eat bamboo");
+    let with = |q: Option<&str>, p: Option<&str>, o: &ScoreOptions| ScoreOptions {
+        query_instruction: q.map(str::to_string),
+        passage_instruction: p.map(str::to_string),
+        ..o.clone()
+    };
+    for model in ["bert-tiny", "xlmr-tiny", "gemma-tiny", "minicpm-layerwise-tiny"] {
+        let r = load(model);
+        let llm = r.architecture().is_llm();
+        let (qd, pd) = if llm { ("A: ", "B: ") } else { ("", "") };
+        for base in [ScoreOptions { max_length: 64, ..Default::default() }, maxp(&ScoreOptions { max_length: 64, ..Default::default() }, None)] {
+            for (q, p) in [("what do pandas eat?", "Bamboo, mostly."), ("what do pandas eat?", long.as_str())] {
+                // The default instruction spelled out, or put into the text.
+                let default = r.encode_windows(&[(q, p)], &base).unwrap().items;
+                let explicit = r.encode_windows(&[(q, p)], &with(Some(qd), Some(pd), &base)).unwrap().items;
+                let (q2, p2) = (format!("{qd}{q}"), format!("{pd}{p}"));
+                let in_text = r.encode_windows(&[(q2.as_str(), p2.as_str())], &with(Some(""), Some(""), &base)).unwrap().items;
+                assert_eq!(default, explicit, "{model}");
+                if base.long_passages == LongPassages::Truncate {
+                    assert_eq!(default, in_text, "{model}");
+                }
+                // Another instruction is the same as that text before each.
+                let custom = r.encode_windows(&[(q, p)], &with(Some("Query: "), Some("Doc: "), &base)).unwrap().items;
+                let (q3, p3) = (format!("Query: {q}"), format!("Doc: {p}"));
+                let spelled = r.encode_windows(&[(q3.as_str(), p3.as_str())], &with(Some(""), Some(""), &base)).unwrap().items;
+                if base.long_passages == LongPassages::Truncate {
+                    assert_eq!(custom, spelled, "{model}");
+                } else {
+                    // Windows keep the instruction in each: every window starts as the first does.
+                    assert_eq!(custom[0], spelled[0], "{model}");
+                    assert!(custom.len() >= 1);
+                }
+                assert_ne!(custom, default, "{model}: the instruction changed nothing");
+            }
+        }
+    }
+}

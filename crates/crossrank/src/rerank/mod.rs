@@ -77,7 +77,7 @@ impl Reranker {
     /// vocabularies, no longer than its positions).
     pub fn encode<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Encoded>> {
         opts.validate()?;
-        let limits = opts.limits();
+        let limits = opts.limits(self.architecture.is_llm());
         let template = self.llm_template(opts)?;
         let encoded = pairs
             .iter()
@@ -98,7 +98,7 @@ impl Reranker {
             return Ok(PassageWindows::whole(self.encode(pairs, opts)?));
         }
         opts.validate()?;
-        let limits = opts.limits();
+        let limits = opts.limits(self.architecture.is_llm());
         let template = self.llm_template(opts)?;
         let mut w = PassageWindows::maxp(pairs.len());
         for (i, (q, p)) in pairs.iter().enumerate() {

@@ -46,6 +46,18 @@ pub struct ScoreOptions {
     /// Map logits through a sigmoid into [0, 1].
     #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_NORMALIZE"))]
     pub normalize: bool,
+    /// Text put before each query: FlagEmbedding's
+    /// `query_instruction_for_rerank` (with its default format "{}{}").
+    /// Default: "A: " for LLM rerankers (FlagLLMReranker's), nothing for
+    /// cross-encoders; "" turns the LLM default off.
+    #[serde(alias = "query_instruction")]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_QUERY_INSTRUCTION"))]
+    pub query_instruction: Option<String>,
+    /// Text put before each passage: `passage_instruction_for_rerank`
+    /// (default "B: " for LLM rerankers, nothing for cross-encoders).
+    #[serde(alias = "passage_instruction")]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PASSAGE_INSTRUCTION"))]
+    pub passage_instruction: Option<String>,
     /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
     #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PROMPT"))]
     pub prompt: Option<String>,
@@ -88,6 +100,8 @@ impl Default for ScoreOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             max_batch_tokens: None,
             normalize: false,
+            query_instruction: None,
+            passage_instruction: None,
             prompt: None,
             cutoff_layers: None,
             long_passages: LongPassages::Truncate,
@@ -98,10 +112,17 @@ impl Default for ScoreOptions {
 
 impl ScoreOptions {
     /// `max_length` and the query's limit (default max_length * 3 / 4,
-    /// computed without overflowing for huge values).
-    pub(super) fn limits(&self) -> Limits {
+    /// computed without overflowing for huge values), and the instructions
+    /// (FlagLLMReranker's "A: " / "B: " for an LLM reranker by default).
+    pub(super) fn limits(&self, llm: bool) -> Limits<'_> {
         let m = self.max_length;
-        Limits { max_length: m, query_max_length: self.query_max_length.unwrap_or(m / 4 * 3 + m % 4 * 3 / 4) }
+        let (q, p) = if llm { ("A: ", "B: ") } else { ("", "") };
+        Limits {
+            max_length: m,
+            query_max_length: self.query_max_length.unwrap_or(m / 4 * 3 + m % 4 * 3 / 4),
+            query_prefix: self.query_instruction.as_deref().unwrap_or(q),
+            passage_prefix: self.passage_instruction.as_deref().unwrap_or(p),
+        }
     }
 
     pub(super) fn validate(&self) -> Result<()> {

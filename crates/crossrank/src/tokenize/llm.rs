@@ -58,6 +58,7 @@ impl PairTokenizer {
 
     /// A pair as FlagLLMReranker (decoder_only/base.py) builds it:
     /// `[bos] + tok("A: "+q)[:qmax]`, then `sep + tok("B: "+p)[:max]` cut
+    /// ("A: " and "B: " being `l`'s prefixes by default)
     /// from the end (only_second, strictly-longer rule) to fit
     /// `max_length + len(sep) + len(prompt)`, then `sep + prompt`.
     pub(crate) fn encode_llm_pair(
@@ -67,8 +68,8 @@ impl PairTokenizer {
         l: Limits,
         t: &LlmTemplate,
     ) -> Result<Encoded> {
-        let q = self.encode_prefixed("A: ", query, Some(l.query_max_length))?;
-        let p = self.encode_prefixed("B: ", passage, Some(l.max_length))?;
+        let q = self.encode_prefixed(l.query_prefix, query, Some(l.query_max_length))?;
+        let p = self.encode_prefixed(l.passage_prefix, passage, Some(l.max_length))?;
         Ok(t.pair(q.get_ids(), p.get_ids(), l.max_length.saturating_add(t.sep.len() + t.prompt.len())))
     }
 

@@ -72,12 +72,16 @@ fn only_second(first: usize, second: usize, limit: usize) -> usize {
     if total > limit && second > total - limit { second - (total - limit) } else { second }
 }
 
-/// How long a scored pair may be: FlagReranker's `max_length` (the whole
-/// input) and `query_max_length` (the query alone).
+/// How a scored pair is built: FlagReranker's `max_length` (the whole
+/// input) and `query_max_length` (the query alone), and the text put
+/// before each query and passage (FlagEmbedding's instructions: "A: " and
+/// "B: " for LLM rerankers by default, nothing for cross-encoders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
+pub(crate) struct Limits<'a> {
     pub(crate) max_length: usize,
     pub(crate) query_max_length: usize,
+    pub(crate) query_prefix: &'a str,
+    pub(crate) passage_prefix: &'a str,
 }
 
 /// One tokenized input, before padding.

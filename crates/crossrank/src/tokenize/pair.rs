@@ -8,7 +8,9 @@ use crate::error::Result;
 impl PairTokenizer {
     /// A (query, passage) pair as FlagReranker builds it.
     pub(crate) fn encode_pair(&self, query: &str, passage: &str, l: Limits) -> Result<Encoded> {
-        self.encode_pair_capped(query, passage, l.max_length, l.query_max_length, l.max_length)
+        let q = self.encode_prefixed(l.query_prefix, query, Some(l.query_max_length))?;
+        let p = self.encode_prefixed(l.passage_prefix, passage, Some(l.max_length))?;
+        self.finish_pair(q, p, l.max_length)
     }
 
     /// A (query, passage) pair: the query cut to `query_cap` tokens, the
@@ -26,7 +28,12 @@ impl PairTokenizer {
         passage_cap: usize,
     ) -> Result<Encoded> {
         let q = self.encode_plain(query, Some(query_cap))?;
-        let mut p = self.encode_plain(passage, Some(passage_cap))?;
+        let p = self.encode_plain(passage, Some(passage_cap))?;
+        self.finish_pair(q, p, max_length)
+    }
+
+    /// transformers' `prepare_for_model` (`truncation="only_second"`).
+    fn finish_pair(&self, q: tokenizers::Encoding, mut p: tokenizers::Encoding, max_length: usize) -> Result<Encoded> {
         let keep = only_second(q.len() + self.specials(true), p.len(), max_length);
         truncate(&mut p, keep);
         self.finish(q, Some(p))

@@ -106,15 +106,16 @@ impl PairTokenizer {
         l: Limits,
         stride: Option<usize>,
     ) -> Result<Vec<(Encoded, (usize, usize))>> {
-        let q = self.encode_plain(query, Some(l.query_max_length))?;
-        let budget = l.max_length.saturating_sub(q.len() + self.specials(true));
-        let tokens = self.all_tokens("", passage)?;
-        if tokens.ids.len() <= budget || budget == 0 {
+        let q = self.encode_prefixed(l.query_prefix, query, Some(l.query_max_length))?;
+        let keep = l.max_length.min(l.max_length.saturating_sub(q.len() + self.specials(true)));
+        let tokens = self.all_tokens(l.passage_prefix, passage)?;
+        let budget = keep.saturating_sub(tokens.prefix.len());
+        if tokens.prefix.len() + tokens.ids.len() <= keep || budget == 0 {
             return Ok(vec![(self.encode_pair(query, passage, l)?, (0, passage.len()))]);
         }
         Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
             .into_iter()
-            .map(|(r, span)| Ok((self.finish(q.clone(), Some(plain_encoding(&tokens.ids[r])))?, span)))
+            .map(|(r, span)| Ok((self.finish(q.clone(), Some(plain_encoding(&[&tokens.prefix[..], &tokens.ids[r]].concat())))?, span)))
             .collect()
     }
 
@@ -129,12 +130,12 @@ impl PairTokenizer {
         stride: Option<usize>,
     ) -> Result<Vec<(Encoded, (usize, usize))>> {
         let (max_length, query_max_length) = (l.max_length, l.query_max_length);
-        let q = self.encode_prefixed("A: ", query, Some(query_max_length))?;
+        let q = self.encode_prefixed(l.query_prefix, query, Some(query_max_length))?;
         let first = t.bos.iter().count() + q.len();
         let limit = max_length.saturating_add(t.sep.len() + t.prompt.len());
-        // What encode_llm_pair keeps of "B: " + passage.
+        // What encode_llm_pair keeps of the prefix ("B: ") + passage.
         let keep = max_length.min(limit.saturating_sub(first + t.sep.len()));
-        let tokens = self.all_tokens("B: ", passage)?;
+        let tokens = self.all_tokens(l.passage_prefix, passage)?;
         let budget = keep.saturating_sub(tokens.prefix.len());
         if tokens.prefix.len() + tokens.ids.len() <= keep || budget == 0 {
             return Ok(vec![(self.encode_llm_pair(query, passage, l, t)?, (0, passage.len()))]);
