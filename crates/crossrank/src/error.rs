@@ -108,6 +108,11 @@ pub enum Error {
     #[error("hub: {0}")]
     Hub(String),
 
+    /// Scoring was stopped between forward passes by its caller (Ctrl-C
+    /// in the Python package, a cancel button): nothing is returned.
+    #[error("interrupted")]
+    Interrupted,
+
     /// The model produced a NaN or infinite score or embedding: the weights
     /// (or a quantization of them) are broken for this input. Nothing is
     /// returned for the other inputs either, so no caller ranks by a

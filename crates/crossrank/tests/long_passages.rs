@@ -289,3 +289,30 @@ fn instructions_are_text_before_the_query_and_the_passage() {
         }
     }
 }
+
+/// `between` runs after every forward pass with the inputs scored so far;
+/// an error from it stops scoring there and is what the call returns.
+#[test]
+fn between_passes_sees_progress_and_can_stop_scoring() {
+    let r = load("bert-tiny");
+    let (pairs, _) = all_cases("bert-tiny");
+    let opts = ScoreOptions { batch_size: 2, ..Default::default() };
+    let mut seen = Vec::new();
+    let got = r.compute_passage_scores_between(&pairs, &opts, &mut |done, total| {
+        seen.push((done, total));
+        Ok(())
+    });
+    let want = r.compute_score(&pairs, &opts).unwrap();
+    assert_eq!(got.unwrap()[0].iter().map(|p| p.score).collect::<Vec<_>>(), want);
+    let n = pairs.len();
+    assert_eq!(seen.len(), n.div_ceil(2));
+    assert_eq!(seen.last(), Some(&(n, n)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    let mut passes = 0;
+    let stopped = r.compute_passage_scores_between(&pairs, &opts, &mut |_, _| {
+        passes += 1;
+        if passes == 2 { Err(crossrank::Error::Interrupted) } else { Ok(()) }
+    });
+    assert!(matches!(stopped, Err(crossrank::Error::Interrupted)));
+    assert_eq!(passes, 2);
+}

@@ -139,11 +139,26 @@ impl Reranker {
         pairs: &[(Q, P)],
         opts: &ScoreOptions,
     ) -> Result<Vec<Vec<PassageScore>>> {
+        self.compute_passage_scores_between_async(pairs, opts, &mut |_, _| Ok(())).await
+    }
+
+    /// [`Reranker::compute_passage_scores_async`] calling `between(done,
+    /// total)` after each forward pass (inputs scored so far, of all): an
+    /// error it returns — [`Error::Interrupted`] for a Ctrl-C or a cancel —
+    /// stops scoring there and is returned. Progress bars and the Python
+    /// package's `KeyboardInterrupt` use it.
+    pub async fn compute_passage_scores_between_async<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+        between: &mut dyn FnMut(usize, usize) -> Result<()>,
+    ) -> Result<Vec<Vec<PassageScore>>> {
         let cutoffs = self.cutoff_layers(opts)?;
         let windows = self.encode_windows(pairs, opts)?;
         let encoded = &windows.items;
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut logits: Vec<Vec<f32>> = vec![vec![0f32; encoded.len()]; cutoffs.len().max(1)];
+        let mut done = 0;
         for chunk in batches(&lens, opts.batch_size, opts.max_batch_tokens) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
             let outs = self.score_encoded_async(&items, &cutoffs).await?;
@@ -155,6 +170,8 @@ impl Reranker {
                     layer[i] = s;
                 }
             }
+            done += chunk.len();
+            between(done, encoded.len())?;
         }
         logits.iter().map(|l| windows.best(l, opts.normalize)).collect()
     }
@@ -232,6 +249,7 @@ blocking_twins! {
     compute_score<Q, P>(pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>> = compute_score_async;
     compute_score_layers<Q, P>(pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Vec<f32>>> = compute_score_layers_async;
     compute_passage_scores<Q, P>(pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Vec<PassageScore>>> = compute_passage_scores_async;
+    compute_passage_scores_between<Q, P>(pairs: &[(Q, P)], opts: &ScoreOptions, between: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Vec<Vec<PassageScore>>> = compute_passage_scores_between_async;
     score_encoded(items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Vec<f32>>> = score_encoded_async;
     rerank<D>(query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<Ranked>> = rerank_async;
     rerank_passages<D>(query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<(Ranked, PassageScore)>> = rerank_passages_async;
