@@ -181,7 +181,6 @@ impl StreamingQuantizer {
 
     /// Each tensor's plan, and the output's header room.
     fn plan(&self, header: crate::header::Header) -> Result<Data> {
-        let file = &self.file;
         let mut tensors = Vec::with_capacity(header.tensors.len());
         // The output header with the widest numbers it can hold: its size
         // bounds the real header's.
@@ -208,8 +207,22 @@ impl StreamingQuantizer {
         }
         let header = crate::header::write(&widest, &metadata(self.dtype)).len();
         let room = (8 + header).next_multiple_of(8);
+        // The whole output at once (a growing Vec would double its capacity
+        // and copy, peaking near twice the quantized size): exact but for
+        // an f16-planned tensor that keeps its dtype (a value out of f16's
+        // range), which grows it then.
+        let size: usize = tensors
+            .iter()
+            .map(|t| match t.step {
+                Step::Keep => t.len,
+                Step::Half => t.len / (t.dtype.bitsize() / 8).max(1) * 2,
+                Step::Quant { bits, block } => {
+                    quant_parts(&t.name, t.shape[0], t.shape[1], bits, block).iter().map(|(_, d, s)| s.iter().product::<usize>() * d.bitsize() / 8).sum()
+                }
+            })
+            .sum();
         let mut out = Vec::new();
-        reserve(&mut out, room, file)?;
+        out.try_reserve_exact(room + size).map_err(|_| self.oom(room + size))?;
         out.resize(room, b' ');
         Ok(Data { tensors, current: 0, consumed: 0, started: room, scales_at: room, begun: false, half_dtype: Dtype::F16, out, room, infos: Vec::new() })
     }
