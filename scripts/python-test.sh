@@ -5,13 +5,18 @@
 # and Burn are the ones `cargo test --workspace` already built (a separate
 # `pip install ./crates/crossrank-py` resolves features for that crate
 # alone and rebuilds them: scripts/python-wheel.sh does that, and checks
-# the wheel). Usage: scripts/python-test.sh [pytest args]
+# the wheel). CROSSRANK_PY_RAY=1 also installs Ray and runs the Ray
+# recipe's test. Usage: scripts/python-test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crossrank/target}"
 venv="${CROSSRANK_PY_VENV:-$CARGO_TARGET_DIR/py-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest numpy
+# The Ray recipe's test (tests/test_ray.py) runs where Ray is installed.
+if [ "${CROSSRANK_PY_RAY:-0}" = 1 ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "ray[data]" pandas pyarrow
+fi
 cargo build -q --workspace --lib
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

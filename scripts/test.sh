@@ -24,6 +24,9 @@ echo "== cargo test --workspace"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"  # silences Mesa's warning
 cargo test --workspace -- --test-threads=1
 
+echo "== Python package (crates/crossrank-py: pytest on the workspace build's extension)"
+./scripts/python-test.sh
+
 echo "== wasm-pack build (crates/crossrank-wasm -> npm/pkg)"
 ./scripts/build-wasm.sh
 
