@@ -50,14 +50,24 @@ def timed(name, fn):
     for _ in range(args.iters):
         scores = fn()
     per = (time.perf_counter() - t) / args.iters
-    row = {"system": name, "first_s": first_s, "pairs_per_s": len(pairs) / per, "scores": [float(s) for s in scores]}
+    row = {"system": name, "first_s": first_s, "pairs_per_s": len(pairs) / per, "scores": [float(s) for s in scores], "rss_mb": rss_mb()}
     results.append(row)
-    print(f"| {name} | {first_s:.2f} | {row['pairs_per_s']:.2f} |", flush=True)
+    print(f"| {name} | {first_s:.2f} | {row['pairs_per_s']:.2f} | {row['rss_mb']:.0f} |", flush=True)
     return row
 
 
-print(f"| system | first call s | pairs/s (mean of {args.iters}) |")
-print("|---|---|---|")
+def rss_mb():
+    """This process's resident memory now (Linux), MB: run one system per
+    process (`--only`) for a per-system figure."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+print(f"| system | first call s | pairs/s (mean of {args.iters}) | RSS MB after |")
+print("|---|---|---|---|")
 only = args.only.split(",")
 
 if "flag" in only:
@@ -71,6 +81,20 @@ if "flag" in only:
         name = "FlagEmbedding FlagReranker, PyTorch CPU fp32"
     timed(
         name,
+        lambda: reranker.compute_score([list(p) for p in pairs], batch_size=args.batch, max_length=args.max_length),
+    )
+
+# The crossrank Python package (crates/crossrank-py; scripts/python-wheel.sh
+# builds its release wheel), through FlagEmbedding's own class and call:
+# `--only py-f32,py-q8` (installed in this environment, or on PYTHONPATH).
+for name in ("py-f32", "py-q8", "py-q4"):
+    if name not in only:
+        continue
+    import crossrank
+
+    reranker = crossrank.FlagReranker(str(model_dir), devices="cpu", dtype=name[3:])
+    timed(
+        f"crossrank {crossrank.__version__} Python FlagReranker, CPU {name[3:]} ({crossrank.cpu_int8_kernels()})",
         lambda: reranker.compute_score([list(p) for p in pairs], batch_size=args.batch, max_length=args.max_length),
     )
 
