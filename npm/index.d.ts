@@ -76,6 +76,10 @@ export interface ScoreOptions {
    */
   maxBatchTokens?: number;
   normalize?: boolean;
+  /** Text before every query (FlagEmbedding's `query_instruction_for_rerank`); LLM rerankers default to "A: ", "" turns it off. */
+  queryInstruction?: string;
+  /** Text before every passage (`passage_instruction_for_rerank`); LLM rerankers default to "B: ". */
+  passageInstruction?: string;
   /** LLM rerankers: the prompt after the pair. */
   prompt?: string;
   /** Layer-wise rerankers: scoring layers (several give one array per layer). */
