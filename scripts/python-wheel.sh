@@ -21,4 +21,4 @@ echo "wheel built in $(( $(date +%s) - start )) s: $(ls -la "$out"/crossrank-*.w
 site=$("$venv/bin/python" -c "import crossrank, os; print(os.path.dirname(crossrank.__file__))")
 echo "installed: $(du -sk "$site" | cut -f1) KiB in $site"
 "$venv/bin/python" -X importtime -c "import crossrank" 2>&1 | tail -1
-(cd /tmp && "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/crates/crossrank-py/tests")
+(cd "$(dirname "$venv")" && "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/crates/crossrank-py/tests")

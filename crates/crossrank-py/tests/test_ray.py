@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray")
+# "ray.data": a bare "ray" also imports /tmp/ray (Ray's session directory)
+# as a namespace package when the tests run from /tmp.
+pytest.importorskip("ray.data")
+import ray  # noqa: E402
 
 from crossrank import Reranker  # noqa: E402
 
