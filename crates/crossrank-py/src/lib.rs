@@ -15,6 +15,14 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
+/// See Cargo.toml: mimalloc keeps freed activation buffers (glibc's malloc
+/// returns them to the kernel and page-faults them in again on every op).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` (as in the CLI's main.rs).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// A core error as the package's exception: `ModelNotFoundError`
 /// (FileNotFoundError), `ModelIOError` (OSError), `DeviceError`
 /// (RuntimeError), `InvalidInputError` (ValueError) — all `crossrank.Error`
@@ -208,6 +216,8 @@ fn cpu_int8_kernels() -> String {
 
 #[pymodule]
 fn _crossrank(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: sets a process-wide mimalloc option; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     m.add_class::<RerankerModel>()?;
     m.add_class::<EmbedderModel>()?;
     m.add_function(wrap_pyfunction!(quantize, m)?)?;
