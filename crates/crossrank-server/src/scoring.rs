@@ -60,8 +60,8 @@ pub struct PassageFields {
 }
 
 /// The scoring fields TEI's `/rerank` and the Cohere routes share, over
-/// the server's defaults: the LLM rerankers' prompt and cutoff layers, and
-/// how long passages are scored.
+/// the server's defaults: the LLM rerankers' prompt and cutoff layers, the
+/// instructions, and how long passages are scored.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct ScoringFields {
     /// The LLM rerankers' prompt (FlagEmbedding's `prompt`).
@@ -70,6 +70,13 @@ pub struct ScoringFields {
     /// A layer-wise reranker's scoring layer (one per request).
     #[serde(default)]
     pub cutoff_layers: Option<Vec<usize>>,
+    /// Text before every query (FlagEmbedding's `query_instruction_for_rerank`;
+    /// LLM rerankers default to "A: ", "" turns it off).
+    #[serde(default)]
+    pub query_instruction: Option<String>,
+    /// Text before every passage (`passage_instruction_for_rerank`; "B: " for LLM rerankers).
+    #[serde(default)]
+    pub passage_instruction: Option<String>,
     #[serde(flatten)]
     pub passages: PassageFields,
 }
@@ -134,7 +141,13 @@ pub(crate) async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, A
         return Err(ApiError::validation("truncation_direction Left is not supported: FlagEmbedding truncates the passage from the right"));
     }
     let mut opts = s.config.score.clone();
-    let ScoringFields { prompt, cutoff_layers, passages } = job.fields;
+    let ScoringFields { prompt, cutoff_layers, query_instruction, passage_instruction, passages } = job.fields;
+    if query_instruction.is_some() {
+        opts.query_instruction = query_instruction;
+    }
+    if passage_instruction.is_some() {
+        opts.passage_instruction = passage_instruction;
+    }
     if prompt.is_some() {
         opts.prompt = prompt;
     }

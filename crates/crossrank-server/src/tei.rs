@@ -126,7 +126,7 @@ pub(crate) async fn predict(State(s): State<AppState>, Body(req): Body<PredictRe
         PredictInput::Batch(vs) => (vs.into_iter().map(pair).collect::<Result<Vec<_>, _>>()?, false),
         PredictInput::Text(_) => return Err(ApiError::validation("a reranker scores [query, passage] pairs, not single texts")),
     };
-    let fields = ScoringFields { prompt: None, cutoff_layers: None, passages: req.passages };
+    let fields = ScoringFields { passages: req.passages, ..Default::default() };
     let job = ScoreJob { pairs, truncate: req.tei.truncate, direction: req.tei.truncation_direction, max_length: None, fields };
     let out = score(&s, job).await?;
     let label = |x: f32| vec![Prediction { score: if req.tei.raw_scores { x } else { sigmoid(x) }, label: "LABEL_0".into() }];

@@ -557,3 +557,23 @@ fn drop_in_for_tei_infinity_cohere_and_kubernetes() {
     assert_eq!(status, 401);
     assert_eq!(agent().get(&format!("{}/health", server.base)).call().unwrap().status(), 200);
 }
+
+/// `query_instruction` / `passage_instruction` over HTTP are the library's
+/// options: the scores of the instruction text put into the pair by hand.
+#[test]
+fn instructions_over_http_are_the_librarys() {
+    let (query, docs) = pairs();
+    let lib = reranker("gemma-tiny");
+    // Instructions off, "Q: " / "P: " spelled into the text.
+    let opts = ScoreOptions { query_instruction: Some(String::new()), passage_instruction: Some(String::new()), ..Default::default() };
+    let spelled: Vec<(String, String)> = docs.iter().map(|d| (format!("Q: {query}"), format!("P: {d}"))).collect();
+    let want = lib.compute_score(&spelled, &opts).unwrap();
+    let server = Server::start(Model::Reranker(reranker("gemma-tiny")), ServerConfig::default());
+    let body = json!({"query": query, "texts": docs, "raw_scores": true, "query_instruction": "Q: ", "passage_instruction": "P: "});
+    let (status, body, _) = post(&format!("{}/rerank", server.base), &body, None);
+    assert_eq!(status, 200, "{body}");
+    for r in body.as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert!(close(r["score"].as_f64().unwrap() as f32, want[i]), "{i}");
+    }
+}
