@@ -72,7 +72,7 @@ class _FlagBase:
         for k, v in kwargs.items():
             setattr(self, k, v)
         self.kwargs = kwargs
-        ignored = sorted(k for k in kwargs if k not in _KNOWN_INIT)
+        ignored = sorted(kwargs)
         if ignored:
             _warn_once(
                 f"init:{type(self).__name__}:{','.join(ignored)}",
@@ -143,9 +143,6 @@ class _FlagBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_name_or_path!r}, device={self.device!r}, dtype={self._model.dtype!r})"
-
-
-_KNOWN_INIT = {"peft_path", "use_bf16", "trust_remote_code", "compress_ratio", "compress_layers"}
 
 
 class FlagReranker(_FlagBase):
