@@ -24,11 +24,17 @@ pub(crate) struct Header {
     pub(crate) data_len: u64,
 }
 
+/// The JSON length a file starting with `buf` declares (its first 8
+/// bytes), unchecked; `None` before 8 bytes.
+pub(crate) fn json_len(buf: &[u8]) -> Option<u64> {
+    buf.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
+}
+
 /// The header at the start of `buf`; `Ok(None)` when `buf` ends before it
 /// does (more bytes are needed). Errors say what is wrong, for the
 /// caller's "not a safetensors file or a corrupt header (…)".
 pub(crate) fn read(buf: &[u8]) -> Result<Option<Header>, String> {
-    let Some(len) = buf.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
+    let Some(len) = json_len(buf) else {
         return Ok(None);
     };
     if len > MAX_HEADER {

@@ -12,28 +12,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._crossrank import EmbedderModel, RerankerModel
 from ._crossrank import quantize as _quantize
-from ._options import device_choice, flag_pairs, texts, to_list
+from ._options import device_choice, flag_pairs, texts
 
 __all__ = ["Reranker", "Embedder", "quantize"]
 
 _env_lock = threading.Lock()
 
 
-def _hub_cache(spec: str, cache_dir: Optional[str]) -> str:
-    """Nothing to do here but remember where to download: see ``_load``."""
-    return spec if cache_dir is None else f"{spec}\0{os.fspath(cache_dir)}"
-
-
-def _load(cls, spec: str, *args):
-    """``cls(spec, *args)``, with ``spec + "\\0" + cache_dir`` downloading
-    into that Hugging Face cache: the core reads ``HF_HUB_CACHE``, set for
-    the load (under a lock, restored after)."""
-    spec, _, cache_dir = spec.partition("\0")
-    if not cache_dir:
+def _load(cls, spec: str, cache_dir: Optional[str], *args):
+    """``cls(spec, *args)``; with ``cache_dir``, downloading into that
+    Hugging Face cache: the core reads ``HF_HUB_CACHE``, set for the load
+    (under a lock, restored after)."""
+    if cache_dir is None:
         return cls(spec, *args)
     with _env_lock:
         saved = os.environ.get("HF_HUB_CACHE")
-        os.environ["HF_HUB_CACHE"] = cache_dir
+        os.environ["HF_HUB_CACHE"] = os.fspath(cache_dir)
         try:
             return cls(spec, *args)
         finally:
@@ -68,7 +62,7 @@ class Reranker:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "f32", cache_dir: Optional[str] = None, **options: Any) -> None:
         self.model_name_or_path = model
-        self._model = _load(RerankerModel, _hub_cache(model, cache_dir), device_choice(device, _warn), dtype)
+        self._model = _load(RerankerModel, model, cache_dir, device_choice(device, _warn), dtype)
         self.options = dict(options)
 
     @property
@@ -96,7 +90,7 @@ class Reranker:
         if not pairs:
             return _numpy([]) if to_numpy else []
         layers = self._model.compute_score(pairs, opts)
-        out = to_list(layers[0] if len(layers) == 1 else layers)
+        out = layers[0] if len(layers) == 1 else layers
         return _numpy(out) if to_numpy else out
 
     def rerank(
@@ -131,7 +125,7 @@ class Embedder:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "f32", cache_dir: Optional[str] = None) -> None:
         self.model_name_or_path = model
-        self._model = _load(EmbedderModel, _hub_cache(model, cache_dir), device_choice(device, _warn), dtype)
+        self._model = _load(EmbedderModel, model, cache_dir, device_choice(device, _warn), dtype)
 
     @property
     def device(self) -> str:

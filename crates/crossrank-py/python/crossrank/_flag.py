@@ -13,9 +13,9 @@ import json
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ._api import _hub_cache, _load
+from ._api import _load
 from ._crossrank import RerankerModel
-from ._options import device_choice, flag_pairs, instruction, to_list
+from ._options import device_choice, flag_pairs, instruction
 
 __all__ = ["FlagReranker", "FlagLLMReranker", "LayerWiseFlagLLMReranker"]
 
@@ -79,7 +79,7 @@ class _FlagBase:
                 f"crossrank.{type(self).__name__}: ignoring {', '.join(ignored)} (FlagEmbedding arguments crossrank has no use for)",
             )
         device = device_choice(devices, _warn_once)
-        self._model = _load(RerankerModel, _hub_cache(model_name_or_path, cache_dir), device, dtype or "f32", bool(use_fp16) and dtype is None)
+        self._model = _load(RerankerModel, model_name_or_path, cache_dir, device, dtype or "f32", bool(use_fp16) and dtype is None)
         self.target_devices = [self._model.device]
 
     @property
@@ -139,7 +139,8 @@ class _FlagBase:
         if not pairs:
             return []
         layers = self._model.compute_score(pairs, json.dumps(opts))
-        return to_list(layers[0] if len(layers) == 1 else layers)
+        # Python floats already (the extension returns lists of float).
+        return layers[0] if len(layers) == 1 else layers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_name_or_path!r}, device={self.device!r}, dtype={self._model.dtype!r})"

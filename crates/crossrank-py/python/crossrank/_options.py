@@ -84,10 +84,3 @@ def instruction(fmt: str, text: Optional[str]) -> Tuple[str, Optional[Callable[[
     if fmt == "{}{}":
         return text, None
     return "", lambda s: fmt.format(text, s)
-
-
-def to_list(values: Any) -> Any:
-    """Scores as Python floats (nested lists for several layers)."""
-    if values and isinstance(values[0], list):
-        return [[float(x) for x in v] for v in values]
-    return [float(x) for x in values]

@@ -87,11 +87,16 @@ pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> R
 
     let staging = Staging::new(out)?;
     let bytes_in = copy_other_files(ck, &staging, |_| true)?;
-    let metadata =
-        HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())]);
+    let metadata = metadata(dtype);
     let (files, bytes_out) = write_weights(staging.path(), &tensors, metadata)?;
     staging.commit()?;
     Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
+}
+
+/// A quantized weights file's header metadata (the streaming quantizer
+/// writes the same).
+fn metadata(dtype: WeightDtype) -> HashMap<String, String> {
+    HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())])
 }
 
 /// Files in subdirectories a checkpoint may have (sentence-transformers).
@@ -236,6 +241,11 @@ fn quant_parts(name: &str, rows: usize, cols: usize, bits: u32, block: usize) ->
         (format!("{name}.q{bits}"), Dtype::U32, vec![rows, cols * bits as usize / 32]),
         (format!("{name}.qscale"), Dtype::F16, vec![rows, cols / block]),
     ]
+}
+
+/// Bytes of a tensor of `dtype` and `shape` (a part from [`quant_parts`]).
+fn part_bytes(dtype: Dtype, shape: &[usize]) -> usize {
+    shape.iter().product::<usize>() * dtype.bitsize() / 8
 }
 
 /// The tensors `name` is written as under `step`, and whether that

@@ -14,13 +14,12 @@
 //! reserved at the front (a safetensors header may end in spaces), so the
 //! result is assembled in place, without a second copy.
 
-use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, TensorInfo};
 
 use crate::header::info;
 
-use super::{Step, half_bytes, quant_parts, quant_rows, step};
+use super::{Step, half_bytes, metadata, part_bytes, quant_parts, quant_rows, step};
 use crate::error::{Error, Result};
 use crate::quant::WeightDtype;
 
@@ -138,9 +137,7 @@ impl StreamingQuantizer {
     /// tensor, a row of a quantized one (0 when unknown yet).
     fn waiting_for(&self) -> usize {
         match &self.state {
-            State::Header => self.pending.get(..8).map_or(0, |b| {
-                (u64::from_le_bytes(b.try_into().expect("8 bytes")).min(crate::header::MAX_HEADER) as usize).saturating_add(8)
-            }),
+            State::Header => crate::header::json_len(&self.pending).map_or(0, |n| (n.min(crate::header::MAX_HEADER) as usize).saturating_add(8)),
             State::Data(d) => match d.tensors.get(d.current) {
                 Some(Planned { step: Step::Half, len, .. }) => len - d.consumed,
                 Some(Planned { step: Step::Quant { .. }, dtype, shape, .. }) => shape[1] * dtype.bitsize() / 8,
@@ -217,7 +214,7 @@ impl StreamingQuantizer {
                 Step::Keep => t.len,
                 Step::Half => t.len / (t.dtype.bitsize() / 8).max(1) * 2,
                 Step::Quant { bits, block } => {
-                    quant_parts(&t.name, t.shape[0], t.shape[1], bits, block).iter().map(|(_, d, s)| s.iter().product::<usize>() * d.bitsize() / 8).sum()
+                    quant_parts(&t.name, t.shape[0], t.shape[1], bits, block).iter().map(|(_, d, s)| part_bytes(*d, s)).sum()
                 }
             })
             .sum();
@@ -240,17 +237,14 @@ impl StreamingQuantizer {
         let State::Data(data) = std::mem::replace(&mut self.state, State::Failed) else { unreachable!("checked above") };
         let Data { mut out, room, infos, .. } = *data;
         let header = crate::header::write(&infos, &metadata(self.dtype));
-        // The room was sized for the widest numbers; the header fits.
-        assert!(8 + header.len() <= room, "header room {room} < {}", 8 + header.len());
+        // The room was sized for the widest numbers, so the header fits.
+        if 8 + header.len() > room {
+            return Err(self.bad(format!("the quantized header needs {} bytes, {room} were reserved", 8 + header.len())));
+        }
         out[..8].copy_from_slice(&((room - 8) as u64).to_le_bytes());
         out[8..8 + header.len()].copy_from_slice(&header);
         Ok(out)
     }
-}
-
-/// The output file's metadata (as `crossrank quantize` writes it).
-fn metadata(dtype: WeightDtype) -> HashMap<String, String> {
-    HashMap::from([("format".to_string(), "pt".to_string()), ("crossrank.quantization".to_string(), dtype.as_str().to_string())])
 }
 
 /// Reserve `extra` more bytes, or a typed error (a wasm32 page has 4 GiB
@@ -272,8 +266,8 @@ impl Data {
             self.started = self.out.len();
             if let Step::Quant { bits, block } = t.step {
                 // The tensor's whole output, filled in as its rows arrive.
-                let [(_, _, ps), (_, _, ss)] = quant_parts(&t.name, t.shape[0], t.shape[1], bits, block);
-                let (packed, scales) = (ps[0] * ps[1] * 4, ss[0] * ss[1] * 2);
+                let [(_, pd, ps), (_, sd, ss)] = quant_parts(&t.name, t.shape[0], t.shape[1], bits, block);
+                let (packed, scales) = (part_bytes(pd, &ps), part_bytes(sd, &ss));
                 reserve(&mut self.out, packed + scales, file)?;
                 self.scales_at = self.out.len() + packed;
                 self.out.resize(self.out.len() + packed + scales, 0);
