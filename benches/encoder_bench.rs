@@ -103,7 +103,7 @@ fn main() -> Result<()> {
     // FlagReranker's compute_score batches by 32 in benches/peers/peers.py too;
     // the GPU run raises both with `--batch`.
     let batch_size: usize = arg("--batch").map(|s| s.parse()).transpose()?.unwrap_or(32);
-    let opts = ScoreOptions { batch_size, max_length: 512, ..Default::default() };
+    let opts = ScoreOptions { batch_size, max_length: Some(512), ..Default::default() };
     let mut rows = Vec::new();
     let int8 = crossrank::device::cpu_int8_kernels();
     println!("CPU int8 kernels: {int8}\n");

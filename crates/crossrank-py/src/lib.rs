@@ -180,7 +180,8 @@ impl EmbedderModel {
 
     /// One vector per text. `None` options follow the checkpoint's
     /// sentence-transformers files.
-    #[pyo3(signature = (texts, max_length = None, pooling = None, normalize = None, batch_size = None))]
+    #[pyo3(signature = (texts, max_length = None, pooling = None, normalize = None, batch_size = None, prompt = None, prompt_name = None))]
+    #[allow(clippy::too_many_arguments)]
     fn embed(
         &self,
         py: Python<'_>,
@@ -189,9 +190,11 @@ impl EmbedderModel {
         pooling: Option<&str>,
         normalize: Option<bool>,
         batch_size: Option<usize>,
+        prompt: Option<String>,
+        prompt_name: Option<String>,
     ) -> PyResult<Vec<Vec<f32>>> {
         let pooling = pooling.map(|p| parse(py, p)).transpose()?;
-        let opts = EmbedOptions { max_length, pooling, normalize, batch_size };
+        let opts = EmbedOptions { max_length, pooling, normalize, batch_size, prompt, prompt_name };
         detached(py, || self.inner.lock().unwrap_or_else(|p| p.into_inner()).embed(&texts, &opts))
     }
 }

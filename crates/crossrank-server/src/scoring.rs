@@ -155,7 +155,7 @@ pub(crate) async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, A
         opts.cutoff_layers = cutoff_layers;
     }
     if let Some(m) = job.max_length {
-        opts.max_length = m.max(1);
+        opts.max_length = Some(m.max(1));
     }
     if let Some(l) = passages.long_passages {
         opts.long_passages = l;
@@ -170,7 +170,7 @@ pub(crate) async fn score(s: &AppState, job: ScoreJob) -> Result<ScoreOutcome, A
         // keeps every pair that fits whole and makes a longer one fail the
         // model's length check (422) instead of being truncated.
         let over = reranker.max_input_tokens().saturating_add(1);
-        opts.max_length = over;
+        opts.max_length = Some(over);
         opts.query_max_length = Some(over);
     }
     let cutoffs = reranker.cutoff_layers(&opts).map_err(ApiError::from_core)?;

@@ -2,6 +2,7 @@
 //! bge-m3), as sentence-transformers computes them. It also serves the
 //! demo's first-stage retrieval.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use burn::tensor::Device;
@@ -21,6 +22,9 @@ pub enum Pooling {
     Mean,
     /// The first token (`[CLS]` / `<s>`).
     Cls,
+    /// The last token (Qwen3-Embedding: its tokenizer ends every text with
+    /// `<|endoftext|>`).
+    LastToken,
 }
 
 impl FromStr for Pooling {
@@ -29,7 +33,8 @@ impl FromStr for Pooling {
         match s {
             "mean" => Ok(Self::Mean),
             "cls" => Ok(Self::Cls),
-            o => Err(Error::InvalidInput(format!("unknown pooling {o:?} (expected mean or cls)"))),
+            "last" | "lasttoken" | "last_token" => Ok(Self::LastToken),
+            o => Err(Error::InvalidInput(format!("unknown pooling {o:?} (expected mean, cls or last)"))),
         }
     }
 }
@@ -47,6 +52,13 @@ pub struct EmbedOptions {
     pub normalize: Option<bool>,
     /// Texts per forward pass (default 32).
     pub batch_size: Option<usize>,
+    /// Text put before every text (sentence-transformers' `prompt`).
+    pub prompt: Option<String>,
+    /// The model's own prompt of this name (sentence-transformers'
+    /// `prompt_name`: `"query"` / `"document"` from
+    /// `config_sentence_transformers.json`; Qwen3 models without that
+    /// file: their card's query prompt). Ignored when `prompt` is set.
+    pub prompt_name: Option<String>,
 }
 
 /// A sentence embedder on one device.
@@ -58,24 +70,44 @@ pub struct Embedder {
     max_length: usize,
     pooling: Pooling,
     normalize: bool,
+    prompts: HashMap<String, String>,
 }
 
-fn st_defaults(ck: &Checkpoint, max_positions: usize) -> Result<(usize, Pooling, bool)> {
+/// Qwen3-Embedding's query prompt, as its card and its
+/// `config_sentence_transformers.json` give it.
+pub const QWEN3_QUERY_PROMPT: &str = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:";
+
+/// What the sentence-transformers files say (max length, pooling,
+/// normalization, prompts); a Qwen3 checkpoint without them gets its
+/// card's: 8192 tokens, last-token pooling, normalized, the query prompt.
+fn st_defaults(ck: &Checkpoint, max_positions: usize, qwen3: bool) -> Result<(usize, Pooling, bool, HashMap<String, String>)> {
     let max_length = ck
         .read_json("sentence_bert_config.json")?
         .and_then(|v| v.get("max_seq_length")?.as_u64())
         .map(|n| n as usize)
-        .unwrap_or(512)
+        .unwrap_or(if qwen3 { 8192 } else { 512 })
         .min(max_positions);
+    let flag = |v: &serde_json::Value, k: &str| v.get(k).and_then(|b| b.as_bool()) == Some(true);
     let pooling = match ck.read_json("1_Pooling/config.json")? {
-        Some(v) if v.get("pooling_mode_cls_token").and_then(|b| b.as_bool()) == Some(true) => Pooling::Cls,
-        _ => Pooling::Mean,
+        Some(v) if flag(&v, "pooling_mode_cls_token") => Pooling::Cls,
+        Some(v) if flag(&v, "pooling_mode_lasttoken") => Pooling::LastToken,
+        Some(_) => Pooling::Mean,
+        None if qwen3 => Pooling::LastToken,
+        None => Pooling::Mean,
     };
-    let normalize = ck
-        .read_json("modules.json")?
-        .and_then(|v| v.as_array().cloned())
-        .is_some_and(|mods| mods.iter().any(|m| m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("models.Normalize"))));
-    Ok((max_length, pooling, normalize))
+    let normalize = match ck.read_json("modules.json")?.and_then(|v| v.as_array().cloned()) {
+        Some(mods) => mods.iter().any(|m| m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("models.Normalize"))),
+        None => qwen3,
+    };
+    let mut prompts: HashMap<String, String> = ck
+        .read_json("config_sentence_transformers.json")?
+        .and_then(|v| serde_json::from_value(v.get("prompts")?.clone()).ok())
+        .unwrap_or_default();
+    if qwen3 && prompts.is_empty() {
+        prompts.insert("query".into(), QWEN3_QUERY_PROMPT.into());
+        prompts.insert("document".into(), String::new());
+    }
+    Ok((max_length, pooling, normalize, prompts))
 }
 
 impl Embedder {
@@ -91,8 +123,13 @@ impl Embedder {
         let (model, limits) = Encoder::load(ck, dtype, device)?;
         let mut tokenizer = PairTokenizer::from_checkpoint(ck)?;
         tokenizer.set_token_cap(limits.max_tokens);
-        let (max_length, pooling, normalize) = st_defaults(ck, limits.max_tokens)?;
-        Ok(Self { model, tokenizer, limits, device: device.clone(), max_length, pooling, normalize })
+        let (max_length, pooling, normalize, prompts) = st_defaults(ck, limits.max_tokens, model.is_qwen3())?;
+        Ok(Self { model, tokenizer, limits, device: device.clone(), max_length, pooling, normalize, prompts })
+    }
+
+    /// The model's prompt named `name` (`"query"`, `"document"`), if it has one.
+    pub fn prompt(&self, name: &str) -> Option<&str> {
+        self.prompts.get(name).map(String::as_str)
     }
 
     /// One vector per text, in input order.
@@ -109,18 +146,26 @@ impl Embedder {
         }
         let pooling = opts.pooling.unwrap_or(self.pooling);
         let normalize = opts.normalize.unwrap_or(self.normalize);
-        let encoded = texts.iter().map(|t| self.tokenizer.encode_single(t.as_ref(), max_length)).collect::<Result<Vec<Encoded>>>()?;
+        let prompt = match (&opts.prompt, &opts.prompt_name) {
+            (Some(p), _) => p.as_str(),
+            (None, Some(name)) => self.prompt(name).ok_or_else(|| {
+                let mut known: Vec<&str> = self.prompts.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                Error::InvalidInput(format!("the model has no prompt named {name:?} (it has: {known:?})"))
+            })?,
+            (None, None) => "",
+        };
+        let encoded = texts
+            .iter()
+            .map(|t| self.tokenizer.encode_single_prefixed(prompt, t.as_ref(), max_length))
+            .collect::<Result<Vec<Encoded>>>()?;
         self.limits.check(&encoded, &self.tokenizer)?;
         let lens: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let mut out = vec![Vec::new(); encoded.len()];
         for chunk in batches(&lens, batch_size, None) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let (hidden, packing) = self.model.forward(&items, &self.device)?;
-            let h = hidden.dims()[1];
-            let pooled = match pooling {
-                Pooling::Cls => hidden.select(0, packing.first_tokens(&self.device)),
-                Pooling::Mean => packing.mean(hidden),
-            };
+            let pooled = self.model.pool(&items, pooling, &self.tokenizer, &self.device)?;
+            let h = pooled.dims()[1];
             let pooled = if normalize {
                 let norm = pooled.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
                 pooled / norm

@@ -42,7 +42,7 @@ mod weights;
 
 pub use burn::tensor::Device;
 pub use checkpoint::Checkpoint;
-pub use embed::{EmbedOptions, Embedder, Pooling};
+pub use embed::{EmbedOptions, Embedder, Pooling, QWEN3_QUERY_PROMPT};
 pub use error::{Error, Result};
 #[cfg(feature = "hub")]
 pub use hub::DownloadProgress;

@@ -87,11 +87,11 @@ fn bad_requests() {
     assert!(matches!(r.compute_score(&pairs, &zero_batch), Err(Error::InvalidInput(_))));
     let zero_budget = ScoreOptions { max_batch_tokens: Some(0), ..Default::default() };
     assert!(matches!(r.compute_score(&pairs, &zero_budget), Err(Error::InvalidInput(_))));
-    let zero_len = ScoreOptions { max_length: 0, ..Default::default() };
+    let zero_len = ScoreOptions { max_length: Some(0), ..Default::default() };
     assert!(matches!(r.compute_score(&pairs, &zero_len), Err(Error::InvalidInput(_))));
     // Past the 512 position embeddings: a typed error, not an out-of-bounds gather.
     let long = "word ".repeat(2000);
-    let too_long = ScoreOptions { max_length: 2000, ..Default::default() };
+    let too_long = ScoreOptions { max_length: Some(2000), ..Default::default() };
     let e = r.compute_score(&[(long.as_str(), long.as_str())], &too_long).err().unwrap();
     assert!(matches!(e, Error::InvalidInput(ref m) if m.contains("position")), "{e}");
     // Nothing to score is not an error.

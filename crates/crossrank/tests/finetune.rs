@@ -184,7 +184,7 @@ fn train_saves_a_loadable_model_and_resumes() {
     let want = t.score(&probe).unwrap();
     let r = crossrank::Reranker::load(&Checkpoint::dir(&full), &dev).unwrap();
     let pairs: Vec<(&str, &str)> = probe[0].passages.iter().map(|p| ("what is a panda?", p.as_str())).collect();
-    let opts = crossrank::ScoreOptions { max_length: 48, ..Default::default() };
+    let opts = crossrank::ScoreOptions { max_length: Some(48), ..Default::default() };
     let got = r.compute_score(&pairs, &opts).unwrap();
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");

@@ -100,7 +100,7 @@ fn llm_sequences_are_capped_at_the_models_positions() {
     let r = load(d.path()).unwrap();
     assert_eq!(r.max_input_tokens(), 8192);
     let huge = "word ".repeat(50_000);
-    let opts = ScoreOptions { max_length: 1 << 20, ..Default::default() };
+    let opts = ScoreOptions { max_length: Some(1 << 20), ..Default::default() };
     let e = r.compute_score(&[("q", huge.as_str())], &opts).unwrap_err();
     assert!(matches!(e, Error::InvalidInput(ref m) if m.contains("at most 8192")), "{e}");
 }
@@ -112,10 +112,10 @@ fn extreme_max_lengths_do_not_overflow() {
         let pairs = [("what is a panda?", "The giant panda is a bear species endemic to China.")];
         let normal = r.compute_score(&pairs, &ScoreOptions::default()).unwrap();
         for opts in [
-            ScoreOptions { max_length: usize::MAX, ..Default::default() },
-            ScoreOptions { max_length: usize::MAX, query_max_length: Some(usize::MAX), ..Default::default() },
-            ScoreOptions { max_length: usize::MAX, query_max_length: Some(8), ..Default::default() },
-            ScoreOptions { max_length: 512, query_max_length: Some(usize::MAX), ..Default::default() },
+            ScoreOptions { max_length: Some(usize::MAX), ..Default::default() },
+            ScoreOptions { max_length: Some(usize::MAX), query_max_length: Some(usize::MAX), ..Default::default() },
+            ScoreOptions { max_length: Some(usize::MAX), query_max_length: Some(8), ..Default::default() },
+            ScoreOptions { max_length: Some(512), query_max_length: Some(usize::MAX), ..Default::default() },
         ] {
             let s = r.compute_score(&pairs, &opts).unwrap();
             if opts.query_max_length != Some(8) {
@@ -244,7 +244,7 @@ fn long_passages_keep_exactly_the_tokens_of_the_whole_text() {
     for model in ["bert-tiny", "xlmr-tiny", "gemma-tiny", "minicpm-layerwise-tiny"] {
         let r = load(&fixtures().join(model)).unwrap();
         for max_length in [64, 512] {
-            let opts = ScoreOptions { max_length, ..Default::default() };
+            let opts = ScoreOptions { max_length: Some(max_length), ..Default::default() };
             for (short, long) in [(&spaced, &longer), (&solid, &solid_longer)] {
                 let whole = r.encode(&[("query", short.as_str())], &opts).unwrap();
                 let cut = r.encode(&[("query", long.as_str())], &opts).unwrap();

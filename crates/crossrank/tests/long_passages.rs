@@ -35,8 +35,8 @@ fn a_passage_that_fits_scores_exactly_as_truncate() {
                 assert!(best.score >= truncate[i], "{model} pair {i}: {} < {}", best.score, truncate[i]);
                 // Fits: the input is the same with no length limit on the
                 // passage (the query keeps its own limit).
-                let qmax = opts.query_max_length.unwrap_or(opts.max_length / 4 * 3 + opts.max_length % 4 * 3 / 4);
-                let unlimited = ScoreOptions { max_length: 100_000, query_max_length: Some(qmax), ..opts.clone() };
+                let qmax = opts.query_max_length.unwrap_or(opts.max_length_or(512) / 4 * 3 + opts.max_length_or(512) % 4 * 3 / 4);
+                let unlimited = ScoreOptions { max_length: Some(100_000), query_max_length: Some(qmax), ..opts.clone() };
                 let fits = r.encode(&[(q, p)], &unlimited).ok() == Some(r.encode(&[(q, p)], &opts).unwrap());
                 if fits {
                     // Bit for bit: the same input, the same forward pass.
@@ -68,7 +68,7 @@ fn maxp_scores_every_window_and_keeps_the_best_with_its_span() {
     let query = "what do pandas eat";
     for model in MODELS {
         let r = load(model);
-        let opts = ScoreOptions { max_length: 512, ..Default::default() };
+        let opts = ScoreOptions { max_length: Some(512), ..Default::default() };
         let truncate = r.compute_score(&[(query, passage.as_str())], &opts).unwrap()[0];
         for stride in [None, Some(100), Some(1000)] {
             let o = maxp(&opts, stride);
@@ -232,7 +232,7 @@ fn maxp_finds_the_answer_past_token_512_that_truncate_cuts_off() {
     assert!(s[0] > 0.1 && s[1].abs() < 1e-4, "{s:?}");
     let needle = "Pandas eat bamboo almost exclusively.";
     let (passage, at) = long_passage(needle);
-    let opts = ScoreOptions { max_length: 512, ..Default::default() };
+    let opts = ScoreOptions { max_length: Some(512), ..Default::default() };
     let truncate = r.compute_score(&[(query, passage.as_str())], &opts).unwrap()[0];
     assert!(truncate.abs() < 1e-4, "truncate sees only the first 512 tokens, no answer: {truncate}");
     for stride in [None, Some(37), Some(400)] {
@@ -262,7 +262,7 @@ fn instructions_are_text_before_the_query_and_the_passage() {
         let r = load(model);
         let llm = r.architecture().is_llm();
         let (qd, pd) = if llm { ("A: ", "B: ") } else { ("", "") };
-        for base in [ScoreOptions { max_length: 64, ..Default::default() }, maxp(&ScoreOptions { max_length: 64, ..Default::default() }, None)] {
+        for base in [ScoreOptions { max_length: Some(64), ..Default::default() }, maxp(&ScoreOptions { max_length: Some(64), ..Default::default() }, None)] {
             for (q, p) in [("what do pandas eat?", "Bamboo, mostly."), ("what do pandas eat?", long.as_str())] {
                 // The default instruction spelled out, or put into the text.
                 let default = r.encode_windows(&[(q, p)], &base).unwrap().items;

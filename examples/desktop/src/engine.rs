@@ -121,7 +121,7 @@ pub const WINDOW_TOKENS: usize = 256;
 /// to allocate a pass of 32 windows of MiniLM (a 192 MiB buffer) after a
 /// few searches, and interactive queries gain nothing from bigger passes.
 pub fn score_options() -> ScoreOptions {
-    ScoreOptions { long_passages: LongPassages::Maxp, max_length: WINDOW_TOKENS, max_batch_tokens: Some(4096), ..ScoreOptions::default() }
+    ScoreOptions { long_passages: LongPassages::Maxp, max_length: Some(WINDOW_TOKENS), max_batch_tokens: Some(4096), ..ScoreOptions::default() }
 }
 
 struct Models {

@@ -139,12 +139,19 @@ class Embedder:
         pooling: Optional[str] = None,
         normalize: Optional[bool] = None,
         batch_size: Optional[int] = None,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
         to_numpy: bool = False,
     ) -> Any:
-        """One vector per text (one vector for a single string)."""
+        """One vector per text (one vector for a single string). ``prompt``
+        is put before every text; ``prompt_name`` picks one of the model's
+        prompts (``"query"`` for Qwen3-Embedding), as sentence-transformers'
+        arguments of those names do."""
         single = isinstance(sentences, str)
         items = [sentences] if single else texts(sentences, "sentences")
-        vectors = self._model.embed(items, max_length, pooling, normalize, batch_size) if items else []
+        vectors = (
+            self._model.embed(items, max_length, pooling, normalize, batch_size, prompt, prompt_name) if items else []
+        )
         out = vectors[0] if single else vectors
         return _numpy(out) if to_numpy else out
 

@@ -26,6 +26,8 @@ class EmbedderModel:
         pooling: Optional[str] = None,
         normalize: Optional[bool] = None,
         batch_size: Optional[int] = None,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
     ) -> List[List[float]]: ...
 
 def quantize(src: str, dst: Union[str, PathLike], dtype: str) -> str: ...

@@ -9,12 +9,14 @@
 mod bert;
 mod gemma;
 mod minicpm;
+mod qwen3;
 mod xlm_roberta;
 
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
 use crate::checkpoint::Checkpoint;
+use crate::embed::Pooling;
 use crate::error::{Error, Result};
 use crate::nn::Packing;
 use crate::quant::WeightDtype;
@@ -23,6 +25,7 @@ use crate::weights::Weights;
 use bert::{BertForSequenceClassification, BertModel, EncoderConfig};
 use gemma::{Gemma, GemmaConfig};
 use minicpm::{MiniCpm, MiniCpmConfig};
+use qwen3::{Qwen3, Qwen3Config};
 use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
 /// The architectures crossrank runs, picked from `config.json`.
@@ -41,6 +44,14 @@ pub enum Architecture {
     GemmaForCausalLM,
     /// `LayerWiseMiniCPMForCausalLM`: bge-reranker-v2-minicpm-layerwise.
     LayerWiseMiniCpmForCausalLM,
+    /// `Qwen3ForCausalLM`: Qwen3-Reranker (scored as its model card does);
+    /// embeds as Qwen3-Embedding.
+    Qwen3ForCausalLM,
+    /// `Qwen3ForSequenceClassification`: Qwen3-Reranker's `-seq-cls`
+    /// conversions (one label: the yes row minus the no row).
+    Qwen3ForSequenceClassification,
+    /// `Qwen3Model`: a bare Qwen3 decoder (Qwen3-Embedding), for embeddings.
+    Qwen3Model,
 }
 
 impl Architecture {
@@ -49,9 +60,20 @@ impl Architecture {
         matches!(self, Self::XlmRobertaForSequenceClassification | Self::BertForSequenceClassification)
     }
 
-    /// True for the decoder-only (LLM) rerankers.
+    /// True for the decoder-only (LLM) rerankers FlagLLMReranker and
+    /// LayerWiseFlagLLMReranker run (their "A: "/"B: " template and prompt).
     pub fn is_llm(self) -> bool {
         matches!(self, Self::GemmaForCausalLM | Self::LayerWiseMiniCpmForCausalLM)
+    }
+
+    /// True for Qwen3-Reranker in either form (its model card's template).
+    pub fn is_qwen3_reranker(self) -> bool {
+        matches!(self, Self::Qwen3ForCausalLM | Self::Qwen3ForSequenceClassification)
+    }
+
+    /// True for the Qwen3 family (rerankers and Qwen3-Embedding).
+    pub fn is_qwen3(self) -> bool {
+        self.is_qwen3_reranker() || self == Self::Qwen3Model
     }
 
     /// The architecture of a checkpoint, from its `config.json`.
@@ -83,10 +105,14 @@ impl Architecture {
             (Some("XLMRobertaModel" | "RobertaModel"), _) => Self::XlmRobertaModel,
             (Some("GemmaForCausalLM"), _) => Self::GemmaForCausalLM,
             (Some("LayerWiseMiniCPMForCausalLM"), _) => Self::LayerWiseMiniCpmForCausalLM,
+            (Some("Qwen3ForCausalLM"), _) => Self::Qwen3ForCausalLM,
+            (Some("Qwen3ForSequenceClassification"), _) => Self::Qwen3ForSequenceClassification,
+            (Some("Qwen3Model"), _) => Self::Qwen3Model,
             (Some(other), _) => return Err(Error::UnsupportedArchitecture(other.to_string())),
             (None, "bert") => Self::BertModel,
             (None, "xlm-roberta" | "roberta") => Self::XlmRobertaModel,
             (None, "gemma") => Self::GemmaForCausalLM,
+            (None, "qwen3") => Self::Qwen3Model,
             (None, other) => {
                 return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}")));
             }
@@ -173,6 +199,10 @@ pub(crate) fn parse_configs(bytes: &[u8], device: &Device) {
         let _ = InputLimits::decoder(&c.decoder, 8192);
         rope(&c.decoder);
     }
+    if let Ok(c) = Qwen3Config::from_json(bytes) {
+        let _ = InputLimits::decoder(&c.decoder, qwen3::DEFAULT_POSITIONS);
+        rope(&c.decoder);
+    }
     if let Ok(c) = MiniCpmConfig::from_json(bytes) {
         let _ = c.resolve_cutoffs(None);
         rope(&c.decoder);
@@ -185,6 +215,7 @@ pub(crate) enum Reranking {
     XlmRoberta(XlmRobertaForSequenceClassification),
     Gemma(Gemma),
     MiniCpm(MiniCpm),
+    Qwen3(Qwen3),
 }
 
 impl Reranking {
@@ -227,6 +258,18 @@ impl Reranking {
                 let limits = InputLimits::decoder(&cfg.decoder, 2048);
                 (Self::MiniCpm(MiniCpm::load(&weights()?, cfg, device)?), None, limits)
             }
+            Architecture::Qwen3ForCausalLM | Architecture::Qwen3ForSequenceClassification => {
+                let cfg = Qwen3Config::from_json(config)?;
+                let limits = InputLimits::decoder(&cfg.decoder, qwen3::DEFAULT_POSITIONS);
+                let m = if architecture == Architecture::Qwen3ForCausalLM {
+                    // The card: convert_tokens_to_ids("yes") / ("no").
+                    let (yes, no) = (tokenizer.token_id("yes")?, tokenizer.token_id("no")?);
+                    Qwen3::load_causal(&weights()?, cfg, yes, no, device)?
+                } else {
+                    Qwen3::load_seq_cls(&weights()?, cfg, device)?
+                };
+                (Self::Qwen3(m), None, limits)
+            }
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => {
                 let cfg = EncoderConfig::from_json(config)?;
                 if cfg.num_labels() != 1 {
@@ -243,7 +286,7 @@ impl Reranking {
                 };
                 (m, None, InputLimits::encoder(&cfg, architecture))
             }
-            a @ (Architecture::BertModel | Architecture::XlmRobertaModel) => {
+            a @ (Architecture::BertModel | Architecture::XlmRobertaModel | Architecture::Qwen3Model) => {
                 return Err(Error::InvalidInput(format!(
                     "{a:?} is an encoder without a classification head: it embeds, it does not score pairs"
                 )));
@@ -293,14 +336,17 @@ impl Reranking {
             // FlagLLMReranker's collator pads to a multiple of 8.
             Self::Gemma(m) => Ok(vec![m.forward(&tokenizer.pad_to_multiple(items, 8), device)?]),
             Self::MiniCpm(m) => m.forward(&tokenizer.pad_to_multiple(items, 8), cutoffs, device),
+            Self::Qwen3(m) => Ok(vec![m.forward(&tokenizer.pad_to_multiple(items, 8), device)?]),
         }
     }
 }
 
-/// A bare encoder that embeds (a cross-encoder checkpoint's encoder too).
+/// A model that embeds: a bare encoder (a cross-encoder checkpoint's
+/// encoder too) or a Qwen3 decoder (Qwen3-Embedding).
 pub(crate) enum Encoder {
     Bert(BertModel),
     XlmRoberta(XlmRobertaModel),
+    Qwen3(Qwen3),
 }
 
 impl Encoder {
@@ -308,8 +354,17 @@ impl Encoder {
     /// it takes.
     pub(crate) fn load(ck: &Checkpoint, dtype: WeightDtype, device: &Device) -> Result<(Self, InputLimits)> {
         let config = ck.read("config.json")?;
-        let cfg = EncoderConfig::from_json(&config)?;
         let architecture = Architecture::from_config_json(&config)?;
+        if architecture.is_qwen3() {
+            let cfg = Qwen3Config::from_json(&config)?;
+            let limits = InputLimits::decoder(&cfg.decoder, qwen3::DEFAULT_POSITIONS);
+            let w = Weights::open(ck)?.with_dtype(dtype);
+            return Ok((Self::Qwen3(Qwen3::load_embedding(&w, cfg, device)?), limits));
+        }
+        if architecture.is_llm() {
+            return Err(Error::InvalidInput(format!("{architecture:?} is a reranker; it does not embed")));
+        }
+        let cfg = EncoderConfig::from_json(&config)?;
         let w = Weights::open(ck)?.with_dtype(dtype);
         let model = if architecture.is_roberta() {
             Self::XlmRoberta(XlmRobertaModel::load(&w, &cfg, device)?)
@@ -319,13 +374,35 @@ impl Encoder {
         Ok((model, InputLimits::encoder(&cfg, architecture)))
     }
 
+    /// True for Qwen3-Embedding (its card's defaults apply).
+    pub(crate) fn is_qwen3(&self) -> bool {
+        matches!(self, Self::Qwen3(_))
+    }
+
     /// Last hidden states of unpadded sequences, packed (`[packed rows,
     /// hidden]`), and their packing.
     pub(crate) fn forward(&self, items: &[&Encoded], device: &Device) -> Result<(Tensor<2>, Packing)> {
         match self {
             Self::Bert(m) => m.forward(items, device),
             Self::XlmRoberta(m) => m.forward(items, device),
+            Self::Qwen3(_) => Err(Error::InvalidInput("a Qwen3 model gives its last token's state only (last-token pooling)".into())),
         }
+    }
+
+    /// One pooled vector per sequence, `[sequences, hidden]`.
+    pub(crate) fn pool(&self, items: &[&Encoded], pooling: Pooling, tokenizer: &PairTokenizer, device: &Device) -> Result<Tensor<2>> {
+        if let Self::Qwen3(m) = self {
+            if pooling != Pooling::LastToken {
+                return Err(Error::InvalidInput(format!("Qwen3 embeds with last-token pooling, not {pooling:?}")));
+            }
+            return Ok(m.last_states(&tokenizer.pad_to_multiple(items, 8), device));
+        }
+        let (hidden, packing) = self.forward(items, device)?;
+        Ok(match pooling {
+            Pooling::Cls => hidden.select(0, packing.first_tokens(device)),
+            Pooling::LastToken => hidden.select(0, packing.last_tokens(device)),
+            Pooling::Mean => packing.mean(hidden),
+        })
     }
 }
 

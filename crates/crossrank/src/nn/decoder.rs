@@ -1,4 +1,4 @@
-//! A Llama-style decoder block (Gemma, MiniCPM): its shared config,
+//! A Llama-style decoder block (Gemma, MiniCPM, Qwen3): its shared config,
 //! RMSNorm'd GQA self-attention with RoPE, the gated MLP, the causal mask,
 //! and the pick of each row's last real token that the LLM rerankers score.
 
@@ -165,6 +165,8 @@ pub(crate) struct DecoderLayer {
     gate: Linear,
     up: Linear,
     down: Linear,
+    /// Qwen3's RMSNorm of each query and key head before RoPE.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -187,10 +189,19 @@ impl DecoderLayer {
             gate: lin("mlp.gate_proj", h, i)?,
             up: lin("mlp.up_proj", h, i)?,
             down: lin("mlp.down_proj", i, h)?,
+            qk_norm: None,
             heads,
             kv_heads,
             head_dim: hd,
         })
+    }
+
+    /// With Qwen3's per-head `{prefix}.self_attn.{q,k}_norm` (RMSNorm over
+    /// `head_dim`, applied to every head's query and key before RoPE).
+    pub(crate) fn with_qk_norm(mut self, w: &Weights, prefix: &str, c: &DecoderConfig, dev: &Device) -> Result<Self> {
+        let norm = |n: &str| RmsNorm::load(w, &format!("{prefix}.self_attn.{n}.weight"), c.head_dim(), c.rms_norm_eps, 0.0, dev);
+        self.qk_norm = Some((norm("q_norm")?, norm("k_norm")?));
+        Ok(self)
     }
 
     /// `[b, t, hidden]` → `[b, t, hidden]`.
@@ -204,11 +215,22 @@ impl DecoderLayer {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let hd = self.head_dim;
-        let heads = |x: Tensor<3>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let heads = |x: Tensor<3>, n: usize, norm: Option<&RmsNorm>| {
+            let x = x.reshape([b, t, n, hd]);
+            match norm {
+                Some(norm) => norm.forward(x),
+                None => x,
+            }
+            .swap_dims(1, 2)
+        };
         let hn = self.input_norm.forward(x.clone());
-        let q = Rope::apply(heads(self.q.forward(hn.clone()), self.heads), rope.0, rope.1);
-        let k = Rope::apply(heads(self.k.forward(hn.clone()), self.kv_heads), rope.0, rope.1);
-        let v = heads(self.v.forward(hn), self.kv_heads);
+        let (qn, kn) = match &self.qk_norm {
+            Some((q, k)) => (Some(q), Some(k)),
+            None => (None, None),
+        };
+        let q = Rope::apply(heads(self.q.forward(hn.clone()), self.heads, qn), rope.0, rope.1);
+        let k = Rope::apply(heads(self.k.forward(hn.clone()), self.kv_heads, kn), rope.0, rope.1);
+        let v = heads(self.v.forward(hn), self.kv_heads, None);
         let ctx = grouped_attention(q, k, v, mask, (hd as f64).powf(-0.5));
         let attn = self.o.forward(ctx.swap_dims(1, 2).reshape([b, t, self.heads * hd]));
         let x = x + attn.mul_scalar(residual_scale);

@@ -62,6 +62,12 @@ impl Packing {
         Tensor::from_data(TensorData::new(v, [self.seqs.len()]), device)
     }
 
+    /// The packed row of each sequence's last token.
+    pub(crate) fn last_tokens(&self, device: &Device) -> Tensor<1, Int> {
+        let v: Vec<i64> = self.seqs.iter().map(|&(s, l)| (s + l.max(1) - 1).min(self.rows - 1) as i64).collect();
+        Tensor::from_data(TensorData::new(v, [self.seqs.len()]), device)
+    }
+
     /// How attention runs for this batch with `heads` heads (once per
     /// batch, for every layer's `packed_attention`).
     pub(crate) fn attention(&self, heads: usize, device: &Device) -> AttentionPlan {

@@ -19,10 +19,10 @@ use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
 use crate::models::{Architecture, InputLimits, Reranking};
 use crate::quant::WeightDtype;
-use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer};
+use crate::tokenize::{Encoded, LlmTemplate, PairTokenizer, Qwen3Template};
 
 /// A reranker on one device: a cross-encoder (BERT, XLM-R) or an LLM
-/// reranker (Gemma, layer-wise MiniCPM), picked from `config.json`.
+/// reranker (Gemma, layer-wise MiniCPM, Qwen3), picked from `config.json`.
 pub struct Reranker {
     model: Reranking,
     tokenizer: PairTokenizer,
@@ -62,8 +62,18 @@ impl Reranker {
         self.score_token
     }
 
-    fn llm_template(&self, opts: &ScoreOptions) -> Result<Option<LlmTemplate>> {
-        if self.architecture.is_llm() { Ok(Some(self.tokenizer.llm_template(opts.prompt.as_deref())?)) } else { Ok(None) }
+    fn template(&self, opts: &ScoreOptions) -> Result<Template> {
+        Ok(if self.architecture.is_llm() {
+            Template::Flag(self.tokenizer.llm_template(opts.prompt.as_deref())?)
+        } else if self.architecture.is_qwen3_reranker() {
+            // The card's 8192 by default, capped at the model's positions (a
+            // longer limit asked for is the user's: a pair past the model's
+            // positions then fails the length check, as for every model).
+            let max_length = opts.max_length.unwrap_or(QWEN3_MAX_LENGTH.min(self.limits.max_tokens));
+            Template::Qwen3(self.tokenizer.qwen3_template(opts.prompt.as_deref())?, max_length)
+        } else {
+            Template::CrossEncoder
+        })
     }
 
     /// The longest input the model takes, in tokens.
@@ -78,12 +88,19 @@ impl Reranker {
     pub fn encode<Q: AsRef<str>, P: AsRef<str>>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<Encoded>> {
         opts.validate()?;
         let limits = opts.limits(self.architecture.is_llm());
-        let template = self.llm_template(opts)?;
+        let template = self.template(opts)?;
         let encoded = pairs
             .iter()
             .map(|(q, p)| match &template {
-                Some(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), limits, t),
-                None => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), limits),
+                Template::Flag(t) => self.tokenizer.encode_llm_pair(q.as_ref(), p.as_ref(), limits, t),
+                Template::Qwen3(t, max_length) => self.tokenizer.encode_qwen3_pair(
+                    q.as_ref(),
+                    p.as_ref(),
+                    *max_length,
+                    (limits.query_prefix, limits.passage_prefix),
+                    t,
+                ),
+                Template::CrossEncoder => self.tokenizer.encode_pair(q.as_ref(), p.as_ref(), limits),
             })
             .collect::<Result<Vec<_>>>()?;
         self.limits.check(&encoded, &self.tokenizer)?;
@@ -99,12 +116,21 @@ impl Reranker {
         }
         opts.validate()?;
         let limits = opts.limits(self.architecture.is_llm());
-        let template = self.llm_template(opts)?;
+        let template = self.template(opts)?;
         let mut w = PassageWindows::maxp(pairs.len());
         for (i, (q, p)) in pairs.iter().enumerate() {
+            let (q, p) = (q.as_ref(), p.as_ref());
             let windows = match &template {
-                Some(t) => self.tokenizer.encode_llm_pair_windows(q.as_ref(), p.as_ref(), limits, t, opts.passage_stride)?,
-                None => self.tokenizer.encode_pair_windows(q.as_ref(), p.as_ref(), limits, opts.passage_stride)?,
+                Template::Flag(t) => self.tokenizer.encode_llm_pair_windows(q, p, limits, t, opts.passage_stride)?,
+                Template::Qwen3(t, max_length) => self.tokenizer.encode_qwen3_pair_windows(
+                    q,
+                    p,
+                    *max_length,
+                    (limits.query_prefix, limits.passage_prefix),
+                    t,
+                    opts.passage_stride,
+                )?,
+                Template::CrossEncoder => self.tokenizer.encode_pair_windows(q, p, limits, opts.passage_stride)?,
             };
             for (e, span) in windows {
                 w.push(i, e, span);
@@ -253,6 +279,19 @@ blocking_twins! {
     score_encoded(items: &[&Encoded], cutoffs: &[usize]) -> Result<Vec<Vec<f32>>> = score_encoded_async;
     rerank<D>(query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<Ranked>> = rerank_async;
     rerank_passages<D>(query: &str, docs: &[D], top_k: Option<usize>, opts: &ScoreOptions) -> Result<Vec<(Ranked, PassageScore)>> = rerank_passages_async;
+}
+
+/// Qwen3-Reranker's default `max_length` (its card's).
+const QWEN3_MAX_LENGTH: usize = 8192;
+
+/// How a model's pairs are built.
+enum Template {
+    /// FlagReranker's pair (the tokenizer's pair template).
+    CrossEncoder,
+    /// FlagLLMReranker's "A: "/"B: " pair and prompt.
+    Flag(LlmTemplate),
+    /// Qwen3-Reranker's card, with the whole input's `max_length`.
+    Qwen3(Qwen3Template, usize),
 }
 
 /// The one score list of a single-layer request.

@@ -9,9 +9,6 @@ use crate::tokenize::Limits;
 const DEFAULT_MAX_LENGTH: usize = 512;
 const DEFAULT_BATCH_SIZE: usize = 128;
 
-fn default_max_length() -> usize {
-    DEFAULT_MAX_LENGTH
-}
 fn default_batch_size() -> usize {
     DEFAULT_BATCH_SIZE
 }
@@ -24,11 +21,14 @@ fn default_batch_size() -> usize {
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreOptions {
-    /// Maximum tokens of a (query, passage) pair, special tokens included.
-    #[serde(alias = "max_length", default = "default_max_length")]
-    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_MAX_LENGTH", default_value_t = DEFAULT_MAX_LENGTH))]
-    pub max_length: usize,
-    /// Maximum tokens of the query (default max_length * 3 / 4).
+    /// Maximum tokens of a (query, passage) pair, special tokens included
+    /// (default 512, FlagReranker's; Qwen3-Reranker: 8192, its card's, and
+    /// never more than the model's positions).
+    #[serde(alias = "max_length")]
+    #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_MAX_LENGTH"))]
+    pub max_length: Option<usize>,
+    /// Maximum tokens of the query (default max_length * 3 / 4; Qwen3-Reranker
+    /// does not cut the query alone: its card cuts the whole text).
     #[serde(alias = "query_max_length")]
     #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_QUERY_MAX_LENGTH"))]
     pub query_max_length: Option<usize>,
@@ -58,7 +58,9 @@ pub struct ScoreOptions {
     #[serde(alias = "passage_instruction")]
     #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PASSAGE_INSTRUCTION"))]
     pub passage_instruction: Option<String>,
-    /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's).
+    /// LLM rerankers: the prompt after the pair (default: FlagLLMReranker's);
+    /// Qwen3-Reranker: the instruction (default: its card's "Given a web
+    /// search query, retrieve relevant passages that answer the query").
     #[cfg_attr(feature = "clap", arg(long, env = "CROSSRANK_PROMPT"))]
     pub prompt: Option<String>,
     /// Layer-wise rerankers: the scoring layers, e.g. 8,28 (default: the
@@ -95,7 +97,7 @@ pub enum LongPassages {
 impl Default for ScoreOptions {
     fn default() -> Self {
         Self {
-            max_length: DEFAULT_MAX_LENGTH,
+            max_length: None,
             query_max_length: None,
             batch_size: DEFAULT_BATCH_SIZE,
             max_batch_tokens: None,
@@ -111,11 +113,17 @@ impl Default for ScoreOptions {
 }
 
 impl ScoreOptions {
-    /// `max_length` and the query's limit (default max_length * 3 / 4,
-    /// computed without overflowing for huge values), and the instructions
-    /// (FlagLLMReranker's "A: " / "B: " for an LLM reranker by default).
+    /// `max_length`, `default` when unset.
+    pub fn max_length_or(&self, default: usize) -> usize {
+        self.max_length.unwrap_or(default)
+    }
+
+    /// `max_length` (FlagReranker's 512 by default) and the query's limit
+    /// (default max_length * 3 / 4, computed without overflowing for huge
+    /// values), and the instructions (FlagLLMReranker's "A: " / "B: " for
+    /// an LLM reranker by default).
     pub(super) fn limits(&self, llm: bool) -> Limits<'_> {
-        let m = self.max_length;
+        let m = self.max_length_or(DEFAULT_MAX_LENGTH);
         let (q, p) = if llm { ("A: ", "B: ") } else { ("", "") };
         Limits {
             max_length: m,
@@ -126,7 +134,7 @@ impl ScoreOptions {
     }
 
     pub(super) fn validate(&self) -> Result<()> {
-        if self.max_length == 0 {
+        if self.max_length == Some(0) {
             return Err(Error::InvalidInput("max_length must be at least 1".into()));
         }
         if self.batch_size == 0 {
@@ -149,7 +157,7 @@ mod tests {
     #[test]
     fn options_deserialize_with_defaults_in_either_case() {
         let o: ScoreOptions = serde_json::from_str(r#"{"maxLength": 64, "batch_size": 3, "cutoffLayers": [8]}"#).unwrap();
-        assert_eq!(o, ScoreOptions { max_length: 64, batch_size: 3, cutoff_layers: Some(vec![8]), ..Default::default() });
+        assert_eq!(o, ScoreOptions { max_length: Some(64), batch_size: 3, cutoff_layers: Some(vec![8]), ..Default::default() });
         let o: ScoreOptions = serde_json::from_str(r#"{"query_max_length": null, "normalize": true}"#).unwrap();
         assert_eq!(o, ScoreOptions { normalize: true, ..Default::default() });
         let e = serde_json::from_str::<ScoreOptions>(r#"{"maxLenght": 64}"#).unwrap_err();

@@ -20,6 +20,7 @@
 
 mod llm;
 mod pair;
+mod qwen3;
 mod windows;
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
@@ -29,6 +30,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 
 pub(crate) use llm::LlmTemplate;
+pub(crate) use qwen3::Qwen3Template;
 
 /// Texts longer than this many bytes per token they may keep are tokenized
 /// from a prefix (see `PairTokenizer::encode_prefixed`); no real text needs
@@ -310,6 +312,12 @@ impl PairTokenizer {
     fn finish(&self, a: Encoding, b: Option<Encoding>) -> Result<Encoded> {
         let e = self.tk.post_process(a, b, true).map_err(tok_err)?;
         Ok(Encoded { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() })
+    }
+
+    /// The id of the vocabulary entry `token` (transformers'
+    /// `convert_tokens_to_ids`; Qwen3-Reranker scores "yes" against "no").
+    pub(crate) fn token_id(&self, token: &str) -> Result<u32> {
+        self.tk.token_to_id(token).ok_or_else(|| Error::Tokenizer(format!("the tokenizer has no token {token:?}")))
     }
 
     /// The id of the first token of `text` (the LLM rerankers score "Yes").

@@ -42,8 +42,14 @@ impl PairTokenizer {
     /// One text with special tokens, truncated so the whole fits in
     /// `max_length` (sentence-transformers' `truncation="longest_first"`).
     pub(crate) fn encode_single(&self, text: &str, max_length: usize) -> Result<Encoded> {
+        self.encode_single_prefixed("", text, max_length)
+    }
+
+    /// `prompt + text` as [`encode_single`](Self::encode_single) encodes a
+    /// text (sentence-transformers puts the prompt in the text).
+    pub(crate) fn encode_single_prefixed(&self, prompt: &str, text: &str, max_length: usize) -> Result<Encoded> {
         let budget = max_length.saturating_sub(self.specials(false));
-        let e = self.encode_plain(text, Some(budget))?;
+        let e = self.encode_prefixed(prompt, text, Some(budget))?;
         self.finish(e, None)
     }
 }

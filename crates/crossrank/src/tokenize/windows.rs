@@ -11,9 +11,9 @@ const SEGMENT_BYTES: usize = 64 << 10;
 
 /// A passage's tokens for windowing (see `PairTokenizer::all_tokens`).
 #[derive(Default)]
-struct PassageTokens {
-    prefix: Vec<u32>,
-    ids: Vec<u32>,
+pub(super) struct PassageTokens {
+    pub(super) prefix: Vec<u32>,
+    pub(super) ids: Vec<u32>,
     offsets: Vec<(usize, usize)>,
 }
 
@@ -41,7 +41,7 @@ impl PairTokenizer {
     /// [`SEGMENT_BYTES`] cut at whitespace (as `encode_prefixed` cuts), so a
     /// long document costs memory linear in its length with a small factor
     /// (a whole-text `Encoding` keeps ~150 bytes per input byte).
-    fn all_tokens(&self, prefix: &str, text: &str) -> Result<PassageTokens> {
+    pub(super) fn all_tokens(&self, prefix: &str, text: &str) -> Result<PassageTokens> {
         let head = prefix.trim_end().len();
         let mut out = PassageTokens::default();
         let mut at = 0;
@@ -70,7 +70,7 @@ impl PairTokenizer {
     /// The windows of a passage too long for one input (`--long-passages
     /// maxp`): each `size` passage tokens, `stride` apart, the last one
     /// ending at the passage's end; with the passage byte span each covers.
-    fn windows(tokens: &PassageTokens, size: usize, stride: usize) -> Vec<(std::ops::Range<usize>, (usize, usize))> {
+    pub(super) fn windows(tokens: &PassageTokens, size: usize, stride: usize) -> Vec<(std::ops::Range<usize>, (usize, usize))> {
         let n = tokens.ids.len();
         let mut out = Vec::new();
         let mut start = 0;

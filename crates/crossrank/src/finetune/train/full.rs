@@ -39,6 +39,14 @@ impl FineTuner {
             Architecture::GemmaForCausalLM | Architecture::LayerWiseMiniCpmForCausalLM => {
                 return Self::new_lora(ck, data, args, LoraArgs::default(), device);
             }
+            // FlagEmbedding 1.4.2 has no Qwen3 reranker trainer to match
+            // step for step; scoring and embedding are what crossrank runs.
+            a @ (Architecture::Qwen3ForCausalLM | Architecture::Qwen3ForSequenceClassification | Architecture::Qwen3Model) => {
+                return Err(Error::InvalidInput(format!(
+                    "fine-tuning {a:?} is not supported (FlagEmbedding has no Qwen3 reranker trainer to match); \
+                     crossrank fine-tunes BERT / XLM-R cross-encoders and the Gemma / MiniCPM LLM rerankers"
+                )));
+            }
         };
         let new_head = prefix.is_some();
         if let (Some(_), Some(obj)) = (prefix, config.as_object_mut()) {
