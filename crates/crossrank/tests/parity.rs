@@ -1,5 +1,6 @@
 //! Parity with FlagEmbedding 1.4.2 on the committed random-init fixtures:
-//! token ids identical, scores within 1e-4 on the CPU and 1e-3 on wgpu.
+//! token ids identical, scores within 1e-4 on the CPU and 1e-3 on wgpu
+//! (XLM-R, BERT, ModernBERT).
 
 mod common;
 
@@ -36,6 +37,25 @@ fn xlm_roberta_matches_flagembedding_on_cpu() {
 #[test]
 fn bert_matches_flagembedding_on_cpu() {
     check("bert-tiny", &Device::flex(), 1e-4, None);
+}
+
+/// ModernBERT (cls and mean pooling, no biases and every bias; 4 layers
+/// with 2 local ones whose ±8-token window most pairs outgrow).
+#[test]
+fn modernbert_matches_flagembedding_on_cpu() {
+    for model in ["modernbert-cls-tiny", "modernbert-mean-tiny"] {
+        let r = Reranker::load(&Checkpoint::dir(fixtures().join(model)), &Device::flex()).unwrap();
+        assert_eq!(r.architecture(), crossrank::Architecture::ModernBertForSequenceClassification);
+        check(model, &Device::flex(), 1e-4, None);
+    }
+}
+
+#[test]
+fn modernbert_matches_flagembedding_on_wgpu() {
+    let Some(dev) = wgpu_device() else { return };
+    let cases = ["default", "max_length_16_batch_3"];
+    check("modernbert-cls-tiny", &dev, 1e-3, Some(&cases));
+    check("modernbert-mean-tiny", &dev, 1e-3, Some(&cases));
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn fixture_forward(device: &Device) -> burn::tensor::Tensor<2> {
     let x = module::layer_norm(x, t1(h, 2).add_scalar(1.0), Some(t1(h, 3)), 1e-5);
     let proj = |x: Tensor<2>, seed: u32| module::linear(x, t2(h, h, seed).mul_scalar(0.2), Some(t1(h, seed + 100)));
     let qkv = Tensor::cat(vec![proj(x.clone(), 4), proj(x.clone(), 5), proj(x.clone(), 6)], 1);
-    let ctx = packed_attention(qkv, &packing.attention(heads, device));
+    let ctx = packed_attention(qkv, &packing.attention(heads, None, device));
     let x = x + proj(ctx, 7);
     let ff = burn::tensor::activation::gelu(proj(x.clone(), 8));
     let x = module::layer_norm(x + proj(ff, 9), t1(h, 10).add_scalar(1.0), Some(t1(h, 11)), 1e-5);

@@ -8,8 +8,9 @@ use super::on_host;
 
 /// How [`packed_attention`] runs for one batch, built once for all layers.
 pub(crate) enum AttentionPlan {
-    /// The CPU: each sequence over its own tokens, on the host.
-    Host { seqs: Vec<(usize, usize)>, heads: usize },
+    /// The CPU: each sequence over its own tokens, on the host; with a
+    /// window, each token over the keys at most `window` positions away.
+    Host { seqs: Vec<(usize, usize)>, heads: usize, window: Option<usize> },
     /// Index tensors into and out of the padded, head-split layout.
     Gathered { qkv: Tensor<1, Int>, merge: Tensor<1, Int>, mask: Tensor<4, Bool>, dims: [usize; 3] },
 }
@@ -17,16 +18,19 @@ pub(crate) enum AttentionPlan {
 impl AttentionPlan {
     /// The plan for packed rows holding `seqs` — `(first packed row,
     /// length)` of every sequence, in order — then filler rows up to `rows`.
-    pub(crate) fn new(seqs: &[(usize, usize)], rows: usize, heads: usize, device: &Device) -> Self {
+    /// `window`: sliding-window attention (ModernBERT's local layers), each
+    /// query seeing the keys at most that many positions away.
+    pub(crate) fn new(seqs: &[(usize, usize)], rows: usize, heads: usize, window: Option<usize>, device: &Device) -> Self {
         if on_host(device) {
-            return Self::Host { seqs: seqs.to_vec(), heads };
+            return Self::Host { seqs: seqs.to_vec(), heads, window };
         }
-        Self::gathered(seqs, rows, heads, device)
+        Self::gathered(seqs, rows, heads, window, device)
     }
 
     /// The padded-layout gathers (any device): `[batch, heads, longest,
-    /// head_dim]`, padding positions reading packed row 0 and masked as keys.
-    pub(crate) fn gathered(seqs: &[(usize, usize)], rows: usize, heads: usize, device: &Device) -> Self {
+    /// head_dim]`, padding positions reading packed row 0 and masked as
+    /// keys, as are keys outside the window.
+    pub(crate) fn gathered(seqs: &[(usize, usize)], rows: usize, heads: usize, window: Option<usize>, device: &Device) -> Self {
         let b = seqs.len();
         let t = seqs.iter().map(|s| s.1).max().unwrap_or(0).max(1);
         // The packed row of each padded position; padding reads row 0.
@@ -57,8 +61,19 @@ impl AttentionPlan {
             let n = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
         };
-        let pad: Vec<bool> = seqs.iter().flat_map(|&(_, len)| (0..t).map(move |c| c >= len)).collect();
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device);
+        let mask = match window {
+            None => {
+                let pad: Vec<bool> = seqs.iter().flat_map(|&(_, len)| (0..t).map(move |c| c >= len)).collect();
+                Tensor::<4, Bool>::from_data(TensorData::new(pad, [b, 1, 1, t]), device)
+            }
+            Some(w) => {
+                let m: Vec<bool> = seqs
+                    .iter()
+                    .flat_map(|&(_, len)| (0..t).flat_map(move |i| (0..t).map(move |j| j >= len || i.abs_diff(j) > w)))
+                    .collect();
+                Tensor::<4, Bool>::from_data(TensorData::new(m, [b, 1, t, t]), device)
+            }
+        };
         Self::Gathered { qkv: int(qkv), merge: int(merge), mask: mask.expand([b, heads, t, t]), dims: [b, heads, t] }
     }
 }
@@ -71,7 +86,7 @@ impl AttentionPlan {
 /// head split and merge would make; padded keys are masked.
 pub(crate) fn packed_attention(qkv: Tensor<2>, plan: &AttentionPlan) -> Tensor<2> {
     let (qkv_index, merge, mask, [b, heads, t]) = match plan {
-        AttentionPlan::Host { seqs, heads } => return host_attention(qkv, seqs, *heads),
+        AttentionPlan::Host { seqs, heads, window } => return host_attention(qkv, seqs, *heads, *window),
         AttentionPlan::Gathered { qkv, merge, mask, dims } => (qkv, merge, mask, *dims),
     };
     let [n, width] = qkv.dims();
@@ -121,6 +136,11 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|x| *x *= inv);
 }
 
+/// Query rows per block of windowed attention: each block reads its rows'
+/// window of keys (`WINDOW_BLOCK + 2w`), so a larger block wastes more
+/// products on masked keys and a smaller one makes more, smaller GEMMs.
+const WINDOW_BLOCK: usize = 64;
+
 /// A pointer the attention tasks write disjoint blocks through.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -146,7 +166,7 @@ impl SharedOut {
 /// no head split or merge copies. Replaced Burn's CPU attention on the
 /// gathered padded layout, which the profile put at 12.5% plus 3% of
 /// gathers.
-fn host_attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -> Tensor<2> {
+fn host_attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize, window: Option<usize>) -> Tensor<2> {
     let device = qkv.device();
     let [n, width] = qkv.dims();
     let hidden = width / 3;
@@ -157,61 +177,88 @@ fn host_attention(qkv: Tensor<2>, seqs: &[(usize, usize)], heads: usize) -> Tens
     let mut out = vec![0f32; n * hidden];
     let dst = SharedOut(out.as_mut_ptr());
     let scale = 1.0 / (d as f32).sqrt();
+    // A window attends in blocks of query rows, each against only the keys
+    // its rows can see: work linear in the length, not quadratic.
+    let block = |len: usize| if window.is_some() { WINDOW_BLOCK.min(len.max(1)) } else { len.max(1) };
     let run = |scores: &mut Vec<f32>, (start, len, h): (usize, usize, usize)| {
-        scores.clear();
-        scores.resize(len * len, 0.0);
-        let row = start * width + h * d;
-        let (q, k, v) = (&src[row..], &src[row + hidden..], &src[row + 2 * hidden..]);
-        // SAFETY: q, k and v are `len` rows of `d` values at stride `width`
-        // inside `src` (start + len <= n); scores is len × len; the output
-        // block is rows start..start+len, columns h*d..(h+1)*d of `out`.
-        unsafe {
-            // scores[i][j] = scale * sum_c q[i][c] * k[j][c]
-            gemm(
-                len,
-                len,
-                d,
-                scores.as_mut_ptr(),
-                1,
-                len as isize,
-                false,
-                q.as_ptr(),
-                1,
-                width as isize,
-                k.as_ptr(),
-                width as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        scores.chunks_exact_mut(len).for_each(softmax);
-        unsafe {
-            gemm(
-                len,
-                d,
-                len,
-                dst.at(start * hidden + h * d),
-                1,
-                hidden as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                len as isize,
-                v.as_ptr(),
-                1,
-                width as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
+        let mut i0 = 0;
+        while i0 < len {
+            let i1 = (i0 + block(len)).min(len);
+            let (k0, k1) = match window {
+                Some(w) => (i0.saturating_sub(w), (i1 - 1).saturating_add(w).saturating_add(1).min(len)),
+                None => (0, len),
+            };
+            let (rows, keys) = (i1 - i0, k1 - k0);
+            scores.clear();
+            scores.resize(rows * keys, 0.0);
+            let (q, k, v) =
+                (&src[(start + i0) * width + h * d..], &src[(start + k0) * width + hidden + h * d..], &src[(start + k0) * width + 2 * hidden + h * d..]);
+            // SAFETY: q is `rows` rows and k, v `keys` rows of `d` values at
+            // stride `width` inside `src` (start + len <= n); scores is rows
+            // × keys; the output block is rows start+i0..start+i1, columns
+            // h*d..(h+1)*d of `out`.
+            unsafe {
+                // scores[i][j] = scale * sum_c q[i][c] * k[j][c]
+                gemm(
+                    rows,
+                    keys,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    keys as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    width as isize,
+                    k.as_ptr(),
+                    width as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (r, row) in scores.chunks_exact_mut(keys).enumerate() {
+                match window {
+                    // Keys [i - w, i + w] of this row, relative to k0.
+                    Some(w) => {
+                        let i = i0 + r;
+                        let lo = i.saturating_sub(w).max(k0) - k0;
+                        let hi = (i + w + 1).min(k1) - k0;
+                        row[..lo].fill(0.0);
+                        row[hi..].fill(0.0);
+                        softmax(&mut row[lo..hi]);
+                    }
+                    None => softmax(row),
+                }
+            }
+            unsafe {
+                gemm(
+                    rows,
+                    d,
+                    keys,
+                    dst.at((start + i0) * hidden + h * d),
+                    1,
+                    hidden as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    keys as isize,
+                    v.as_ptr(),
+                    1,
+                    width as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            i0 = i1;
         }
     };
     let tasks = seqs.iter().flat_map(|&(s, l)| (0..heads).map(move |h| (s, l, h)));
@@ -239,7 +286,14 @@ mod tests {
     fn host_attention_equals_masked_padded_attention() {
         use burn::tensor::{Bool, module};
         let dev = Device::flex();
-        for (heads, d, lens) in [(2usize, 8usize, vec![5usize, 3, 1]), (12, 32, vec![150, 97, 256, 2]), (4, 64, vec![300, 40])] {
+        for (heads, d, lens, window) in [
+            (2usize, 8usize, vec![5usize, 3, 1], None),
+            (12, 32, vec![150, 97, 256, 2], None),
+            (4, 64, vec![300, 40], None),
+            (2, 8, vec![5, 3, 1], Some(1usize)),
+            (4, 16, vec![150, 97, 256, 2, 64, 65], Some(64)),
+            (2, 32, vec![300, 40, 129], Some(8)),
+        ] {
             let hidden = heads * d;
             let (b, t) = (lens.len(), *lens.iter().max().unwrap());
             let n: usize = lens.iter().sum();
@@ -258,7 +312,7 @@ mod tests {
                 seqs.push((start, l));
                 start += l;
             }
-            let got = host_attention(Tensor::<2>::from_data(TensorData::new(vals.clone(), [n, 3 * hidden]), &dev), &seqs, heads)
+            let got = host_attention(Tensor::<2>::from_data(TensorData::new(vals.clone(), [n, 3 * hidden]), &dev), &seqs, heads, window)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
@@ -278,8 +332,11 @@ mod tests {
             }
             let all = Tensor::<1>::from_data(TensorData::new(padded, [3 * b * heads * t * d]), &dev).reshape([3, b, heads, t, d]);
             let part = |p: usize| all.clone().slice(p..p + 1).reshape([b, heads, t, d]);
-            let mask: Vec<bool> = lens.iter().flat_map(|&l| (0..t).map(move |j| j >= l)).collect();
-            let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, 1, t]), &dev).expand([b, heads, t, t]);
+            let mask: Vec<bool> = lens
+                .iter()
+                .flat_map(|&l| (0..t).flat_map(move |i| (0..t).map(move |j| j >= l || window.is_some_and(|w| i.abs_diff(j) > w))))
+                .collect();
+            let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, t]), &dev).expand([b, heads, t, t]);
             let want =
                 module::attention(part(0), part(1), part(2), Some(mask), None, Default::default()).into_data().try_to_vec::<f32>().unwrap();
             let mut worst = 0f32;
@@ -293,7 +350,7 @@ mod tests {
                     }
                 }
             }
-            assert!(worst <= 1e-5, "heads {heads} d {d} lens {lens:?}: max abs err {worst}");
+            assert!(worst <= 1e-5, "heads {heads} d {d} lens {lens:?} window {window:?}: max abs err {worst}");
         }
     }
 

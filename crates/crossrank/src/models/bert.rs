@@ -209,7 +209,7 @@ impl BertEncoder {
 
     pub(crate) fn forward(&self, input: &EncoderInput, dev: &Device) -> Tensor<2> {
         let mut x = self.embeddings.forward(input, dev);
-        let attention = input.packing.attention(self.heads, dev);
+        let attention = input.packing.attention(self.heads, None, dev);
         for layer in &self.layers {
             x = layer.forward(x, &attention);
         }

@@ -9,6 +9,7 @@
 mod bert;
 mod gemma;
 mod minicpm;
+mod modernbert;
 mod qwen3;
 mod xlm_roberta;
 
@@ -25,6 +26,7 @@ use crate::weights::Weights;
 use bert::{BertForSequenceClassification, BertModel, EncoderConfig};
 use gemma::{Gemma, GemmaConfig};
 use minicpm::{MiniCpm, MiniCpmConfig};
+use modernbert::{ModernBertConfig, ModernBertEncoder, ModernBertForSequenceClassification, modernbert_prefix};
 use qwen3::{Qwen3, Qwen3Config};
 use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
@@ -52,12 +54,25 @@ pub enum Architecture {
     Qwen3ForSequenceClassification,
     /// `Qwen3Model`: a bare Qwen3 decoder (Qwen3-Embedding), for embeddings.
     Qwen3Model,
+    /// `ModernBertForSequenceClassification`: gte-reranker-modernbert-base
+    /// and the sentence-transformers ModernBERT cross-encoders.
+    ModernBertForSequenceClassification,
+    /// `ModernBertModel`: a bare ModernBERT encoder, for embeddings.
+    ModernBertModel,
 }
 
 impl Architecture {
     /// True for the two encoder families that score (query, passage) pairs.
     pub fn is_cross_encoder(self) -> bool {
-        matches!(self, Self::XlmRobertaForSequenceClassification | Self::BertForSequenceClassification)
+        matches!(
+            self,
+            Self::XlmRobertaForSequenceClassification | Self::BertForSequenceClassification | Self::ModernBertForSequenceClassification
+        )
+    }
+
+    /// True for the ModernBERT family.
+    pub fn is_modernbert(self) -> bool {
+        matches!(self, Self::ModernBertForSequenceClassification | Self::ModernBertModel)
     }
 
     /// True for the decoder-only (LLM) rerankers FlagLLMReranker and
@@ -108,11 +123,14 @@ impl Architecture {
             (Some("Qwen3ForCausalLM"), _) => Self::Qwen3ForCausalLM,
             (Some("Qwen3ForSequenceClassification"), _) => Self::Qwen3ForSequenceClassification,
             (Some("Qwen3Model"), _) => Self::Qwen3Model,
+            (Some("ModernBertForSequenceClassification"), _) => Self::ModernBertForSequenceClassification,
+            (Some("ModernBertModel" | "ModernBertForMaskedLM"), _) => Self::ModernBertModel,
             (Some(other), _) => return Err(Error::UnsupportedArchitecture(other.to_string())),
             (None, "bert") => Self::BertModel,
             (None, "xlm-roberta" | "roberta") => Self::XlmRobertaModel,
             (None, "gemma") => Self::GemmaForCausalLM,
             (None, "qwen3") => Self::Qwen3Model,
+            (None, "modernbert") => Self::ModernBertModel,
             (None, other) => {
                 return Err(Error::UnsupportedArchitecture(format!("model_type {other:?}")));
             }
@@ -145,6 +163,11 @@ impl InputLimits {
         } else {
             Self { vocab: cfg.vocab_size, type_vocab: cfg.type_vocab_size, max_tokens: cfg.max_position_embeddings }
         }
+    }
+
+    fn modernbert(cfg: &ModernBertConfig) -> Self {
+        // ModernBERT reads input_ids only: segment ids are never used.
+        Self { vocab: cfg.vocab_size, type_vocab: usize::MAX, max_tokens: cfg.max_position_embeddings }
     }
 
     fn decoder(cfg: &crate::nn::DecoderConfig, default_positions: usize) -> Self {
@@ -199,6 +222,9 @@ pub(crate) fn parse_configs(bytes: &[u8], device: &Device) {
         let _ = InputLimits::decoder(&c.decoder, 8192);
         rope(&c.decoder);
     }
+    if let Ok(c) = ModernBertConfig::from_json(bytes) {
+        let _ = (InputLimits::modernbert(&c), c.num_labels());
+    }
     if let Ok(c) = Qwen3Config::from_json(bytes) {
         let _ = InputLimits::decoder(&c.decoder, qwen3::DEFAULT_POSITIONS);
         rope(&c.decoder);
@@ -216,6 +242,7 @@ pub(crate) enum Reranking {
     Gemma(Gemma),
     MiniCpm(MiniCpm),
     Qwen3(Qwen3),
+    ModernBert(ModernBertForSequenceClassification),
 }
 
 impl Reranking {
@@ -270,6 +297,17 @@ impl Reranking {
                 };
                 (Self::Qwen3(m), None, limits)
             }
+            Architecture::ModernBertForSequenceClassification => {
+                let cfg = ModernBertConfig::from_json(config)?;
+                if cfg.num_labels() != 1 {
+                    return Err(Error::config(
+                        "config.json",
+                        format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels()),
+                    ));
+                }
+                let m = ModernBertForSequenceClassification::load(&weights()?, &cfg, device)?;
+                (Self::ModernBert(m), None, InputLimits::modernbert(&cfg))
+            }
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => {
                 let cfg = EncoderConfig::from_json(config)?;
                 if cfg.num_labels() != 1 {
@@ -286,7 +324,7 @@ impl Reranking {
                 };
                 (m, None, InputLimits::encoder(&cfg, architecture))
             }
-            a @ (Architecture::BertModel | Architecture::XlmRobertaModel | Architecture::Qwen3Model) => {
+            a @ (Architecture::BertModel | Architecture::XlmRobertaModel | Architecture::Qwen3Model | Architecture::ModernBertModel) => {
                 return Err(Error::InvalidInput(format!(
                     "{a:?} is an encoder without a classification head: it embeds, it does not score pairs"
                 )));
@@ -333,6 +371,7 @@ impl Reranking {
         match self {
             Self::Bert(m) => m.forward(items, device).map(logits),
             Self::XlmRoberta(m) => m.forward(items, device).map(logits),
+            Self::ModernBert(m) => m.forward(items, device).map(logits),
             // FlagLLMReranker's collator pads to a multiple of 8.
             Self::Gemma(m) => Ok(vec![m.forward(&tokenizer.pad_to_multiple(items, 8), device)?]),
             Self::MiniCpm(m) => m.forward(&tokenizer.pad_to_multiple(items, 8), cutoffs, device),
@@ -347,6 +386,7 @@ pub(crate) enum Encoder {
     Bert(BertModel),
     XlmRoberta(XlmRobertaModel),
     Qwen3(Qwen3),
+    ModernBert(ModernBertEncoder),
 }
 
 impl Encoder {
@@ -363,6 +403,12 @@ impl Encoder {
         }
         if architecture.is_llm() {
             return Err(Error::InvalidInput(format!("{architecture:?} is a reranker; it does not embed")));
+        }
+        if architecture.is_modernbert() {
+            let cfg = ModernBertConfig::from_json(&config)?;
+            let w = Weights::open(ck)?.with_dtype(dtype);
+            let m = ModernBertEncoder::load(&w, modernbert_prefix(&w), &cfg, device)?;
+            return Ok((Self::ModernBert(m), InputLimits::modernbert(&cfg)));
         }
         let cfg = EncoderConfig::from_json(&config)?;
         let w = Weights::open(ck)?.with_dtype(dtype);
@@ -385,6 +431,7 @@ impl Encoder {
         match self {
             Self::Bert(m) => m.forward(items, device),
             Self::XlmRoberta(m) => m.forward(items, device),
+            Self::ModernBert(m) => m.forward(items, device),
             Self::Qwen3(_) => Err(Error::InvalidInput("a Qwen3 model gives its last token's state only (last-token pooling)".into())),
         }
     }

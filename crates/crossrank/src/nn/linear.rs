@@ -90,6 +90,20 @@ impl Linear {
         Ok(Self { weight, bias, half_compute, int8: crate::quant::int8_activations(prefix) })
     }
 
+    /// [`Linear::load`] for a layer built with `nn.Linear(bias=bias)`: a
+    /// missing bias is an error, a bias the layer does not have is ignored
+    /// (transformers drops it as an unexpected key).
+    pub(crate) fn load_with_bias(w: &Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Self> {
+        if bias && !w.contains(&format!("{prefix}.bias")) {
+            return Err(crate::error::Error::config("config.json", format!("the config gives {prefix} a bias but the weights have no {prefix}.bias")));
+        }
+        let mut l = Self::load(w, prefix, d_in, d_out, device)?;
+        if !bias {
+            l.bias = None;
+        }
+        Ok(l)
+    }
+
     /// One layer computing `parts` side by side (outputs concatenated), e.g.
     /// q, k and v as one GEMM: one pass over the input instead of three,
     /// and a wider product. Parts stored alike stay so (quantized and f16

@@ -8,7 +8,7 @@ use crate::weights::Weights;
 /// `nn.LayerNorm` over the last dimension.
 pub(crate) struct LayerNorm {
     gamma: Tensor<1>,
-    beta: Tensor<1>,
+    beta: Option<Tensor<1>>,
     eps: f64,
 }
 
@@ -17,11 +17,22 @@ impl LayerNorm {
     /// TF-converted BERT checkpoints (transformers renames those too).
     pub(crate) fn load(w: &Weights, prefix: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
         let (g, b) = if w.contains(&format!("{prefix}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
-        Ok(Self { gamma: w.tensor1(&format!("{prefix}.{g}"), dim, device)?, beta: w.tensor1(&format!("{prefix}.{b}"), dim, device)?, eps })
+        Ok(Self {
+            gamma: w.tensor1(&format!("{prefix}.{g}"), dim, device)?,
+            beta: Some(w.tensor1(&format!("{prefix}.{b}"), dim, device)?),
+            eps,
+        })
+    }
+
+    /// `nn.LayerNorm(bias=bias)`: `{prefix}.weight`, and `{prefix}.bias`
+    /// only when `bias` (ModernBERT's `norm_bias`).
+    pub(crate) fn load_with_bias(w: &Weights, prefix: &str, dim: usize, eps: f64, bias: bool, device: &Device) -> Result<Self> {
+        let beta = if bias { Some(w.tensor1(&format!("{prefix}.bias"), dim, device)?) } else { None };
+        Ok(Self { gamma: w.tensor1(&format!("{prefix}.weight"), dim, device)?, beta, eps })
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        module::layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
+        module::layer_norm(x, self.gamma.clone(), self.beta.clone(), self.eps)
     }
 }
 

@@ -70,8 +70,10 @@ impl Packing {
 
     /// How attention runs for this batch with `heads` heads (once per
     /// batch, for every layer's `packed_attention`).
-    pub(crate) fn attention(&self, heads: usize, device: &Device) -> AttentionPlan {
-        AttentionPlan::new(&self.seqs, self.rows, heads, device)
+    /// `window`: each token sees only the tokens at most that far away
+    /// (ModernBERT's local layers).
+    pub(crate) fn attention(&self, heads: usize, window: Option<usize>, device: &Device) -> AttentionPlan {
+        AttentionPlan::new(&self.seqs, self.rows, heads, window, device)
     }
 
     /// `[rows, hidden]` → `[sequences, hidden]`: the mean of each sequence's
@@ -130,12 +132,19 @@ mod tests {
             let n = p.len();
             let vals: Vec<f32> = (0..n * 3 * heads * d).map(|i| ((i * 7919) % 113) as f32 / 40.0 - 1.4).collect();
             let qkv = Tensor::<2>::from_data(TensorData::new(vals, [n, 3 * heads * d]), &dev);
-            let host = packed_attention(qkv.clone(), &p.attention(heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
-            let gathered =
-                packed_attention(qkv, &AttentionPlan::gathered(&p.seqs, p.rows, heads, &dev)).into_data().try_to_vec::<f32>().unwrap();
-            let err =
-                host[..tokens * heads * d].iter().zip(&gathered[..tokens * heads * d]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(err < 1e-5, "lens {lens:?}: host vs gathered attention differ by {err}");
+            for window in [None, Some(1), Some(3)] {
+                let host = packed_attention(qkv.clone(), &p.attention(heads, window, &dev)).into_data().try_to_vec::<f32>().unwrap();
+                let gathered = packed_attention(qkv.clone(), &AttentionPlan::gathered(&p.seqs, p.rows, heads, window, &dev))
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                let err = host[..tokens * heads * d]
+                    .iter()
+                    .zip(&gathered[..tokens * heads * d])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(err < 1e-5, "lens {lens:?} window {window:?}: host vs gathered attention differ by {err}");
+            }
         }
     }
 }

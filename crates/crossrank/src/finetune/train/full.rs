@@ -41,7 +41,11 @@ impl FineTuner {
             }
             // FlagEmbedding 1.4.2 has no Qwen3 reranker trainer to match
             // step for step; scoring and embedding are what crossrank runs.
-            a @ (Architecture::Qwen3ForCausalLM | Architecture::Qwen3ForSequenceClassification | Architecture::Qwen3Model) => {
+            a @ (Architecture::Qwen3ForCausalLM
+            | Architecture::Qwen3ForSequenceClassification
+            | Architecture::Qwen3Model
+            | Architecture::ModernBertForSequenceClassification
+            | Architecture::ModernBertModel) => {
                 return Err(Error::InvalidInput(format!(
                     "fine-tuning {a:?} is not supported (FlagEmbedding has no Qwen3 reranker trainer to match); \
                      crossrank fine-tunes BERT / XLM-R cross-encoders and the Gemma / MiniCPM LLM rerankers"
