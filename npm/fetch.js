@@ -8,6 +8,8 @@ import { HubDiskCache, fileUrlResponse, hubEndpoint, isLocalPath, localDirUrl } 
 
 const REQUIRED = ['config.json', 'tokenizer.json'];
 const OPTIONAL = ['tokenizer_config.json', 'special_tokens_map.json'];
+/** What an embedder also reads: the sentence-transformers files (pooling, normalization, length, prompts). */
+export const EMBEDDER_FILES = ['modules.json', 'sentence_bert_config.json', 'config_sentence_transformers.json', '1_Pooling/config.json'];
 const CACHE_NAME = 'crossrank-models-v1';
 
 /**
@@ -301,7 +303,7 @@ export async function resolveFiles(source, ctx) {
 async function fetchAll(base, ctx) {
   const files = Object.create(null);
   for (const f of REQUIRED) files[f] = await fetchFile(base, f, ctx, false);
-  for (const f of OPTIONAL) {
+  for (const f of [...OPTIONAL, ...(ctx.extraFiles ?? [])]) {
     const b = await fetchFile(base, f, ctx, true);
     if (b) files[f] = b;
   }

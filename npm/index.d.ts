@@ -67,6 +67,7 @@ export interface AdapterInfo {
 }
 
 export interface ScoreOptions {
+  /** Tokens of a whole input (default 512; Qwen3-Reranker: 8192, its card's). */
   maxLength?: number;
   queryMaxLength?: number;
   batchSize?: number;
@@ -80,7 +81,7 @@ export interface ScoreOptions {
   queryInstruction?: string;
   /** Text before every passage (`passage_instruction_for_rerank`); LLM rerankers default to "B: ". */
   passageInstruction?: string;
-  /** LLM rerankers: the prompt after the pair. */
+  /** LLM rerankers: the prompt after the pair; Qwen3-Reranker: the instruction. */
   prompt?: string;
   /** Layer-wise rerankers: scoring layers (several give one array per layer). */
   cutoffLayers?: number[];
@@ -138,6 +139,34 @@ export declare class Reranker {
    * Bytes of wasm memory of this reranker's .wasm instance: its high-water
    * mark (linear memory never shrinks), shared by rerankers of one build.
    */
+  memoryBytes(): number;
+  dispose(): Promise<void>;
+}
+
+export interface EmbedOptions {
+  /** The model's prompt of this name: 'query' (Qwen3-Embedding's "Instruct: ...\nQuery:"), 'document'. */
+  promptName?: string;
+  /** Text put before every text (instead of a named prompt). */
+  prompt?: string;
+  /** Tokens per text (default: the checkpoint's sentence-transformers config, else 512; Qwen3-Embedding 8192). */
+  maxLength?: number;
+  pooling?: 'mean' | 'cls' | 'last';
+  normalize?: boolean;
+  batchSize?: number;
+}
+
+/** A sentence embedder: sentence-transformers encoders, Qwen3-Embedding. */
+export declare class Embedder {
+  static load(source: CheckpointSource, options?: LoadOptions): Promise<Embedder>;
+  readonly device: 'webgpu' | 'cpu';
+  readonly deviceReason: string;
+  readonly adapter: AdapterInfo | null;
+  readonly build: 'webgpu' | 'cpu' | 'cpu-mt';
+  readonly threads: number;
+  /** One vector per text, in input order. */
+  embed(texts: string[], options?: EmbedOptions): Promise<number[][]>;
+  /** The model's prompt named `name`, or undefined. */
+  prompt(name: string): Promise<string | undefined>;
   memoryBytes(): number;
   dispose(): Promise<void>;
 }

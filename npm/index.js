@@ -69,5 +69,5 @@ function backend(device, threads = 1) {
   return ready[build];
 }
 
-export const { Reranker, clearCache } = makeApi(backend);
+export const { Reranker, Embedder, clearCache } = makeApi(backend);
 export { threadsAvailable } from './threads.js';

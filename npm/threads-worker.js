@@ -9,8 +9,8 @@
 //   and, once, { type: 'crashed', message } when the instance is lost.
 //
 // The operations mirror the wasm-bindgen API the single-threaded builds
-// expose to core.js (checkDtype, WasmDevice.select, WasmReranker.load,
-// computeScore, rerank, unload, and WasmQuantizer's push/finish), so
+// expose to core.js (checkDtype, WasmDevice.select, WasmReranker.load, WasmEmbedder.load,
+// computeScore, rerank, embed, prompt, unload, and WasmQuantizer's push/finish), so
 // core.js runs the same steps on both.
 import init, * as mt from './pkg-mt/crossrank_wasm.js';
 
@@ -50,9 +50,10 @@ const ops = {
     const d = await mt.WasmDevice.select(device);
     d.free();
   },
-  async load({ files, device, dtype }) {
+  async load({ files, device, dtype, kind = 'WasmReranker' }) {
+    if (kind !== 'WasmReranker' && kind !== 'WasmEmbedder') throw new Error(`unknown model kind ${JSON.stringify(kind)}`);
     const selected = await mt.WasmDevice.select(device);
-    const r = await mt.WasmReranker.load(files, selected, dtype);
+    const r = await mt[kind].load(files, selected, dtype);
     const id = nextId++;
     rerankers.set(id, r);
     return { id, device: r.device, deviceReason: r.deviceReason };
@@ -86,6 +87,12 @@ const ops = {
   },
   rerank({ id, query, docs, topK, options }) {
     return reranker(id).rerank(query, docs, topK, options);
+  },
+  embed({ id, texts, options }) {
+    return reranker(id).embed(texts, options);
+  },
+  prompt({ id, name }) {
+    return reranker(id).prompt(name);
   },
   dispose({ id }) {
     const r = rerankers.get(id);

@@ -67,7 +67,8 @@ function moduleWorker() {
 /**
  * Start the threaded build with `threads` threads in a worker. Resolves to
  * a backend for core.js (`checkDtype`, `WasmDevice.select`,
- * `WasmReranker.load`, `build`, `memory`, `threads`, `retain`, `release`).
+ * `WasmReranker.load`, `WasmEmbedder.load`, `build`, `memory`, `threads`,
+ * `retain`, `release`).
  * `onLost` is called once when the worker ends: when its instance crashes
  * (every pending call is rejected with the panic's message, later calls
  * are refused) or when the last user releases it — each load retains the
@@ -157,6 +158,14 @@ export async function threadedBackend(threads, onLost) {
       if (this.#id === undefined) return Promise.reject(new Error('this reranker was disposed'));
       return call('rerank', { id: this.#id, query, docs, topK, options });
     }
+    embed(texts, options) {
+      if (this.#id === undefined) return Promise.reject(new Error('this embedder was disposed'));
+      return call('embed', { id: this.#id, texts, options });
+    }
+    prompt(name) {
+      if (this.#id === undefined) return Promise.reject(new Error('this embedder was disposed'));
+      return call('prompt', { id: this.#id, name });
+    }
     unload() {
       if (this.#id === undefined) return;
       // Free it in the worker (other rerankers may share it), then let go.
@@ -165,6 +174,12 @@ export async function threadedBackend(threads, onLost) {
       release();
     }
     free() {}
+  }
+
+  /** `owned`: the files' buffers are crossrank's (downloaded), so they move to the worker instead of being copied. */
+  async function remoteLoad(kind, files, device, dtype, owned) {
+    const transfer = owned ? [...new Set(Object.values(files).map((b) => b.buffer))] : [];
+    return new RemoteReranker(await call('load', { files, device, dtype, kind }, transfer));
   }
 
   /** One more user (a load in progress or a loaded reranker); false once the worker has ended. */
@@ -205,12 +220,7 @@ export async function threadedBackend(threads, onLost) {
       };
     },
     WasmDevice: { select: (device) => call('select', { device }).then(() => device) },
-    WasmReranker: {
-      /** `owned`: the files' buffers are crossrank's (downloaded), so they move to the worker instead of being copied. */
-      load: async (files, device, dtype, owned) => {
-        const transfer = owned ? [...new Set(Object.values(files).map((b) => b.buffer))] : [];
-        return new RemoteReranker(await call('load', { files, device, dtype }, transfer));
-      },
-    },
+    WasmReranker: { load: (files, device, dtype, owned) => remoteLoad('WasmReranker', files, device, dtype, owned) },
+    WasmEmbedder: { load: (files, device, dtype, owned) => remoteLoad('WasmEmbedder', files, device, dtype, owned) },
   };
 }

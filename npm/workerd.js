@@ -21,7 +21,7 @@ export function webgpuReachable() {
   return false;
 }
 
-export const { Reranker, clearCache } = makeApi(backend);
+export const { Reranker, Embedder, clearCache } = makeApi(backend);
 
 /** Workers have no threads for wasm (no SharedArrayBuffer, no Worker). */
 export function threadsAvailable() {

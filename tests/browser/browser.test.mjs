@@ -113,6 +113,68 @@ for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
   }
 }
 
+for (const model of ['modernbert-cls-tiny', 'modernbert-mean-tiny']) {
+  for (const device of ['webgpu', 'cpu']) {
+    test(`${model} on ${device} matches FlagEmbedding (sliding window)`, { skip, timeout: 600_000 }, async () => {
+      const exp = expected(model);
+      const cases = exp.cases.slice(0, 2);
+      const res = await inPage(scoreCases, { model, device, cases, pairs: exp.pairs });
+      assert.equal(res.device, device, res.reason);
+      for (const [i, c] of cases.entries()) {
+        const err = Math.max(...res.out[i].got.map((g, j) => Math.abs(g - c.scores[j])));
+        console.log(`${model}/${device}/${c.name}: max abs err ${err.toExponential(2)}`);
+        assert.ok(err <= 1e-4, `${model}/${device}/${c.name}: ${err} > 1e-4`);
+      }
+    });
+  }
+}
+
+const qwen3Cases = async ({ Reranker, Embedder }, { model, device, cases, pairs, embed }) => {
+  const r = await Reranker.load(`/tests/fixtures/${model}/`, { device });
+  const out = [];
+  for (const c of cases) {
+    const opts = { maxLength: c.options.max_length ?? undefined, prompt: c.options.prompt ?? undefined };
+    out.push({ p: await r.computeScore(pairs, { ...opts, normalize: true }), raw: await r.computeScore(pairs, opts) });
+  }
+  const res = { device: r.device, reason: r.deviceReason, out };
+  await r.dispose();
+  if (embed) {
+    const e = await Embedder.load('/tests/fixtures/qwen3-embedding-tiny/', { device });
+    res.queries = await e.embed(embed.queries, { promptName: 'query' });
+    res.documents = await e.embed(embed.documents);
+    await e.dispose();
+  }
+  return res;
+};
+
+for (const device of ['webgpu', 'cpu']) {
+  test(`Qwen3-Reranker (both forms) and Qwen3-Embedding on ${device} match their cards`, { skip, timeout: 600_000 }, async () => {
+    const emb = expected('qwen3-embedding-tiny');
+    for (const model of ['qwen3-reranker-tiny', 'qwen3-seq-cls-tiny']) {
+      const exp = expected(model);
+      const cases = exp.cases.slice(0, device === 'webgpu' ? 2 : 4);
+      const embed = model === 'qwen3-reranker-tiny' ? { queries: emb.queries, documents: emb.documents } : undefined;
+      const res = await inPage(qwen3Cases, { model, device, cases, pairs: exp.pairs, embed });
+      assert.equal(res.device, device, res.reason);
+      for (const [i, c] of cases.entries()) {
+        const ep = Math.max(...res.out[i].p.map((g, j) => Math.abs(g - c.scores[j])));
+        const er = Math.max(...res.out[i].raw.map((g, j) => Math.abs(g - c.raw[j])));
+        console.log(`${model}/${device}/${c.name}: P(yes) max abs err ${ep.toExponential(2)}, raw ${er.toExponential(2)}`);
+        assert.ok(ep <= 1e-4 && er <= 2e-3, `${model}/${device}/${c.name}: ${ep}, ${er}`);
+      }
+      if (embed) {
+        const c = emb.cases[0];
+        const err = Math.max(
+          ...res.queries.flatMap((v, i) => v.map((x, k) => Math.abs(x - c.queries[i][k]))),
+          ...res.documents.flatMap((v, i) => v.map((x, k) => Math.abs(x - c.documents[i][k]))),
+        );
+        console.log(`qwen3-embedding/${device}/${c.name}: max abs err ${err.toExponential(2)}`);
+        assert.ok(err <= 1e-4, `qwen3-embedding/${device}: ${err}`);
+      }
+    }
+  });
+}
+
 /** Spearman rank correlation. */
 function spearman(a, b) {
   const rank = (v) => {

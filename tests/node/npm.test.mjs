@@ -21,7 +21,7 @@ function files(model) {
 }
 
 const { project, tarball } = installPackage();
-const { Reranker } = await import(pathToFileURL(join(project, 'node_modules', 'crossrank', 'index.js')).href);
+const { Reranker, Embedder } = await import(pathToFileURL(join(project, 'node_modules', 'crossrank', 'index.js')).href);
 
 test('tarball contains the wasm', () => {
   const list = execFileSync('tar', ['-tzf', tarball]).toString();
@@ -46,7 +46,7 @@ test('Node gets the slim CPU-only build; an explicit webgpu says why not', async
   await assert.rejects(Reranker.load(files('bert-tiny'), { device: 'webgpu' }), /WebGPU|navigator\.gpu/);
 });
 
-for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
+for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny', 'modernbert-cls-tiny', 'modernbert-mean-tiny']) {
   test(`${model} matches FlagEmbedding on cpu wasm`, async () => {
     const expected = JSON.parse(readFileSync(join(fixtures, model, 'expected.json'), 'utf8'));
     const r = await Reranker.load(files(model), { device: 'auto' });
@@ -73,6 +73,46 @@ for (const model of ['xlmr-tiny', 'bert-tiny', 'gemma-tiny']) {
     await r.dispose();
   });
 }
+
+const maxErr = (got, want) => Math.max(...got.map((g, i) => Math.abs(g - want[i])));
+
+// Qwen3-Reranker in both forms against its card's code (transformers):
+// P(yes) within 1e-4, the raw log-odds within 2e-3.
+for (const model of ['qwen3-reranker-tiny', 'qwen3-seq-cls-tiny']) {
+  test(`${model} matches the Qwen3-Reranker card on cpu wasm`, async () => {
+    const expected = JSON.parse(readFileSync(join(fixtures, model, 'expected.json'), 'utf8'));
+    const r = await Reranker.load(files(model));
+    for (const c of expected.cases) {
+      const opts = { maxLength: c.options.max_length, prompt: c.options.prompt };
+      const p = await r.computeScore(expected.pairs, { ...opts, normalize: true });
+      const raw = await r.computeScore(expected.pairs, opts);
+      const [ep, er] = [maxErr(p, c.scores), maxErr(raw, c.raw)];
+      console.log(`${model}/${c.name}: P(yes) max abs err ${ep.toExponential(2)}, raw ${er.toExponential(2)}`);
+      assert.ok(ep <= 1e-4 && er <= 2e-3, `${model}/${c.name}: ${ep}, ${er}`);
+    }
+    await assert.rejects(r.computeScore([['q', 'd']], { maxLength: 20 }), /max_length 20 leaves no room/);
+    await r.dispose();
+  });
+}
+
+test('Embedder: Qwen3-Embedding matches its card (query instruction, last token, normalized)', async () => {
+  const expected = JSON.parse(readFileSync(join(fixtures, 'qwen3-embedding-tiny', 'expected.json'), 'utf8'));
+  const e = await Embedder.load(files('qwen3-embedding-tiny'), { dtype: 'f32' });
+  assert.match(await e.prompt('query'), /^Instruct: Given a web search query.*\nQuery:$/s);
+  for (const c of expected.cases) {
+    const maxLength = c.options.max_length;
+    const query = c.options.task ? { prompt: `Instruct: ${c.options.task}\nQuery:` } : { promptName: 'query' };
+    const q = await e.embed(expected.queries, { ...query, maxLength });
+    const d = await e.embed(expected.documents, { maxLength });
+    const err = Math.max(...q.map((v, i) => maxErr(v, c.queries[i])), ...d.map((v, i) => maxErr(v, c.documents[i])));
+    console.log(`qwen3-embedding/${c.name}: max abs err ${err.toExponential(2)}`);
+    assert.ok(err <= 1e-4, `${c.name}: ${err}`);
+  }
+  await assert.rejects(e.embed(['x'], { promptName: 'passage' }), /no prompt named "passage"/);
+  await assert.rejects(e.embed(['x'], { promptNmae: 'query' }), /promptNmae/);
+  await e.dispose();
+  await assert.rejects(e.embed(['x']), /disposed/);
+});
 
 test('threads: one where Node has no Web Workers; asking for more says why', async () => {
   const { threadsAvailable } = await import(pathToFileURL(join(project, 'node_modules', 'crossrank', 'index.js')).href);

@@ -900,3 +900,93 @@ fn finetune_interrupted_by_sigint_saves_and_resumes() {
         .collect();
     assert_eq!(logged.last(), Some(&400));
 }
+
+/// Qwen3 from the command line: `score` with an instruction (`--prompt`)
+/// and `--normalize` gives the card's P(yes); `embed --prompt-name query`
+/// the Qwen3-Embedding query vectors; `eval` reranks a dense first stage of
+/// Qwen3-Embedding (queries with its instruction, documents plain).
+#[test]
+fn qwen3_reranks_embeds_and_evaluates_from_the_cli() {
+    let rr = fixtures().join("qwen3-reranker-tiny");
+    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(rr.join("expected.json")).unwrap()).unwrap();
+    let case = &exp["cases"][3]; // max_length 80 with a custom instruction
+    let pairs: Vec<(String, String)> = serde_json::from_value(exp["pairs"].clone()).unwrap();
+    let input: String =
+        pairs.iter().map(|(q, p)| serde_json::json!({"query": q, "passage": p}).to_string() + "\n").collect();
+    let o = crossrank(
+        &[
+            "score",
+            "--model",
+            rr.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--normalize",
+            "--max-length",
+            &case["options"]["max_length"].to_string(),
+            "--prompt",
+            case["options"]["prompt"].as_str().unwrap(),
+        ],
+        &input,
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<f64> = serde_json::from_slice(&o.stdout).unwrap();
+    let want: Vec<f64> = serde_json::from_value(case["scores"].clone()).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
+    }
+
+    let emb = fixtures().join("qwen3-embedding-tiny");
+    let e: serde_json::Value = serde_json::from_slice(&std::fs::read(emb.join("expected.json")).unwrap()).unwrap();
+    let queries: Vec<String> = serde_json::from_value(e["queries"].clone()).unwrap();
+    let input: String = queries.iter().map(|q| serde_json::json!({"text": q}).to_string() + "\n").collect();
+    let o = crossrank(&["embed", "--model", emb.to_str().unwrap(), "--device", "cpu", "--prompt-name", "query"], &input, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&o.stdout).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(e["cases"][0]["queries"].clone()).unwrap();
+    let err = got.iter().zip(&want).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max);
+    assert!(err <= 1e-4, "embed --prompt-name query: {err}");
+
+    use crossrank::eval::data;
+    let ds_dir = fixtures().join("eval/tiny-beir");
+    let out = tempfile::tempdir().unwrap();
+    let spec = format!("dense:{}", emb.display());
+    let o = crossrank(
+        &[
+            "eval",
+            "--model",
+            rr.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--dataset",
+            ds_dir.to_str().unwrap(),
+            "--first-stage",
+            &spec,
+            "--top-k",
+            "3",
+            "--k-values",
+            "1,3",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ds = data::load(&ds_dir, "test").unwrap();
+    let e = crossrank::Embedder::load(&crossrank::Checkpoint::dir(&emb), &crossrank::Device::flex()).unwrap();
+    let docs = e.embed(ds.corpus.texts(), &Default::default()).unwrap();
+    let query_opts = crossrank::EmbedOptions { prompt_name: Some("query".into()), ..Default::default() };
+    let file = data::read_run(&out.path().join("first_stage.trec")).unwrap();
+    for (qid, text) in &ds.queries {
+        let qv = &e.embed(&[text.as_str()], &query_opts).unwrap()[0];
+        let mut all: Vec<(String, f32)> =
+            (0..ds.corpus.len()).map(|i| (ds.corpus.id(i).to_string(), qv.iter().zip(&docs[i]).map(|(a, b)| a * b).sum())).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let got: Vec<&String> = file[qid].iter().map(|(d, _)| d).collect();
+        assert_eq!(got, all.iter().take(got.len()).map(|(d, _)| d).collect::<Vec<_>>(), "{qid}");
+    }
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+    assert!(metrics["reranked"].as_object().is_some_and(|m| !m.is_empty()), "{metrics}");
+}

@@ -148,6 +148,10 @@ pub struct EmbedRequest {
     pub normalize: Option<bool>,
     #[serde(default)]
     pub truncate: Option<bool>,
+    /// TEI's `prompt_name`: one of the model's prompts (`config_sentence_transformers.json`;
+    /// Qwen3-Embedding: "query") put before every input.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -169,7 +173,7 @@ pub(crate) async fn embed(State(s): State<AppState>, Body(req): Body<EmbedReques
         EmbedInput::Many(v) => v,
     };
     check_batch_size(texts.len(), &s.config)?;
-    let opts = EmbedOptions { normalize: Some(req.normalize.unwrap_or(true)), ..Default::default() };
+    let opts = EmbedOptions { normalize: Some(req.normalize.unwrap_or(true)), prompt_name: req.prompt_name, ..Default::default() };
     let (tx, rx) = oneshot::channel();
     s.engine.submit(Job::Embed { texts, opts, reply: tx })?;
     let vectors = rx.await.map_err(|_| ApiError::unhealthy())??;

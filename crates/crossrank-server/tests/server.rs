@@ -577,3 +577,60 @@ fn instructions_over_http_are_the_librarys() {
         assert!(close(r["score"].as_f64().unwrap() as f32, want[i]), "{i}");
     }
 }
+
+/// The models people pick now behind the same routes: Qwen3-Reranker (its
+/// instruction through `prompt`, P(yes) with `raw_scores: false`) on TEI's
+/// /rerank and Cohere's /v2/rerank, a ModernBERT cross-encoder, and
+/// Qwen3-Embedding on /embed with TEI's `prompt_name`. Each response equals
+/// the library's own call.
+#[test]
+fn qwen3_and_modernbert_behind_the_same_routes() {
+    let (query, docs) = pairs();
+    let pairs_of = |q: &str| docs.iter().map(|d| (q.to_string(), d.clone())).collect::<Vec<_>>();
+    for model in ["qwen3-reranker-tiny", "modernbert-cls-tiny"] {
+        let ck = Checkpoint::dir(fixture(model));
+        assert_eq!(crossrank::Task::of(&ck).unwrap(), crossrank::Task::Rerank, "{model}");
+        let r = reranker(model);
+        let instruction = "Find passages about animals";
+        let opts = ScoreOptions { prompt: model.starts_with("qwen3").then(|| instruction.to_string()), normalize: true, ..Default::default() };
+        let want = r.compute_score(&pairs_of(&query), &opts).unwrap();
+        let server = Server::start(Model::Reranker(r), ServerConfig::default());
+        let mut body = json!({"query": query, "texts": docs, "raw_scores": false});
+        if model.starts_with("qwen3") {
+            body["prompt"] = json!(instruction);
+        }
+        let (status, got, _) = post(&format!("{}/rerank", server.base), &body, None);
+        assert_eq!(status, 200, "{got}");
+        for item in got.as_array().unwrap() {
+            let i = item["index"].as_u64().unwrap() as usize;
+            assert!(close(item["score"].as_f64().unwrap() as f32, want[i]), "{model} /rerank {i}: {item} vs {}", want[i]);
+        }
+        let mut cohere = json!({"model": "m", "query": query, "documents": docs, "top_n": 3});
+        if model.starts_with("qwen3") {
+            cohere["prompt"] = json!(instruction);
+        }
+        let (status, got, _) = post(&format!("{}/v2/rerank", server.base), &cohere, None);
+        assert_eq!(status, 200, "{got}");
+        let results = got["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3);
+        let best = want.iter().cloned().fold(f32::MIN, f32::max);
+        assert!(close(results[0]["relevance_score"].as_f64().unwrap() as f32, best), "{model}: {got}");
+    }
+
+    let ck = Checkpoint::dir(fixture("qwen3-embedding-tiny"));
+    assert_eq!(crossrank::Task::of(&ck).unwrap(), crossrank::Task::Embed);
+    let emb = Embedder::load(&ck, &Device::flex()).unwrap();
+    let texts = ["what is a panda?", "where do pandas live?"];
+    let want = emb.embed(&texts, &crossrank::EmbedOptions { prompt_name: Some("query".into()), ..Default::default() }).unwrap();
+    let plain = emb.embed(&texts, &Default::default()).unwrap();
+    let server = Server::start(Model::Embedder(emb), ServerConfig::default());
+    let (status, body, _) = post(&format!("{}/embed", server.base), &json!({"inputs": texts, "prompt_name": "query"}), None);
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<Vec<f32>> = serde_json::from_value(body).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.iter().zip(w).all(|(a, b)| close(*a, *b)));
+    }
+    assert!(got[0].iter().zip(&plain[0]).any(|(a, b)| !close(*a, *b)), "the query prompt must change the vector");
+    let (status, body, _) = post(&format!("{}/embed", server.base), &json!({"inputs": texts, "prompt_name": "nope"}), None);
+    assert_eq!(status, 422, "{body}");
+}

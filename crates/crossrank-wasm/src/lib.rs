@@ -1,5 +1,5 @@
-//! wasm-bindgen bindings: a thin layer over `crossrank::Reranker` and
-//! `crossrank::device` for the npm package (npm/): device choice, option
+//! wasm-bindgen bindings: a thin layer over `crossrank::Reranker`,
+//! `crossrank::Embedder` and `crossrank::device` for the npm package (npm/): device choice, option
 //! parsing and ranking are the core's. Files arrive as bytes from JavaScript; every error
 //! reaches JS as a rejected promise with the crate's one-line message, and a
 //! panic hook turns panics into console errors instead of silent aborts.
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crossrank::device::{self, DeviceChoice, SelectedDevice};
 use crossrank::quantize::StreamingQuantizer;
-use crossrank::{Checkpoint, Reranker, ScoreOptions, WeightDtype};
+use crossrank::{Checkpoint, EmbedOptions, Embedder, Reranker, ScoreOptions, WeightDtype};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -157,12 +157,72 @@ impl WasmQuantizer {
 /// core's rules apply as they do to every other front end: camelCase (or
 /// snake_case) names, defaults for what is absent (`undefined` is absent),
 /// and an unknown name — a typo — is an error, not silently ignored.
-fn options(value: JsValue) -> Result<ScoreOptions, JsError> {
+fn options<T: Default + serde::de::DeserializeOwned>(value: JsValue) -> Result<T, JsError> {
     if value.is_undefined() || value.is_null() {
-        return Ok(ScoreOptions::default());
+        return Ok(T::default());
     }
     let json = js_sys::JSON::stringify(&value).map_err(|_| js_err("invalid options: not serializable"))?;
     serde_json::from_str(&String::from(json)).map_err(|e| js_err(format!("invalid options: {e}")))
+}
+
+/// A checkpoint from `{ "config.json": Uint8Array, ... }`, and the dtype.
+fn checkpoint(files: JsValue, dtype: &str) -> Result<(Checkpoint, WeightDtype), JsError> {
+    let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
+    let files: HashMap<String, serde_bytes_compat::Bytes> =
+        serde_wasm_bindgen::from_value(files).map_err(|e| js_err(format!("invalid files object: {e}")))?;
+    Ok((Checkpoint::memory(files.into_iter().map(|(k, v)| (k, v.0)).collect()), dtype))
+}
+
+/// A loaded embedder (sentence-transformers models; Qwen3-Embedding).
+#[wasm_bindgen]
+pub struct WasmEmbedder {
+    inner: Option<Embedder>,
+    device: SelectedDevice,
+}
+
+#[wasm_bindgen]
+impl WasmEmbedder {
+    /// Load from a files object on `device` with weights stored as `dtype`.
+    pub async fn load(files: JsValue, device: WasmDevice, dtype: String) -> Result<WasmEmbedder, JsError> {
+        let (ck, dtype) = checkpoint(files, &dtype)?;
+        let inner = Embedder::load_with_dtype(&ck, &device.selected.device, dtype).map_err(js_err)?;
+        Ok(WasmEmbedder { inner: Some(inner), device: device.selected })
+    }
+
+    /// The device in use: "webgpu" or "cpu".
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.device.kind.into()
+    }
+
+    /// Why that device (what `auto` found).
+    #[wasm_bindgen(getter, js_name = deviceReason)]
+    pub fn device_reason(&self) -> String {
+        self.device.reason.clone()
+    }
+
+    /// The model's prompt named `name` ("query", "document"), or undefined.
+    pub fn prompt(&self, name: String) -> Result<Option<String>, JsError> {
+        Ok(self.embedder()?.prompt(&name).map(str::to_string))
+    }
+
+    /// Drop the model now.
+    pub fn unload(&mut self) {
+        self.inner = None;
+    }
+
+    fn embedder(&self) -> Result<&Embedder, JsError> {
+        self.inner.as_ref().ok_or_else(|| js_err("this embedder was disposed"))
+    }
+
+    /// One vector (an array of numbers) per text, in input order.
+    pub async fn embed(&self, texts: JsValue, opts: JsValue) -> Result<JsValue, JsError> {
+        let texts: Vec<String> =
+            serde_wasm_bindgen::from_value(texts).map_err(|e| js_err(format!("texts must be an array of strings: {e}")))?;
+        let opts: EmbedOptions = options(opts)?;
+        let vectors = self.embedder()?.embed_async(&texts, &opts).await.map_err(js_err)?;
+        serde_wasm_bindgen::to_value(&vectors).map_err(js_err)
+    }
 }
 
 /// A loaded reranker.
@@ -178,11 +238,8 @@ impl WasmReranker {
     /// on `device` with weights stored as `dtype` ("f32", "f16", "q8", "q4",
     /// "q4-all"; a quantized checkpoint stays quantized).
     pub async fn load(files: JsValue, device: WasmDevice, dtype: String) -> Result<WasmReranker, JsError> {
-        let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
-        let files: HashMap<String, serde_bytes_compat::Bytes> =
-            serde_wasm_bindgen::from_value(files).map_err(|e| js_err(format!("invalid files object: {e}")))?;
-        let files = files.into_iter().map(|(k, v)| (k, v.0)).collect();
-        let inner = Reranker::load_with_dtype(&Checkpoint::memory(files), &device.selected.device, dtype).map_err(js_err)?;
+        let (ck, dtype) = checkpoint(files, &dtype)?;
+        let inner = Reranker::load_with_dtype(&ck, &device.selected.device, dtype).map_err(js_err)?;
         Ok(WasmReranker { inner: Some(inner), device: device.selected })
     }
 
@@ -231,7 +288,7 @@ impl WasmReranker {
     pub async fn compute_score(&self, pairs: JsValue, opts: JsValue) -> Result<JsValue, JsError> {
         let pairs: Vec<(String, String)> =
             serde_wasm_bindgen::from_value(pairs).map_err(|e| js_err(format!("pairs must be [[query, passage], ...]: {e}")))?;
-        let opts = options(opts)?;
+        let opts: ScoreOptions = options(opts)?;
         let mut layers = self.reranker()?.compute_score_layers_async(&pairs, &opts).await.map_err(js_err)?;
         let out = if layers.len() == 1 { serde_wasm_bindgen::to_value(&layers.remove(0)) } else { serde_wasm_bindgen::to_value(&layers) };
         out.map_err(js_err)
@@ -246,7 +303,7 @@ impl WasmReranker {
         // 2^32 - 1 there): a negative or fractional topK is an error.
         let top_k: Option<usize> =
             serde_wasm_bindgen::from_value(top_k).map_err(|e| js_err(format!("topK must be a non-negative integer (or absent): {e}")))?;
-        let opts = options(opts)?;
+        let opts: ScoreOptions = options(opts)?;
         let ranked = self.reranker()?.rerank_passages_async(&query, &docs, top_k, &opts).await.map_err(js_err)?;
         // With longPassages "maxp", `window`: the best window of the
         // document as JavaScript string indices (UTF-16 code units).

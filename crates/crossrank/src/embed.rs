@@ -15,8 +15,10 @@ use crate::models::{Encoder, InputLimits};
 use crate::quant::WeightDtype;
 use crate::tokenize::{Encoded, PairTokenizer};
 
-/// How token states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How token states become one vector (`"mean"`, `"cls"`, `"last"` in
+/// options objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// Mean over non-padding tokens.
     Mean,
@@ -40,17 +42,21 @@ impl FromStr for Pooling {
 }
 
 /// Options of `embed`; `None` means "as the checkpoint's
-/// sentence-transformers files say".
-#[derive(Debug, Clone, Default)]
+/// sentence-transformers files say". Deserializes from the npm package's
+/// options objects (camelCase; snake_case accepted; unknown names refused).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmbedOptions {
     /// Token limit, special tokens included (default: `max_seq_length` of
-    /// `sentence_bert_config.json`, else 512).
+    /// `sentence_bert_config.json`, else 512; Qwen3-Embedding: 8192).
+    #[serde(alias = "max_length")]
     pub max_length: Option<usize>,
     /// Pooling (default: `1_Pooling/config.json`, else mean).
     pub pooling: Option<Pooling>,
     /// L2-normalize (default: whether `modules.json` has a Normalize module).
     pub normalize: Option<bool>,
     /// Texts per forward pass (default 32).
+    #[serde(alias = "batch_size")]
     pub batch_size: Option<usize>,
     /// Text put before every text (sentence-transformers' `prompt`).
     pub prompt: Option<String>,
@@ -58,6 +64,7 @@ pub struct EmbedOptions {
     /// `prompt_name`: `"query"` / `"document"` from
     /// `config_sentence_transformers.json`; Qwen3 models without that
     /// file: their card's query prompt). Ignored when `prompt` is set.
+    #[serde(alias = "prompt_name")]
     pub prompt_name: Option<String>,
 }
 

@@ -22,7 +22,7 @@ use crate::files::{MAX_JSON_BYTES, shard_names, validate_file_name, write_atomic
 
 /// Files a checkpoint may have besides the weights; fetched when present.
 const OPTIONAL: &[&str] =
-    &["tokenizer_config.json", "special_tokens_map.json", "sentence_bert_config.json", "modules.json", "1_Pooling/config.json"];
+    &["tokenizer_config.json", "special_tokens_map.json", "sentence_bert_config.json", "modules.json", "1_Pooling/config.json", "config_sentence_transformers.json"];
 
 /// Redirects followed between repos (renamed repos answer with a relative
 /// one) before giving up.

@@ -46,7 +46,7 @@ pub use embed::{EmbedOptions, Embedder, Pooling, QWEN3_QUERY_PROMPT};
 pub use error::{Error, Result};
 #[cfg(feature = "hub")]
 pub use hub::DownloadProgress;
-pub use models::Architecture;
+pub use models::{Architecture, Task};
 pub use pretrained::Pretrained;
 pub use quant::WeightDtype;
 pub use rerank::{LongPassages, PassageScore, PassageWindows, Ranked, Reranker, ScoreOptions, Window, rank, sigmoid};

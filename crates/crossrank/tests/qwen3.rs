@@ -18,17 +18,10 @@ struct Expected {
 }
 
 #[derive(Deserialize)]
-struct CaseOptions {
-    #[serde(default)]
-    max_length: Option<usize>,
-    #[serde(default)]
-    instruction: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Case {
     name: String,
-    options: CaseOptions,
+    /// With `normalize: true` (the card's P(yes)).
+    options: ScoreOptions,
     #[serde(default)]
     input_ids: Vec<Vec<u32>>,
     /// P(yes).
@@ -41,8 +34,8 @@ fn expected(model: &str) -> Expected {
     serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap()
 }
 
-fn opts(c: &CaseOptions, normalize: bool) -> ScoreOptions {
-    ScoreOptions { max_length: c.max_length, prompt: c.instruction.clone(), normalize, ..Default::default() }
+fn opts(c: &ScoreOptions, normalize: bool) -> ScoreOptions {
+    ScoreOptions { normalize, ..c.clone() }
 }
 
 /// Scores every case of `model`; returns the raw scores per case.

@@ -93,7 +93,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     }
     let (ck, dev, dtype) = model.open()?;
     let architecture = crossrank::Architecture::of(&ck)?;
-    let served = if architecture.is_cross_encoder() || architecture.is_llm() {
+    let served = if crossrank::Task::of(&ck)? == crossrank::Task::Rerank {
         crossrank_server::Model::Reranker(Reranker::load_with_dtype(&ck, &dev.device, dtype)?)
     } else {
         crossrank_server::Model::Embedder(Embedder::load_with_dtype(&ck, &dev.device, dtype)?)

@@ -143,6 +143,39 @@ impl Architecture {
     }
 }
 
+/// What a checkpoint is for: scoring pairs or embedding texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Task {
+    /// A reranker ([`crate::Reranker`]).
+    Rerank,
+    /// An embedder ([`crate::Embedder`]).
+    Embed,
+}
+
+impl Task {
+    /// The one rule for what a checkpoint serves (the server, the desktop
+    /// app): cross-encoders and LLM rerankers rerank; bare encoders embed.
+    /// `Qwen3ForCausalLM` names both Qwen3-Reranker and Qwen3-Embedding:
+    /// the reranker is published as a causal LM (weights under `model.`),
+    /// the embedding model as a bare `Qwen3Model`'s weights (no prefix), so
+    /// weights without the prefix embed.
+    pub fn of(ck: &Checkpoint) -> Result<Self> {
+        let architecture = Architecture::of(ck)?;
+        Ok(match architecture {
+            Architecture::Qwen3ForCausalLM => {
+                if Weights::open(ck)?.contains("model.embed_tokens.weight") {
+                    Self::Rerank
+                } else {
+                    Self::Embed
+                }
+            }
+            a if a.is_cross_encoder() || a.is_llm() || a.is_qwen3_reranker() => Self::Rerank,
+            _ => Self::Embed,
+        })
+    }
+}
+
 /// What a model takes: token ids below `vocab`, segment ids below
 /// `type_vocab`, sequences of at most `max_tokens`. Checked on the host
 /// before a pass: an id past the table panicked on the CPU backend, and
