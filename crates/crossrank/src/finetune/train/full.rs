@@ -1,4 +1,4 @@
-//! Full fine-tuning of the cross-encoders (BERT, XLM-RoBERTa): every float
+//! Full fine-tuning of the cross-encoders (BERT, XLM-RoBERTa, ModernBERT): every float
 //! tensor of the checkpoint trains; a bare encoder (`BertModel`,
 //! `XLMRobertaModel`, e.g. all-MiniLM-L6-v2) becomes a sequence
 //! classifier with a new one-logit head, initialised as transformers does.
@@ -33,7 +33,9 @@ impl FineTuner {
         }
         let source_arch = Architecture::from_config_json(&config_bytes)?;
         let (architecture, prefix) = match source_arch {
-            Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => (source_arch, None),
+            Architecture::BertForSequenceClassification
+            | Architecture::XlmRobertaForSequenceClassification
+            | Architecture::ModernBertForSequenceClassification => (source_arch, None),
             Architecture::BertModel => (Architecture::BertForSequenceClassification, Some("bert.")),
             Architecture::XlmRobertaModel => (Architecture::XlmRobertaForSequenceClassification, Some("roberta.")),
             Architecture::GemmaForCausalLM | Architecture::LayerWiseMiniCpmForCausalLM => {
@@ -43,13 +45,19 @@ impl FineTuner {
             // step for step; scoring and embedding are what crossrank runs.
             a @ (Architecture::Qwen3ForCausalLM
             | Architecture::Qwen3ForSequenceClassification
-            | Architecture::Qwen3Model
-            | Architecture::ModernBertForSequenceClassification
-            | Architecture::ModernBertModel) => {
+            | Architecture::Qwen3Model) => {
                 return Err(Error::InvalidInput(format!(
-                    "fine-tuning {a:?} is not supported (FlagEmbedding has no Qwen3 reranker trainer to match); \
-                     crossrank fine-tunes BERT / XLM-R cross-encoders and the Gemma / MiniCPM LLM rerankers"
+                    "fine-tuning {a:?} is not supported (FlagEmbedding 1.4.2 has no Qwen3 reranker trainer to match); \
+                     crossrank fine-tunes BERT / XLM-R / ModernBERT cross-encoders and the Gemma / MiniCPM LLM rerankers"
                 )));
+            }
+            // A new ModernBERT head (prediction head + classifier) would need
+            // transformers' ModernBERT initialisation replayed; start from a
+            // ModernBertForSequenceClassification checkpoint instead.
+            Architecture::ModernBertModel => {
+                return Err(Error::InvalidInput(
+                    "fine-tune a ModernBertForSequenceClassification checkpoint (a bare ModernBERT encoder gets no new head here)".into(),
+                ));
             }
         };
         let new_head = prefix.is_some();
