@@ -4,7 +4,32 @@ import { SAMPLE_DOCS } from './sample-docs.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-$('model').value = params.get('model') ?? 'BAAI/bge-reranker-base';
+
+// The model field's suggestions, with what a visitor downloads (the
+// published model.safetensors; q8/q4 are quantized as it arrives, so the
+// download is the same and the memory smaller) and the weights picked
+// when one is chosen.
+const SUGGESTIONS = [
+  { id: 'BAAI/bge-reranker-base', size: '1.11 GB (f32)', dtype: 'f32' },
+  { id: 'Qwen/Qwen3-Reranker-0.6B', size: '1.19 GB (bf16); held as q8, ~0.75 GB', dtype: 'q8' },
+  { id: 'Alibaba-NLP/gte-reranker-modernbert-base', size: '0.60 GB (f32)', dtype: 'f32' },
+  { id: 'cross-encoder/ms-marco-MiniLM-L6-v2', size: '91 MB (f32)', dtype: 'f32' },
+  { id: 'BAAI/bge-reranker-v2-m3', size: '2.27 GB (f32); held as q8, ~0.6 GB', dtype: 'q8' },
+];
+$('models').replaceChildren(
+  ...SUGGESTIONS.map((m) => Object.assign(document.createElement('option'), { value: m.id, label: `${m.id} — download ${m.size}` })),
+);
+function describeModel() {
+  const m = SUGGESTIONS.find((s) => s.id === $('model').value.trim());
+  $('size').textContent = m ? `download ${m.size}` : '';
+  return m;
+}
+$('model').oninput = () => {
+  const m = describeModel();
+  if (m) $('dtype').value = m.dtype;
+};
+$('model').value = params.get('model') ?? SUGGESTIONS[0].id;
+$('dtype').value = params.get('dtype') ?? describeModel()?.dtype ?? 'f32';
 $('device').value = params.get('device') ?? 'auto';
 $('docs').value = SAMPLE_DOCS.join('\n\n');
 if (params.get('q')) $('query').value = params.get('q');
@@ -79,7 +104,7 @@ worker.onmessage = ({ data: m }) => {
 $('load').onclick = () => {
   setBusy(true);
   status('loading…');
-  worker.postMessage({ type: 'load', model: $('model').value.trim(), device: $('device').value });
+  worker.postMessage({ type: 'load', model: $('model').value.trim(), device: $('device').value, dtype: $('dtype').value });
 };
 
 $('form').onsubmit = (e) => {
@@ -94,6 +119,7 @@ $('form').onsubmit = (e) => {
     type: 'search',
     model: $('model').value.trim(),
     device: $('device').value,
+    dtype: $('dtype').value,
     query,
     docs,
     k: Number($('k').value) || 10,

@@ -8,14 +8,15 @@ let loadedKey;
 let index;
 let indexedDocs;
 
-async function load(model, device) {
-  const key = `${model}|${device}`;
+async function load(model, device, dtype = 'f32') {
+  const key = `${model}|${device}|${dtype}`;
   if (reranker && loadedKey === key) return;
   await reranker?.dispose();
   reranker = undefined;
   const t0 = performance.now();
   reranker = await Reranker.load(model, {
     device,
+    dtype,
     onProgress: (p) => postMessage({ type: 'progress', ...p }),
   });
   loadedKey = key;
@@ -62,9 +63,9 @@ async function search({ query, docs, k, maxLength }) {
 onmessage = async ({ data }) => {
   try {
     if (data.type === 'load') {
-      await load(data.model, data.device);
+      await load(data.model, data.device, data.dtype);
     } else if (data.type === 'search') {
-      await load(data.model, data.device);
+      await load(data.model, data.device, data.dtype);
       postMessage({ type: 'results', id: data.id, device: reranker.device, threads: reranker.threads, ...(await search(data)) });
     }
   } catch (e) {

@@ -449,6 +449,32 @@ test('the RAG demo ranks documents and shows them', { skip, timeout: 600_000 }, 
   await demo.close();
 });
 
+test('the RAG demo suggests Qwen3-Reranker with its download size and reranks with a Qwen3 model', { skip, timeout: 600_000 }, async () => {
+  const demo = await context.newPage();
+  demo.on('console', (m) => logs.push(`[demo ${m.type()}] ${m.text()}`));
+  await demo.goto(`${server.url}/web/`);
+  const suggestions = await demo.$$eval('#models option', (o) => o.map((x) => x.value));
+  assert.equal(suggestions[1], 'Qwen/Qwen3-Reranker-0.6B', 'the second suggestion');
+  await demo.fill('#model', 'Qwen/Qwen3-Reranker-0.6B');
+  await demo.dispatchEvent('#model', 'input');
+  assert.match(await demo.textContent('#size'), /download 1\.19 GB/);
+  assert.equal(await demo.inputValue('#dtype'), 'q8');
+  // The Qwen3-Reranker fixture (the architecture; random weights) at q8.
+  await demo.goto(`${server.url}/web/?model=/tests/fixtures/qwen3-reranker-tiny/&device=cpu&dtype=q8`);
+  await demo.fill('#query', 'what is a panda?');
+  await demo.click('#search');
+  await demo.waitForSelector('#results li', { timeout: 300_000 });
+  const status = await demo.textContent('#status');
+  const scores = await demo.$$eval('#results li .score', (s) => s.map((e) => Number(e.textContent)));
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = join(ARTIFACTS, 'demo-qwen3.png');
+  await demo.screenshot({ path: shot, fullPage: true });
+  console.log(`demo (Qwen3): ${scores.length} results; status: ${status}; screenshot ${shot}`);
+  assert.ok(scores.length >= 3);
+  for (let i = 1; i < scores.length; i++) assert.ok(scores[i - 1] >= scores[i], 'sorted by score');
+  await demo.close();
+});
+
 after(() => {
   const bad = logs.filter((l) => /panicked|RuntimeError|unreachable/.test(l));
   if (bad.length) console.log(bad.join('\n'));
