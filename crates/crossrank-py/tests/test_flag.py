@@ -272,3 +272,34 @@ def test_embedder_matches_sentence_transformers():
     q8 = crossrank.Embedder(_minilm(), device="cpu", dtype="q8").embed(exp["texts"])
     assert min(sum(a * b for a, b in zip(g, w)) for g, w in zip(q8, exp["embeddings"])) >= 0.999
     assert e.embed([]) == []
+
+
+@pytest.mark.parametrize("name", ["qwen3-reranker-tiny", "qwen3-seq-cls-tiny", "modernbert-cls-tiny", "modernbert-mean-tiny"])
+def test_the_rerankers_people_pick_now(name):
+    """Qwen3-Reranker (both forms: the card's P(yes) with normalize, its
+    log-odds without; ``prompt`` is the instruction) and ModernBERT
+    cross-encoders through ``crossrank.Reranker``."""
+    exp = expected(name)
+    pairs = [tuple(p) for p in exp["pairs"]]
+    r = Reranker(str(FIXTURES / name), device="cpu")
+    for case in exp["cases"]:
+        opts = dict(case["options"])
+        err = max_err(r.compute_score(pairs, **opts), case["scores"])
+        assert err <= 1e-4, f"{name}/{case['name']}: {err}"
+        if "raw" in case:
+            raw = r.compute_score(pairs, **{**opts, "normalize": False})
+            assert max_err(raw, case["raw"]) <= 2e-3, f"{name}/{case['name']} raw"
+
+
+def test_qwen3_embedding_with_its_query_prompt():
+    exp = expected("qwen3-embedding-tiny")
+    e = crossrank.Embedder(str(FIXTURES / "qwen3-embedding-tiny"), device="cpu")
+    case = exp["cases"][0]
+    got = e.embed(exp["queries"], prompt_name="query")
+    err = max(abs(a - b) for v, w in zip(got, case["queries"]) for a, b in zip(v, w))
+    assert err <= 1e-4
+    docs = e.encode(exp["documents"])
+    err = max(abs(a - b) for v, w in zip(docs, case["documents"]) for a, b in zip(v, w))
+    assert err <= 1e-4
+    with pytest.raises(crossrank.InvalidInputError, match="no prompt named"):
+        e.embed(["x"], prompt_name="passage")

@@ -115,15 +115,22 @@ pub(crate) enum Role {
 }
 
 impl Role {
-    /// The role of a Hugging Face tensor name: decoders (Gemma, MiniCPM,
-    /// Llama-style) name theirs `model.embed_tokens` / `model.layers.N`.
+    /// The role of a Hugging Face tensor name. Decoders (Gemma, MiniCPM,
+    /// Qwen3, Llama-style) name their table `embed_tokens` (under `model.`
+    /// or bare, as Qwen3-Embedding stores it) and their projections
+    /// `self_attn.{q,k,v,o}_proj` / `mlp.{gate,up,down}_proj`; encoders —
+    /// ModernBERT's `model.layers.N.attn.Wqkv` / `mlp.Wi` too — anything else.
     pub(crate) fn of(name: &str) -> Self {
-        let decoder = name.starts_with("model.layers.") || name.contains("embed_tokens") || name.starts_with("lm_head");
-        match (name.contains("embed") || name.starts_with("lm_head"), decoder) {
-            (true, true) => Self::TiedEmbedding,
-            (true, false) => Self::Embedding,
-            (false, true) => Self::DecoderLinear,
-            (false, false) => Self::Linear,
+        let llama_linear = name.contains("self_attn.")
+            || ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].iter().any(|p| name.contains(p));
+        if name.contains("embed_tokens") || name.starts_with("lm_head") {
+            Self::TiedEmbedding
+        } else if name.contains("embed") {
+            Self::Embedding
+        } else if llama_linear {
+            Self::DecoderLinear
+        } else {
+            Self::Linear
         }
     }
 }
@@ -390,6 +397,13 @@ mod tests {
         assert_eq!(Role::of("model.embed_tokens.weight"), Role::TiedEmbedding);
         assert_eq!(Role::of("model.layers.0.mlp.up_proj.weight"), Role::DecoderLinear);
         assert_eq!(Role::of("roberta.encoder.layer.0.output.dense.weight"), Role::Linear);
+        assert_eq!(Role::of("layers.3.self_attn.q_proj.weight"), Role::DecoderLinear);
+        assert_eq!(Role::of("embed_tokens.weight"), Role::TiedEmbedding);
+        assert_eq!(Role::of("lm_head.2.linear_head.weight"), Role::TiedEmbedding);
+        // ModernBERT is an encoder, whatever its `model.layers.N` prefix.
+        assert_eq!(Role::of("model.layers.1.attn.Wqkv.weight"), Role::Linear);
+        assert_eq!(Role::of("model.layers.1.mlp.Wi.weight"), Role::Linear);
+        assert_eq!(Role::of("model.embeddings.tok_embeddings.weight"), Role::Embedding);
         assert_eq!(plan(q4m, Role::DecoderLinear, &[2048, 16384]), Some((4, 32)));
         assert_eq!(plan(q4m, Role::TiedEmbedding, &[256000, 2048]), Some((8, 64)));
     }
