@@ -1,7 +1,7 @@
 // Memory a checkpoint needs in the slim CPU .wasm, per dtype: what an edge
 // runtime's limit (Cloudflare Workers: 128 MB) is checked against by
 // examples/cloudflare-worker. Run after scripts/build-wasm.sh:
-//   [BATCH=32] [PAIRS=32] node benches/edge/memory.mjs benches/models/minilm-l6-reranker[-q8|-q4|-f16] ...
+//   [BATCH=32] [PAIRS=32] [MAX_LENGTH=512] node benches/edge/memory.mjs benches/models/minilm-l6-reranker[-q8|-q4|-f16] ...
 //   node benches/edge/memory.mjs DIR:q8 DIR:q4 ...   (an f32/f16 checkpoint loaded at a dtype)
 // For each checkpoint directory (and load dtype, default f32): weights file
 // MB, wasm memory after load and after scoring 32 pairs of ~512 tokens
@@ -35,13 +35,14 @@ if (process.argv[2] === '--one') {
   const words = 'the of and to in a is that for it as was with be by on not he i this are or his from at which but have an they you were her she there one all we their'.split(' ');
   const long = Array.from({ length: Number(process.env.PAIRS ?? 32) }, (_, i) => ['what is item ' + i, Array.from({ length: 600 }, (_, k) => words[(k * 7 + i) % words.length]).join(' ')]);
   const t1 = performance.now();
-  await r.computeScore(long, { maxLength: Math.min(512, cfg.max_position_embeddings ?? 512), batchSize: Number(process.env.BATCH ?? 32) });
+  const maxLength = Math.min(Number(process.env.MAX_LENGTH ?? 512), cfg.max_position_embeddings ?? 512);
+  await r.computeScore(long, { maxLength, batchSize: Number(process.env.BATCH ?? 32) });
   const score = performance.now() - t1;
   // Peak RSS in kB (Node's resourceUsage).
   console.log(JSON.stringify({ weights, afterLoad, afterScore: r.memoryBytes(), loadMs: load, scoreMs: score, rssPeak: process.resourceUsage().maxRSS * 1024 }));
 } else {
-  const n = process.env.PAIRS ?? 32;
-  console.log(`| checkpoint | load dtype | source | weights file MB | wasm MB after load | wasm MB after ${n}x512 tokens, batch ${process.env.BATCH ?? 32} | wasm / file | load ms | ${n}x512 score ms | Node peak RSS MB |`);
+  const n = `${process.env.PAIRS ?? 32}x${process.env.MAX_LENGTH ?? 512}`;
+  console.log(`| checkpoint | load dtype | source | weights file MB | wasm MB after load | wasm MB after ${n} tokens, batch ${process.env.BATCH ?? 32} | wasm / file | load ms | ${n} score ms | Node peak RSS MB |`);
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const arg of process.argv.slice(2)) {
     const [dir, dtype = 'f32'] = arg.split(':');
