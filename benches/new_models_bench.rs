@@ -178,7 +178,11 @@ fn main() -> Result<()> {
             (dir, workload(n), ScoreOptions { batch_size: batch, ..Default::default() })
         }
         "modernbert" | "bert" => {
-            let dir = if model == "bert" { root.join(format!("models/bert-base-shape-{}", tokens.max(512))) } else { root.join("models/modernbert-base-shape") };
+            let dir = if model == "bert" {
+                root.join(format!("models/bert-base-shape-{}", tokens.max(512)))
+            } else {
+                root.join("models/modernbert-base-shape")
+            };
             if !dir.join("model.safetensors").exists() {
                 eprintln!("generating {} ...", dir.display());
                 if model == "bert" { bert(&dir, &root, tokens.max(512))? } else { modernbert(&dir, &root)? }

@@ -115,10 +115,7 @@ impl Qwen3 {
     /// one label (`score.weight`, `[1, hidden]`).
     pub(crate) fn load_seq_cls(w: &Weights, cfg: Qwen3Config, dev: &Device) -> Result<Self> {
         if cfg.num_labels() != 1 {
-            return Err(Error::config(
-                "config.json",
-                format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels()),
-            ));
+            return Err(Error::config("config.json", format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels())));
         }
         let h = cfg.decoder.hidden_size;
         let row = w.f32("score.weight", &[1, h])?;
