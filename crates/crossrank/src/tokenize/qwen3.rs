@@ -1,10 +1,11 @@
 //! Qwen3-Reranker's input, token for token as its model card's code builds
 //! it: the system prefix's tokens, then
 //! `"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"`
-//! tokenized as one text and cut from its end to `max_length − |prefix| −
-//! |suffix|` tokens, then the suffix's tokens. `max_length` counts the
-//! whole sequence.
+//! tokenized as one text (with the tokenizer's special tokens, none for
+//! Qwen3's) and cut from its end to `max_length − |prefix| − |suffix|`
+//! tokens, then the suffix's tokens. `max_length` counts the whole sequence.
 
+use super::windows::plain_encoding;
 use super::{Encoded, PairTokenizer};
 use crate::error::{Error, Result};
 
@@ -41,12 +42,8 @@ impl Qwen3Template {
         Ok(max_length - fixed)
     }
 
-    fn input(&self, body: &[&[u32]]) -> Encoded {
-        let mut ids = self.prefix.clone();
-        for part in body {
-            ids.extend_from_slice(part);
-        }
-        ids.extend_from_slice(&self.suffix);
+    fn input(&self, body: &[u32]) -> Encoded {
+        let ids: Vec<u32> = [&self.prefix[..], body, &self.suffix[..]].concat();
         let type_ids = vec![0; ids.len()];
         Encoded { ids, type_ids }
     }
@@ -73,9 +70,11 @@ impl PairTokenizer {
         prefixes: (&str, &str),
         t: &Qwen3Template,
     ) -> Result<Encoded> {
-        let budget = t.budget(max_length)?;
+        // transformers' truncation leaves room for the special tokens the
+        // tokenizer adds (Qwen3's adds none).
+        let budget = t.budget(max_length)?.saturating_sub(self.specials(false));
         let body = self.encode_prefixed(&t.head(query, prefixes.0, prefixes.1), passage, Some(budget))?;
-        Ok(t.input(&[body.get_ids()]))
+        Ok(t.input(&self.finish(body, None)?.ids))
     }
 
     /// A Qwen3 pair as windows (`maxp`): when the text fits, exactly
@@ -91,15 +90,18 @@ impl PairTokenizer {
         t: &Qwen3Template,
         stride: Option<usize>,
     ) -> Result<Vec<(Encoded, (usize, usize))>> {
-        let keep = t.budget(max_length)?;
+        let keep = t.budget(max_length)?.saturating_sub(self.specials(false));
         let tokens = self.all_tokens(&t.head(query, prefixes.0, prefixes.1), passage)?;
         let budget = keep.saturating_sub(tokens.prefix.len());
         if tokens.prefix.len() + tokens.ids.len() <= keep || budget == 0 {
             return Ok(vec![(self.encode_qwen3_pair(query, passage, max_length, prefixes, t)?, (0, passage.len()))]);
         }
-        Ok(Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
+        Self::windows(&tokens, budget, stride.unwrap_or(budget / 2))
             .into_iter()
-            .map(|(r, span)| (t.input(&[&tokens.prefix, &tokens.ids[r]]), span))
-            .collect())
+            .map(|(r, span)| {
+                let body = self.finish(plain_encoding(&[&tokens.prefix[..], &tokens.ids[r]].concat()), None)?;
+                Ok((t.input(&body.ids), span))
+            })
+            .collect()
     }
 }

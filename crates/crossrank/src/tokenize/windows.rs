@@ -19,7 +19,7 @@ pub(super) struct PassageTokens {
 
 /// An `Encoding` of bare ids (type 0, no special tokens), for the
 /// post-processor to wrap.
-fn plain_encoding(ids: &[u32]) -> Encoding {
+pub(super) fn plain_encoding(ids: &[u32]) -> Encoding {
     let n = ids.len();
     Encoding::new(
         ids.to_vec(),
