@@ -3,7 +3,6 @@
 //! demo's first-stage retrieval.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use burn::tensor::Device;
 
@@ -13,33 +12,8 @@ use crate::device::{block, read_f32};
 use crate::error::{Error, Result};
 use crate::models::{Encoder, InputLimits};
 use crate::quant::WeightDtype;
+pub use crate::nn::Pooling;
 use crate::tokenize::{Encoded, PairTokenizer};
-
-/// How token states become one vector (`"mean"`, `"cls"`, `"last"` in
-/// options objects).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// Mean over non-padding tokens.
-    Mean,
-    /// The first token (`[CLS]` / `<s>`).
-    Cls,
-    /// The last token (Qwen3-Embedding: its tokenizer ends every text with
-    /// `<|endoftext|>`).
-    LastToken,
-}
-
-impl FromStr for Pooling {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mean" => Ok(Self::Mean),
-            "cls" => Ok(Self::Cls),
-            "last" | "lasttoken" | "last_token" => Ok(Self::LastToken),
-            o => Err(Error::InvalidInput(format!("unknown pooling {o:?} (expected mean, cls or last)"))),
-        }
-    }
-}
 
 /// Options of `embed`; `None` means "as the checkpoint's
 /// sentence-transformers files say". Deserializes from the npm package's
@@ -188,5 +162,22 @@ impl Embedder {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_objects_name_pooling_and_prompts() {
+        let o: EmbedOptions = serde_json::from_str(r#"{"pooling": "last", "promptName": "query", "max_length": 16}"#).unwrap();
+        assert_eq!(
+            o,
+            EmbedOptions { pooling: Some(Pooling::LastToken), prompt_name: Some("query".into()), max_length: Some(16), ..Default::default() }
+        );
+        assert_eq!("lasttoken".parse::<Pooling>().unwrap(), Pooling::LastToken);
+        assert!(serde_json::from_str::<EmbedOptions>(r#"{"pooling": "max"}"#).is_err());
+        assert!(serde_json::from_str::<EmbedOptions>(r#"{"promptNmae": "query"}"#).unwrap_err().to_string().contains("promptNmae"));
     }
 }

@@ -17,9 +17,8 @@ use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
 use crate::checkpoint::Checkpoint;
-use crate::embed::Pooling;
 use crate::error::{Error, Result};
-use crate::nn::Packing;
+use crate::nn::{Packing, Pooling};
 use crate::quant::WeightDtype;
 use crate::tokenize::{Encoded, PairTokenizer};
 use crate::weights::Weights;

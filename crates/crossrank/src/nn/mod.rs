@@ -45,3 +45,30 @@ impl Activation {
         }
     }
 }
+
+/// How token states become one vector (`"mean"`, `"cls"`, `"last"` in
+/// options objects): the embedder's choice, applied by the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over non-padding tokens.
+    Mean,
+    /// The first token (`[CLS]` / `<s>`).
+    Cls,
+    /// The last token (Qwen3-Embedding: its tokenizer ends every text with
+    /// `<|endoftext|>`).
+    #[serde(rename = "last", alias = "lasttoken", alias = "last_token")]
+    LastToken,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "mean" => Ok(Self::Mean),
+            "cls" => Ok(Self::Cls),
+            "last" | "lasttoken" | "last_token" => Ok(Self::LastToken),
+            o => Err(crate::error::Error::InvalidInput(format!("unknown pooling {o:?} (expected mean, cls or last)"))),
+        }
+    }
+}
