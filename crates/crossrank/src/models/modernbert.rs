@@ -104,7 +104,7 @@ impl ModernBertConfig {
         if let Some(t) = c.local_rope_theta {
             check_config_positive("local_rope_theta", t, f64::MAX)?;
         }
-        if c.hidden_size % c.num_attention_heads != 0 || (c.hidden_size / c.num_attention_heads) % 2 != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) || !(c.hidden_size / c.num_attention_heads).is_multiple_of(2) {
             return bad(format!(
                 "hidden_size {} must split into num_attention_heads {} heads of an even size (rotary embeddings)",
                 c.hidden_size, c.num_attention_heads
@@ -131,7 +131,7 @@ impl ModernBertConfig {
     /// Layer `l` attends globally (transformers: `layer_id %
     /// global_attn_every_n_layers == 0`).
     fn is_global(&self, l: usize) -> bool {
-        l % self.global_attn_every_n_layers == 0
+        l.is_multiple_of(self.global_attn_every_n_layers)
     }
 }
 

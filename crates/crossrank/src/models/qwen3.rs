@@ -65,22 +65,15 @@ impl Qwen3Config {
     }
 }
 
-/// What the last position's state becomes.
-pub(crate) enum Qwen3Head {
-    /// The reranker (causal LM or seq-cls): `[hidden, 1]`, the row whose
-    /// dot product is the raw score.
-    Score(Tensor<2>),
-    /// Qwen3-Embedding: the state itself.
-    Embed,
-}
-
 /// The Qwen3 decoder and its scoring row.
 pub(crate) struct Qwen3 {
     embed: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     rope: Rope,
-    head: Qwen3Head,
+    /// The reranker's `[hidden, 1]` score row (the causal LM's yes − no
+    /// rows, or the seq-cls label); `None` for Qwen3-Embedding.
+    score_row: Option<Tensor<2>>,
     cfg: Qwen3Config,
 }
 
@@ -108,7 +101,7 @@ impl Qwen3 {
         }
         let (y, n) = (w.row(&name, &[v, h], yes as usize)?, w.row(&name, &[v, h], no as usize)?);
         let row: Vec<f32> = y.iter().zip(&n).map(|(a, b)| a - b).collect();
-        Self::load(w, cfg, Qwen3Head::Score(Tensor::from_data(TensorData::new(row, [h, 1]), dev)), dev)
+        Self::load(w, cfg, Some(Tensor::from_data(TensorData::new(row, [h, 1]), dev)), dev)
     }
 
     /// The reranker of a `Qwen3ForSequenceClassification` checkpoint with
@@ -119,15 +112,15 @@ impl Qwen3 {
         }
         let h = cfg.decoder.hidden_size;
         let row = w.f32("score.weight", &[1, h])?;
-        Self::load(w, cfg, Qwen3Head::Score(Tensor::from_data(TensorData::new(row, [h, 1]), dev)), dev)
+        Self::load(w, cfg, Some(Tensor::from_data(TensorData::new(row, [h, 1]), dev)), dev)
     }
 
     /// Qwen3-Embedding: the decoder alone (any Qwen3 checkpoint's).
     pub(crate) fn load_embedding(w: &Weights, cfg: Qwen3Config, dev: &Device) -> Result<Self> {
-        Self::load(w, cfg, Qwen3Head::Embed, dev)
+        Self::load(w, cfg, None, dev)
     }
 
-    fn load(w: &Weights, cfg: Qwen3Config, head: Qwen3Head, dev: &Device) -> Result<Self> {
+    fn load(w: &Weights, cfg: Qwen3Config, score_row: Option<Tensor<2>>, dev: &Device) -> Result<Self> {
         let d = &cfg.decoder;
         let p = prefix(w);
         let layers = (0..d.num_hidden_layers)
@@ -141,7 +134,7 @@ impl Qwen3 {
             layers,
             norm: RmsNorm::load(w, &format!("{p}norm.weight"), d.hidden_size, d.rms_norm_eps, 0.0, dev)?,
             rope: Rope::new(d.head_dim(), d.rope_theta),
-            head,
+            score_row,
             cfg,
         })
     }
@@ -165,9 +158,9 @@ impl Qwen3 {
 
     /// One raw score per row: logit(yes) − logit(no) (the seq-cls label).
     pub(crate) fn forward(&self, batch: &Batch, dev: &Device) -> Result<Tensor<1>> {
-        match &self.head {
-            Qwen3Head::Score(row) => Ok(self.last_states(batch, dev).matmul(row.clone()).reshape([batch.rows])),
-            Qwen3Head::Embed => Err(Error::InvalidInput("this Qwen3 model embeds; it has no score head".into())),
+        match &self.score_row {
+            Some(row) => Ok(self.last_states(batch, dev).matmul(row.clone()).reshape([batch.rows])),
+            None => Err(Error::InvalidInput("this Qwen3 model embeds; it has no score head".into())),
         }
     }
 }
