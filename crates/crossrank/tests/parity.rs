@@ -110,3 +110,36 @@ fn a_token_budget_changes_batches_not_scores() {
         assert!(err <= 1e-4, "budget {budget}: max abs err {err}");
     }
 }
+
+/// A ModernBERT checkpoint as an embedder (its encoder; the head ignored):
+/// the mean of the last hidden state over real tokens, as transformers'
+/// `ModernBertModel` computes it (the fixtures' `embeddings`), on the CPU
+/// and wgpu — the sliding windows on the bare-encoder path.
+#[test]
+fn modernbert_embeds_like_transformers() {
+    #[derive(serde::Deserialize)]
+    struct Emb {
+        texts: Vec<String>,
+        max_length: usize,
+        vectors: Vec<Vec<f32>>,
+    }
+    let mut devices = vec![Device::flex()];
+    devices.extend(wgpu_device());
+    for model in ["modernbert-cls-tiny", "modernbert-mean-tiny"] {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join(model).join("expected.json")).unwrap()).unwrap();
+        let e: Emb = serde_json::from_value(v["embeddings"].clone()).unwrap();
+        for dev in &devices {
+            let emb = crossrank::Embedder::load(&Checkpoint::dir(fixtures().join(model)), dev).unwrap();
+            let opts = crossrank::EmbedOptions {
+                max_length: Some(e.max_length),
+                pooling: Some(crossrank::Pooling::Mean),
+                normalize: Some(false),
+                ..Default::default()
+            };
+            let got = emb.embed(&e.texts, &opts).unwrap();
+            let err = got.iter().zip(&e.vectors).map(|(g, w)| max_abs_err(g, w)).fold(0f32, f32::max);
+            eprintln!("{model} embeddings on {dev:?}: max abs err {err:.2e}");
+            assert!(err <= 1e-4, "{model}: {err}");
+        }
+    }
+}
