@@ -62,7 +62,9 @@ export function serve({ dir = root, port = 0, log = false, isolated = false } = 
   return new Promise((ok) =>
     server.listen(port, '127.0.0.1', () => {
       const url = `http://127.0.0.1:${server.address().port}`;
-      ok({ url, counts, close: () => new Promise((done) => server.close(done)) });
+      // close(): stop listening and end every connection, idle or not (a
+      // page's worker can still hold one open; waiting on it hung a test).
+      ok({ url, counts, close: () => new Promise((done) => { server.close(done); server.closeAllConnections(); }) });
     }),
   );
 }
