@@ -113,6 +113,17 @@ impl Embedder {
         self.prompts.get(name).map(String::as_str)
     }
 
+    /// `opts` with the model's prompt named `name` when it has one and
+    /// `opts` asks for none: sentence-transformers' `encode_query` /
+    /// `encode_document` (Qwen3-Embedding's queries get its instruction).
+    pub fn with_prompt_named(&self, opts: &EmbedOptions, name: &str) -> EmbedOptions {
+        let mut o = opts.clone();
+        if o.prompt.is_none() && o.prompt_name.is_none() && self.prompt(name).is_some() {
+            o.prompt_name = Some(name.to_string());
+        }
+        o
+    }
+
     /// One vector per text, in input order.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
         block(self.embed_async(texts, opts))

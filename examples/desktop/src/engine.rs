@@ -289,10 +289,8 @@ impl Engine {
         let mut candidates: Vec<usize> =
             ix.bm25.search(query, FIRST_STAGE_K).map_err(|e| e.to_string())?.into_iter().map(|(i, _)| i).collect();
         if let (Some(e), Some(vectors)) = (&models.embedder, &ix.dense) {
-            // The model's query prompt when it has one (Qwen3-Embedding's
-            // instruction), as sentence-transformers' encode_query does.
-            let opts = EmbedOptions { prompt_name: e.prompt("query").map(|_| "query".to_string()), ..Default::default() };
-            let q = e.embed(&[query], &opts).map_err(|e| e.to_string())?.remove(0);
+            // The model's query prompt when it has one (Qwen3-Embedding's).
+            let q = e.embed(&[query], &e.with_prompt_named(&EmbedOptions::default(), "query")).map_err(|e| e.to_string())?.remove(0);
             candidates.extend(dense::nearest(&q, vectors, FIRST_STAGE_K).into_iter().map(|(i, _)| i));
         }
         candidates.sort_unstable();
@@ -330,8 +328,7 @@ fn embed_all(e: &Embedder, passages: &[Passage], send: &dyn Fn(Event)) -> Result
     let mut out = Vec::with_capacity(passages.len());
     for chunk in passages.chunks(64) {
         let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
-        let opts = EmbedOptions { prompt_name: e.prompt("document").map(|_| "document".to_string()), ..Default::default() };
-        let v = e.embed(&texts, &opts).map_err(|e| e.to_string())?;
+        let v = e.embed(&texts, &e.with_prompt_named(&EmbedOptions::default(), "document")).map_err(|e| e.to_string())?;
         out.extend(v.into_iter().map(dense::normalized));
         send(Event::Indexing { done: out.len(), total: passages.len(), what: "embeddings" });
     }

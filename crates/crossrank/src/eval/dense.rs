@@ -69,23 +69,12 @@ fn best_first(heap: BinaryHeap<Reverse<Scored>>) -> Vec<Scored> {
     best
 }
 
-/// `opts` with the model's prompt named `name` when it has one and `opts`
-/// asks for none (sentence-transformers' `encode_query` /
-/// `encode_document`: Qwen3-Embedding's queries get its instruction).
-fn with_prompt(embedder: &Embedder, opts: &EmbedOptions, name: &str) -> EmbedOptions {
-    let mut o = opts.clone();
-    if o.prompt.is_none() && o.prompt_name.is_none() && embedder.prompt(name).is_some() {
-        o.prompt_name = Some(name.to_string());
-    }
-    o
-}
-
 /// Each judged query's `k` nearest documents by cosine similarity.
 /// `progress(done, total)` counts embedded documents.
 pub fn retrieve(embedder: &Embedder, ds: &Dataset, k: usize, opts: &EmbedOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Run> {
     let queries: Vec<&str> = ds.queries.iter().map(|(_, t)| t.as_str()).collect();
-    let q: Vec<Vec<f32>> = embedder.embed(&queries, &with_prompt(embedder, opts, "query"))?.into_iter().map(normalized).collect();
-    let opts = &with_prompt(embedder, opts, "document");
+    let q: Vec<Vec<f32>> = embedder.embed(&queries, &embedder.with_prompt_named(opts, "query"))?.into_iter().map(normalized).collect();
+    let opts = &embedder.with_prompt_named(opts, "document");
     let mut heaps: Vec<BinaryHeap<Reverse<Scored>>> = (0..q.len()).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
     let texts = ds.corpus.texts();
     progress(0, texts.len());

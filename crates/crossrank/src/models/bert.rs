@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result, bounds, check_config_positive, check_config_range};
 use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing, packed_attention};
 use crate::tokenize::Encoded;
+use super::Labels;
 use crate::weights::Weights;
 
 /// The fields of a BERT / RoBERTa / XLM-R `config.json` that matter for
@@ -30,12 +31,8 @@ pub(crate) struct EncoderConfig {
     pub(crate) pad_token_id: Option<u32>,
     #[serde(default = "default_position_embedding_type")]
     pub(crate) position_embedding_type: String,
-    /// Explicit `num_labels`, when the config has one.
-    #[serde(default)]
-    pub(crate) num_labels: Option<usize>,
-    /// `id2label`, whose size gives `num_labels` as transformers reads it.
-    #[serde(default)]
-    pub(crate) id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(flatten)]
+    pub(crate) labels: Labels,
 }
 
 fn default_act() -> Activation {
@@ -75,16 +72,15 @@ impl EncoderConfig {
         if self.position_embedding_type != "absolute" {
             return bad(format!("position_embedding_type {:?} is not supported (only \"absolute\")", self.position_embedding_type));
         }
-        if let Some(n) = self.num_labels {
+        if let Some(n) = self.labels.num_labels {
             check_config_range("num_labels", n, 1, bounds::VOCAB)?;
         }
         Ok(())
     }
 
-    /// `num_labels` as transformers derives it: explicit value, else the size
-    /// of `id2label`, else 2.
+    /// `num_labels` as transformers derives it ([`Labels::count`]).
     pub(crate) fn num_labels(&self) -> usize {
-        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len())).unwrap_or(2)
+        self.labels.count()
     }
 }
 

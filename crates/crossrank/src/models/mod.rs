@@ -142,6 +142,34 @@ impl Architecture {
     }
 }
 
+/// `num_labels` / `id2label` of a classification config (flattened into
+/// each model's), read as transformers reads them.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct Labels {
+    /// Explicit `num_labels`, when the config has one.
+    #[serde(default)]
+    pub(crate) num_labels: Option<usize>,
+    /// `id2label`, whose size gives `num_labels` as transformers reads it.
+    #[serde(default)]
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Labels {
+    /// `num_labels` as transformers derives it: explicit value, else the
+    /// size of `id2label`, else 2.
+    pub(crate) fn count(&self) -> usize {
+        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len())).unwrap_or(2)
+    }
+
+    /// A reranker has exactly one output.
+    pub(crate) fn check_one(&self) -> Result<()> {
+        match self.count() {
+            1 => Ok(()),
+            n => Err(Error::config("config.json", format!("num_labels is {n}; a reranker has exactly one output"))),
+        }
+    }
+}
+
 /// What a checkpoint is for: scoring pairs or embedding texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -331,23 +359,13 @@ impl Reranking {
             }
             Architecture::ModernBertForSequenceClassification => {
                 let cfg = ModernBertConfig::from_json(config)?;
-                if cfg.num_labels() != 1 {
-                    return Err(Error::config(
-                        "config.json",
-                        format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels()),
-                    ));
-                }
+                cfg.labels.check_one()?;
                 let m = ModernBertForSequenceClassification::load(&weights()?, &cfg, device)?;
                 (Self::ModernBert(m), None, InputLimits::modernbert(&cfg))
             }
             Architecture::BertForSequenceClassification | Architecture::XlmRobertaForSequenceClassification => {
                 let cfg = EncoderConfig::from_json(config)?;
-                if cfg.num_labels() != 1 {
-                    return Err(Error::config(
-                        "config.json",
-                        format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels()),
-                    ));
-                }
+                cfg.labels.check_one()?;
                 let w = weights()?;
                 let m = if architecture.is_roberta() {
                     Self::XlmRoberta(XlmRobertaForSequenceClassification::load(&w, &cfg, device)?)

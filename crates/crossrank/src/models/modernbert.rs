@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result, bounds, check_config_positive, check_config_range};
 use crate::nn::{Activation, AttentionPlan, Embedding, LayerNorm, Linear, Packing, packed_attention};
 use crate::tokenize::Encoded;
+use super::Labels;
 use crate::weights::Weights;
 
 fn d_gelu() -> Activation {
@@ -81,10 +82,8 @@ pub(crate) struct ModernBertConfig {
     classifier_bias: bool,
     #[serde(default)]
     rope_scaling: Option<serde_json::Value>,
-    #[serde(default)]
-    num_labels: Option<usize>,
-    #[serde(default)]
-    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(flatten)]
+    pub(crate) labels: Labels,
 }
 
 impl ModernBertConfig {
@@ -119,9 +118,9 @@ impl ModernBertConfig {
         Ok(c)
     }
 
-    /// `num_labels` as transformers derives it.
+    /// `num_labels` as transformers derives it ([`Labels::count`]).
     pub(crate) fn num_labels(&self) -> usize {
-        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len())).unwrap_or(2)
+        self.labels.count()
     }
 
     fn head_dim(&self) -> usize {

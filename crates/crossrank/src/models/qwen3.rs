@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::batching::Batch;
 use crate::error::{Error, Result};
 use crate::nn::{Activation, DecoderConfig, DecoderLayer, Embedding, RmsNorm, Rope, causal_padding_mask, last_tokens};
+use super::Labels;
 use crate::weights::Weights;
 
 /// transformers' `Qwen3Config.max_position_embeddings` default.
@@ -32,10 +33,8 @@ pub(crate) struct Qwen3Config {
     use_sliding_window: bool,
     #[serde(default)]
     rope_scaling: Option<serde_json::Value>,
-    #[serde(default)]
-    num_labels: Option<usize>,
-    #[serde(default)]
-    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(flatten)]
+    labels: Labels,
 }
 
 impl Qwen3Config {
@@ -58,11 +57,6 @@ impl Qwen3Config {
         self.decoder.hidden_act.unwrap_or(Activation::Silu)
     }
 
-    /// `num_labels` as transformers derives it (explicit, else `id2label`'s
-    /// size, else 2).
-    fn num_labels(&self) -> usize {
-        self.num_labels.or_else(|| self.id2label.as_ref().map(|m| m.len())).unwrap_or(2)
-    }
 }
 
 /// The Qwen3 decoder and its scoring row.
@@ -107,9 +101,7 @@ impl Qwen3 {
     /// The reranker of a `Qwen3ForSequenceClassification` checkpoint with
     /// one label (`score.weight`, `[1, hidden]`).
     pub(crate) fn load_seq_cls(w: &Weights, cfg: Qwen3Config, dev: &Device) -> Result<Self> {
-        if cfg.num_labels() != 1 {
-            return Err(Error::config("config.json", format!("num_labels is {}; a reranker has exactly one output", cfg.num_labels())));
-        }
+        cfg.labels.check_one()?;
         let h = cfg.decoder.hidden_size;
         let row = w.f32("score.weight", &[1, h])?;
         Self::load(w, cfg, Some(Tensor::from_data(TensorData::new(row, [h, 1]), dev)), dev)
@@ -184,8 +176,8 @@ mod tests {
         let c = cfg("").unwrap();
         assert!(!c.tie_word_embeddings, "transformers' default is untied");
         assert_eq!(c.act(), Activation::Silu);
-        assert_eq!(c.num_labels(), 2);
-        assert_eq!(cfg(r#","id2label":{"0":"LABEL_0"}"#).unwrap().num_labels(), 1);
+        assert_eq!(c.labels.count(), 2);
+        assert_eq!(cfg(r#","id2label":{"0":"LABEL_0"}"#).unwrap().labels.count(), 1);
         let e = cfg(r#","use_sliding_window":true"#).unwrap_err();
         assert!(e.to_string().contains("use_sliding_window"), "{e}");
         let e = cfg(r#","rope_scaling":{"type":"yarn","factor":4.0}"#).unwrap_err();
