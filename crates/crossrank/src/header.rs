@@ -22,6 +22,8 @@ pub(crate) struct Header {
     pub(crate) tensors: Vec<(String, TensorInfo)>,
     /// Bytes of the data section the tensors cover.
     pub(crate) data_len: u64,
+    /// `__metadata__` (string to string, as safetensors defines it).
+    pub(crate) metadata: HashMap<String, String>,
 }
 
 /// The JSON length a file starting with `buf` declares (its first 8
@@ -45,10 +47,10 @@ pub(crate) fn read(buf: &[u8]) -> Result<Option<Header>, String> {
     };
     let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     let mut tensors = Vec::with_capacity(raw.len());
+    let mut metadata = HashMap::new();
     for (name, v) in raw {
         if name == "__metadata__" {
-            // Checked, not kept: nothing here reads it.
-            serde_json::from_value::<HashMap<String, String>>(v).map_err(|e| format!("__metadata__: {e}"))?;
+            metadata = serde_json::from_value::<HashMap<String, String>>(v).map_err(|e| format!("__metadata__: {e}"))?;
         } else {
             let info: TensorInfo = serde_json::from_value(v).map_err(|e| format!("tensor {name}: {e}"))?;
             tensors.push((name, info));
@@ -67,7 +69,7 @@ pub(crate) fn read(buf: &[u8]) -> Result<Option<Header>, String> {
         }
         at = e;
     }
-    Ok(Some(Header { json_len: len as usize, tensors, data_len: at }))
+    Ok(Some(Header { json_len: len as usize, tensors, data_len: at, metadata }))
 }
 
 /// The JSON of a header for `tensors` (offsets as given) and `metadata`.

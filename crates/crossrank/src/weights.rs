@@ -43,6 +43,10 @@ pub(crate) struct Weights {
     index: HashMap<String, Entry>,
     quant: HashMap<String, QuantEntry>,
     dtype: WeightDtype,
+    /// Written by `crossrank quantize --dtype int8` (header metadata
+    /// `crossrank.quantization`): its q8 matrices take 8-bit activations
+    /// whatever the load dtype.
+    int8_file: bool,
     /// Tensors given as device tensors instead of bytes (training: the
     /// parameters being trained, or LoRA-merged weights), answering to
     /// their checkpoint names in PyTorch layout. The model code turns them
@@ -101,7 +105,7 @@ impl Weights {
     /// Index one or more safetensors files, owned or memory-mapped.
     pub(crate) fn from_shard_bytes(shards: Vec<(String, ShardBytes)>) -> Result<Self> {
         let mut out =
-            Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live: HashMap::new() };
+            Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, int8_file: false, live: HashMap::new() };
         let mut names: Vec<String> = Vec::new();
         for (file, bytes) in shards {
             let bad = |m: String| Error::Safetensors { file: file.clone(), message: m };
@@ -117,6 +121,7 @@ impl Weights {
                 }));
             }
             let shard = out.shards.len();
+            out.int8_file |= header.metadata.get("crossrank.quantization").is_some_and(|q| q == WeightDtype::Int8.as_str());
             // `header::read` checked every tensor: contiguous offsets from 0,
             // each exactly its shape's bytes; and the data section is the
             // file's rest (above), so every range lies inside the file.
@@ -179,6 +184,13 @@ impl Weights {
         self
     }
 
+    /// Whether q8 matrices take 8-bit activations: the `int8` load dtype,
+    /// or a checkpoint quantized as `int8` (its weights are `q8`'s byte
+    /// for byte; the dtype is what it runs as).
+    pub(crate) fn act8(&self) -> bool {
+        self.dtype == WeightDtype::Int8 || self.int8_file
+    }
+
     /// Serve these tensors from the device instead of the files (see
     /// [`Weights::live`]): LoRA's merged projections over a frozen base.
     #[cfg_attr(not(feature = "train"), allow(dead_code))]
@@ -190,7 +202,7 @@ impl Weights {
     /// Only live tensors: a model built entirely from device tensors.
     #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn live_only(live: HashMap<String, Live>) -> Self {
-        Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, live }
+        Weights { shards: Vec::new(), index: HashMap::new(), quant: HashMap::new(), dtype: WeightDtype::F32, int8_file: false, live }
     }
 
     /// Whether `name` is served from a live tensor.
@@ -356,7 +368,7 @@ impl Weights {
         self.check_shape(name, expected)?;
         if let Some((bits, block)) = self.quant_plan(name) {
             let q = self.host_quant(name, expected, start, count, bits, block)?;
-            return Ok(Matrix::Quant(if for_matmul { q.to_device_for_matmul(device) } else { q.to_device(device) }));
+            return Ok(Matrix::Quant(if for_matmul { q.to_device_for_matmul(device, self.act8()) } else { q.to_device(device) }));
         }
         if self.is_half(name) {
             if let Some(h) = self.rows_f16(name, expected, start, count)? {

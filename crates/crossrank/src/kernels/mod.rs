@@ -38,9 +38,10 @@ pub(crate) fn quant_linear<const D: usize>(
     x: Tensor<D>,
     (packed, scales, bits, block, k): (&Tensor<2, Int>, &Tensor<2>, u32, usize, usize),
     bias: Option<&Tensor<1>>,
+    act8: bool,
 ) -> Result<Tensor<D>, Tensor<D>> {
     let path = int8::path();
-    if path == int8::Path::Off || !on_host(&x.device()) || !matches!(block, 16 | 32) {
+    if path == int8::Path::Off || !on_host(&x.device()) || !matches!(block, 16 | 32) || (act8 && bits != 8) {
         return Err(x);
     }
     let (device, mut dims) = (x.device(), x.dims());
@@ -58,9 +59,37 @@ pub(crate) fn quant_linear<const D: usize>(
     // nothing else holds it.
     let xs = f32s(x.into_data());
     let view = int8::QuantWeights { n, k, bits, block, words, scales };
-    let y = int8::linear(path, xs.as_slice::<f32>().expect("f32"), m, &view, bias).expect("a supported block");
+    let qmax = if act8 { int8::QMAX8 } else { int8::QMAX16 };
+    let y = int8::linear(path, xs.as_slice::<f32>().expect("f32"), m, &view, bias, qmax).expect("a supported block");
     dims[D - 1] = n;
     Ok(Tensor::from_data(TensorData::new(y, dims), &device))
+}
+
+pub(crate) use int8::Panels;
+
+/// A q8 matrix (`packed` words `[rows, cols/4]`, `scales` `[rows,
+/// cols/block]`) as the panels of this CPU's 8-bit-activation kernel, for
+/// `int8` on the CPU backend — `None` on other devices, where the int8
+/// path is off (`CROSSRANK_INT8`) or scalar, or for other layouts.
+pub(crate) fn host_panels(packed: &[u32], scales: &[f32], rows: usize, cols: usize, bits: u32, block: usize, device: &Device) -> Option<Panels> {
+    if !on_host(device) || bits != 8 || block == 0 || cols % block != 0 {
+        return None;
+    }
+    let view = int8::QuantWeights { n: rows, k: cols, bits, block, words: packed, scales };
+    Panels::new(int8::path(), &view)
+}
+
+/// `x Wᵀ + b` on the host with 8-bit activations over prepared panels
+/// (see [`host_panels`]).
+pub(crate) fn panel_linear<const D: usize>(x: Tensor<D>, panels: &Panels, bias: Option<&Tensor<1>>) -> Tensor<D> {
+    let (device, mut dims) = (x.device(), x.dims());
+    let m = dims[..D - 1].iter().product::<usize>();
+    let bias = bias.map(|b| b.clone().into_data().convert::<f32>());
+    let bias = bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32"));
+    let xs = x.into_data().convert::<f32>();
+    let y = panels.linear(xs.as_slice::<f32>().expect("f32"), m, bias);
+    dims[D - 1] = panels.n();
+    Tensor::from_data(TensorData::new(y, dims), &device)
 }
 
 /// Which integer kernels quantized linear layers use on the CPU here (for

@@ -154,8 +154,11 @@ impl Linear {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         // Integer GEMM where the kernels have one (the CPU backend).
         let x = match &self.weight {
+            LinearWeight::Quant(q) if self.int8 && q.panels().is_some() => {
+                return kernels::panel_linear(x, q.panels().expect("checked"), self.bias.as_ref());
+            }
             LinearWeight::Quant(q) if self.int8 && q.parts().is_some() => {
-                match kernels::quant_linear(x, q.parts().expect("checked"), self.bias.as_ref()) {
+                match kernels::quant_linear(x, q.parts().expect("checked"), self.bias.as_ref(), q.act8()) {
                     Ok(y) => return y,
                     Err(x) => x,
                 }

@@ -1,6 +1,8 @@
 //! Quantized and f16 weight matrices as they live on a device.
 
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+use std::sync::Arc;
+
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use super::HostQuant;
@@ -22,22 +24,34 @@ impl HostQuant {
             bits: self.bits,
             block: self.block,
             cols: self.cols,
+            act8: false,
         }
     }
 
     /// Upload a matrix that is only multiplied (a linear layer's weight):
+    /// with `act8` (the `int8` dtype) and q8 weights, as the panels of the
+    /// host's 8-bit-activation kernel where the kernels say it has one
+    /// (`kernels::host_panels`: built once here, in place of the words);
     /// as a Burn block-quantized tensor where the kernels say the device
-    /// multiplies those in place (`kernels::fused_quant_matmul`), else as
-    /// [`HostQuant::to_device`].
+    /// multiplies those in place (`kernels::fused_quant_matmul`: `int8`
+    /// then runs as `q8` does); else as [`HostQuant::to_device`].
     ///
     /// q8 only: Burn 0.22's quantized matmul views q4 (eight values per
     /// u32) through vectors of at least eight floats, and wgpu's are four
     /// wide (cubecl-std `quant_vector_size_q` asserts); storing q4 as Q8S
     /// would double its memory, the reason q4 is picked. So q4 stays packed
     /// and is dequantized per pass on GPUs.
-    pub(crate) fn to_device_for_matmul(&self, device: &Device) -> QuantMatrix {
+    pub(crate) fn to_device_for_matmul(&self, device: &Device, act8: bool) -> QuantMatrix {
+        let act8 = act8 && self.bits == 8;
+        if act8 {
+            let scales: Vec<f32> = self.scales.iter().map(|s| s.to_f32()).collect();
+            if let Some(p) = kernels::host_panels(&self.packed, &scales, self.rows, self.cols, self.bits, self.block, device) {
+                let (rows, bits, block, cols) = (self.rows, self.bits, self.block, self.cols);
+                return QuantMatrix { store: Store::Panels(Arc::new(p)), rows, bits, block, cols, act8 };
+            }
+        }
         if !kernels::fused_quant_matmul(device) || self.bits != 8 || !matches!(self.block, 16 | 32) {
-            return self.to_device(device);
+            return QuantMatrix { act8, ..self.to_device(device) };
         }
         let values: Vec<i8> = self.signed().collect();
         let value = QuantValue::Q8S;
@@ -56,6 +70,7 @@ impl HostQuant {
             bits: self.bits,
             block: self.block,
             cols: self.cols,
+            act8,
         }
     }
 
@@ -76,6 +91,8 @@ pub(crate) struct QuantMatrix {
     bits: u32,
     block: usize,
     cols: usize,
+    /// 8-bit activations (`int8`) where the kernels have integer GEMMs.
+    act8: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +102,8 @@ enum Store {
     /// A Burn block-quantized tensor `[rows, cols]` (see
     /// [`HostQuant::to_device_for_matmul`]).
     Fused(Tensor<2>),
+    /// The host's 8-bit-activation kernel's panels (`int8` on the CPU).
+    Panels(Arc<kernels::Panels>),
 }
 
 impl QuantMatrix {
@@ -96,7 +115,29 @@ impl QuantMatrix {
         match &self.store {
             Store::Packed { packed, .. } => packed.device(),
             Store::Fused(t) => t.device(),
+            Store::Panels(_) => Device::flex(),
         }
+    }
+
+    /// Whether products take 8-bit activations (`int8`).
+    pub(crate) fn act8(&self) -> bool {
+        self.act8
+    }
+
+    /// The panels, where the matrix is stored as them.
+    pub(crate) fn panels(&self) -> Option<&kernels::Panels> {
+        match &self.store {
+            Store::Panels(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Panels back as the stored words and scales (load-time paths only:
+    /// concatenation, and dequantizing where a layer skips the kernels).
+    fn from_panels(p: &kernels::Panels) -> HostQuant {
+        let (packed, scales) = p.stored();
+        let scales = scales.into_iter().map(half::f16::from_f32).collect();
+        HostQuant { rows: p.n(), cols: p.k(), bits: 8, block: p.block(), packed, scales }
     }
 
     /// The packed words `[rows, cols·bits/32]`, the scales `[rows, cols/block]`,
@@ -105,7 +146,7 @@ impl QuantMatrix {
     pub(crate) fn parts(&self) -> Option<(&Tensor<2, Int>, &Tensor<2>, u32, usize, usize)> {
         match &self.store {
             Store::Packed { packed, scales } => Some((packed, scales, self.bits, self.block, self.cols)),
-            Store::Fused(_) => None,
+            Store::Fused(_) | Store::Panels(_) => None,
         }
     }
 
@@ -114,7 +155,7 @@ impl QuantMatrix {
     pub(crate) fn fused(&self) -> Option<&Tensor<2>> {
         match &self.store {
             Store::Fused(t) => Some(t),
-            Store::Packed { .. } => None,
+            Store::Packed { .. } | Store::Panels(_) => None,
         }
     }
 
@@ -127,11 +168,22 @@ impl QuantMatrix {
             return None;
         }
         let rows = parts.iter().map(|p| p.rows).sum();
+        if let Store::Panels(_) = first.store {
+            // Back to words, rows concatenated, panels built again (load time).
+            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.panels().map(Self::from_panels)).collect::<Option<_>>()?;
+            let h = HostQuant {
+                rows,
+                packed: hosts.iter().flat_map(|h| h.packed.iter().copied()).collect(),
+                scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
+                ..hosts[0].clone()
+            };
+            return Some(h.to_device_for_matmul(&Device::flex(), true));
+        }
         let (packed, scales): (Vec<_>, Vec<_>) = parts
             .into_iter()
             .map(|p| match p.store {
                 Store::Packed { packed, scales } => Some((packed, scales)),
-                Store::Fused(_) => None,
+                Store::Fused(_) | Store::Panels(_) => None,
             })
             .collect::<Option<Vec<_>>>()?
             .into_iter()
@@ -145,6 +197,10 @@ impl QuantMatrix {
         match &self.store {
             Store::Packed { packed, scales } => kernels::dequantize(packed.clone(), scales.clone(), self.bits, self.block, self.cols),
             Store::Fused(t) => t.clone().dequantize(),
+            Store::Panels(p) => {
+                let h = Self::from_panels(p);
+                Tensor::from_data(TensorData::new(h.dequantize(), [h.rows, h.cols]), &Device::flex())
+            }
         }
     }
 
@@ -158,7 +214,7 @@ impl QuantMatrix {
                 kernels::unpack_rows(packed, scales, self.bits, self.block, self.cols)
             }
             // Not a gather table's layout (embeddings upload packed); correct, not fast.
-            Store::Fused(t) => t.clone().dequantize().select(0, ids),
+            Store::Fused(_) | Store::Panels(_) => self.dequantize().select(0, ids),
         }
     }
 }
@@ -320,12 +376,12 @@ mod tests {
         }
         let (m, n, k) = (37, 40, 96);
         let x = sample(m * k);
-        let q4 = HostQuant::quantize(&sample(n * k), n, k, 4, 32).to_device_for_matmul(&dev);
+        let q4 = HostQuant::quantize(&sample(n * k), n, k, 4, 32).to_device_for_matmul(&dev, false);
         assert!(q4.fused().is_none() && q4.parts().is_some(), "q4 stays packed");
         for (bits, block) in [(8, 32), (8, 16)] {
             let q = HostQuant::quantize(&sample(n * k + 7)[7..], n, k, bits, block);
             let w = q.dequantize();
-            let fm = q.to_device_for_matmul(&dev);
+            let fm = q.to_device_for_matmul(&dev, false);
             assert!(fm.fused().is_some() && fm.parts().is_none());
             let deq: Vec<f32> = fm.dequantize().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
             assert_eq!(deq, w, "q{bits}/{block}: stored values");

@@ -33,7 +33,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Layout, TileArgs, QuantWeights, run_tiles, tiles};
+use super::panels::{ActType, Kernel8};
+use super::{Layout, QuantWeights, TileArgs, run_tiles, tiles};
 
 pub(super) fn has_neon() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
@@ -97,7 +98,8 @@ unsafe fn store_tile<const R: usize>(c: *mut f32, ldc: usize, accf: &[[float32x4
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn neon_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let a = a.cast::<i16>();
     let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = load_tile::<R>(c, ldc, first);
@@ -167,7 +169,8 @@ unsafe fn udot<const L: i32>(mut acc: uint32x4_t, w: uint8x16_t, x: uint8x16_t) 
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn dotprod_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let a = a.cast::<i16>();
     let panel = panel.cast::<i8>();
     let flip = vdupq_n_u8(0x80);
     unsafe {
@@ -267,7 +270,8 @@ unsafe fn usmmla(mut acc: int32x4_t, x: uint8x16_t, w: int8x16_t) -> int32x4_t {
 #[inline]
 #[target_feature(enable = "neon,i8mm")]
 unsafe fn i8mm_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let a = a.cast::<i16>();
     let panel = panel.cast::<i8>();
     let pairs = R.div_ceil(2);
     unsafe {
@@ -304,6 +308,150 @@ unsafe fn i8mm_tile<const R: usize, const B: usize>(t: TileArgs) {
                 // |256·hi| ≤ 2^27, |lo| ≤ 2^21: exact in i32.
                 let dot = [0, 1, 2, 3].map(|j| vreinterpretq_s64_s32(vaddq_s32(vshlq_n_s32::<8>(hi[p][j]), lo[p][j])));
                 // Columns 0..4 and 4..8 of the pair's first row, then its second.
+                let rows =
+                    [[vzip1q_s64(dot[0], dot[1]), vzip1q_s64(dot[2], dot[3])], [vzip2q_s64(dot[0], dot[1]), vzip2q_s64(dot[2], dot[3])]];
+                for (h, row) in rows.iter().enumerate() {
+                    let r = 2 * p + h;
+                    if r < R {
+                        let dot = row.map(|v| vreinterpretq_s32_s64(v));
+                        accumulate(&mut accf[r], dot, s, *d.add(r * ldd + b));
+                    }
+                }
+            }
+        }
+        store_tile::<R>(c, ldc, &accf);
+    }
+}
+
+// ------------------------------------------- 8-bit activations (int8)
+
+/// NEON without the dot product, 8-bit activations: [`neon_tile`]'s
+/// `smlal` on i16 rows holding 8-bit values, the i8 pair panels
+/// `[k/2][8][2]` widened as they are loaded.
+pub(super) const NEON8: Kernel8 =
+    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Pairs, acts: ActType::I16, sums: false, tile: neon8_tiles };
+
+tiles!(neon8_tiles, neon8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon")]);
+
+/// One `R` × 8 tile over `nb` blocks of `B`: i16 activation rows, panel
+/// `[k/2][8][2]` i8.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn neon8_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let (a, panel) = (a.cast::<i16>(), panel.cast::<i8>());
+    unsafe {
+        let mut accf = load_tile::<R>(c, ldc, first);
+        for b in 0..nb {
+            let mut acc = [[vdupq_n_s32(0); 4]; R];
+            let wp = panel.add(b * B * NR);
+            let ap = a.add(b * B);
+            for kp in 0..B / 2 {
+                let w8 = vld1q_s8(wp.add(kp * 2 * NR));
+                let (w0, w1) = (vmovl_s8(vget_low_s8(w8)), vmovl_high_s8(w8));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = vreinterpretq_s16_s32(vld1q_dup_s32(ap.add(r * lda + 2 * kp).cast()));
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(w0), vget_low_s16(x));
+                    acc[1] = vmlal_high_s16(acc[1], w0, x);
+                    acc[2] = vmlal_s16(acc[2], vget_low_s16(w1), vget_low_s16(x));
+                    acc[3] = vmlal_high_s16(acc[3], w1, x);
+                }
+            }
+            let s = [vld1q_f32(sw.add(b * NR)), vld1q_f32(sw.add(b * NR + 4))];
+            for r in 0..R {
+                let dot = [vpaddq_s32(acc[r][0], acc[r][1]), vpaddq_s32(acc[r][2], acc[r][3])];
+                accumulate(&mut accf[r], dot, s, *d.add(r * ldd + b));
+            }
+        }
+        store_tile::<R>(c, ldc, &accf);
+    }
+}
+
+/// The dot product, 8-bit activations: `sdot` on i8 rows as they are
+/// and i8 quad panels `[k/4][8][4]` — one instruction per 16 products.
+pub(super) const DOTPROD8: Kernel8 =
+    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Quads, acts: ActType::I8, sums: false, tile: dotprod8_tiles };
+
+tiles!(dotprod8_tiles, dotprod8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,dotprod")]);
+
+/// One `R` × 8 tile over `nb` blocks of `B`: i8 activation rows, panel
+/// `[k/4][8][4]` i8.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn dotprod8_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let (a, panel) = (a.cast::<i8>(), panel.cast::<i8>());
+    unsafe {
+        let mut accf = load_tile::<R>(c, ldc, first);
+        for b in 0..nb {
+            let mut acc = [[vdupq_n_s32(0); 2]; R];
+            let wp = panel.add(b * B * NR);
+            let ap = a.add(b * B);
+            for g in 0..B / 16 {
+                let mut x = [vdupq_n_s8(0); R];
+                for (r, x) in x.iter_mut().enumerate() {
+                    *x = vld1q_s8(ap.add(r * lda + 16 * g));
+                }
+                macro_rules! quad {
+                    ($l:literal) => {{
+                        let q = wp.add((4 * g + $l) * 4 * NR);
+                        let (w0, w1) = (vld1q_s8(q), vld1q_s8(q.add(16)));
+                        for r in 0..R {
+                            acc[r][0] = sdot::<$l>(acc[r][0], w0, x[r]);
+                            acc[r][1] = sdot::<$l>(acc[r][1], w1, x[r]);
+                        }
+                    }};
+                }
+                quad!(0);
+                quad!(1);
+                quad!(2);
+                quad!(3);
+            }
+            let s = [vld1q_f32(sw.add(b * NR)), vld1q_f32(sw.add(b * NR + 4))];
+            for r in 0..R {
+                accumulate(&mut accf[r], acc[r], s, *d.add(r * ldd + b));
+            }
+        }
+        store_tile::<R>(c, ldc, &accf);
+    }
+}
+
+/// i8mm, 8-bit activations: `smmla` on i8 rows as they are and i8 octet
+/// panels `[k/8][8][8]` — one instruction per 32 products.
+pub(super) const I8MM8: Kernel8 =
+    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Octets, acts: ActType::I8, sums: false, tile: i8mm8_tiles };
+
+tiles!(i8mm8_tiles, i8mm8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,i8mm")]);
+
+/// One `R` × 8 tile over `nb` blocks of `B`: i8 activation rows, panel
+/// `[k/8][8][8]` i8; rows and columns in pairs as [`i8mm_tile`].
+#[inline]
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn i8mm8_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let (a, panel) = (a.cast::<i8>(), panel.cast::<i8>());
+    let pairs = R.div_ceil(2);
+    unsafe {
+        let mut accf = load_tile::<R>(c, ldc, first);
+        for b in 0..nb {
+            let mut acc = [[vdupq_n_s32(0); 4]; 2];
+            let wp = panel.add(b * B * NR);
+            let ap = a.add(b * B);
+            for g in 0..B / 8 {
+                let q = wp.add(g * 8 * NR);
+                let wv = [0, 1, 2, 3].map(|j| vld1q_s8(q.add(16 * j)));
+                for p in 0..pairs {
+                    let r0 = ap.add(2 * p * lda + 8 * g);
+                    let x1 = if 2 * p + 1 < R { vld1_s8(ap.add((2 * p + 1) * lda + 8 * g)) } else { vdup_n_s8(0) };
+                    let x = vcombine_s8(vld1_s8(r0), x1);
+                    for j in 0..4 {
+                        acc[p][j] = smmla(acc[p][j], x, wv[j]);
+                    }
+                }
+            }
+            let s = [vld1q_f32(sw.add(b * NR)), vld1q_f32(sw.add(b * NR + 4))];
+            for p in 0..pairs {
+                let dot = [0, 1, 2, 3].map(|j| vreinterpretq_s64_s32(acc[p][j]));
                 let rows =
                     [[vzip1q_s64(dot[0], dot[1]), vzip1q_s64(dot[2], dot[3])], [vzip2q_s64(dot[0], dot[1]), vzip2q_s64(dot[2], dot[3])]];
                 for (h, row) in rows.iter().enumerate() {

@@ -26,19 +26,23 @@ const KC: usize = 256;
 
 /// What a SIMD micro-kernel computes: one tile of up to its `mr` rows ×
 /// its `nr` columns over `nb` blocks, from activation rows `a` (stride
-/// `lda` i16 values; see [`Layout`] for what they hold) with block scales
+/// `lda` values of the kernel's activation type — i16, i8 or biased u8 —
+/// from the tile's first row and block; see [`Layout`]) with block scales
 /// `d` (stride `ldd`), a panel chunk (bytes, laid out as the kernel's
 /// [`Layout`] says) and its scales `sw` (`[nb][nr]`), accumulated into `c`
 /// (stride `ldc`) — from zero on the `first` pass over k, when `c` holds
-/// nothing yet.
+/// nothing yet. `sums` (`[nb][nr]`, null unless the panels have them):
+/// `128 · Σ w` per block and column, the correction of a u8 × s8 product
+/// whose activations are biased by 128.
 #[derive(Clone, Copy)]
 pub(super) struct TileArgs {
-    pub(super) a: *const i16,
+    pub(super) a: *const u8,
     pub(super) lda: usize,
     pub(super) d: *const f32,
     pub(super) ldd: usize,
     pub(super) panel: *const u8,
     pub(super) sw: *const f32,
+    pub(super) sums: *const i32,
     pub(super) nb: usize,
     pub(super) c: *mut f32,
     pub(super) ldc: usize,
@@ -62,14 +66,19 @@ pub(super) enum Layout {
     /// takes its second operand); activations as two digits per block, as
     /// for [`Layout::I8Quads`] — for the 2 × 8 × 2 matrix products (i8mm).
     I8Octets,
+    /// Weights as i8 panels `[k/2][nr][2]`, widened to i16 as they are
+    /// loaded; activations as i16 rows holding 8-bit values (`int8` on
+    /// NEON without the dot product and on wasm SIMD128: the i16 kernels'
+    /// arithmetic on half the panel bytes).
+    I8Pairs,
 }
 
 impl Layout {
     /// Consecutive k of one column stored together in a panel.
     #[allow(dead_code)] // as `run_tiles`: no SIMD kernel on some targets
-    fn group(self) -> usize {
+    pub(super) fn group(self) -> usize {
         match self {
-            Layout::I16Pairs => 2,
+            Layout::I16Pairs | Layout::I8Pairs => 2,
             Layout::I8Quads => 4,
             Layout::I8Octets => 8,
         }
@@ -80,35 +89,78 @@ impl Layout {
 #[allow(dead_code)] // no SIMD kernel on some targets
 pub(super) type Tile = unsafe fn(rows: usize, block: usize, t: TileArgs);
 
-/// `[m, n]` outputs (no bias) with the micro-kernel `tile` of `mr` × `nr`:
-/// activations quantized, weights repacked into panels, then tiles over a
-/// grid of row chunks × panel groups (in parallel where there are
-/// threads), k in chunks of [`KC`] accumulated through the output.
+/// `[m, n]` outputs (no bias) with the micro-kernel `tile` of `mr` × `nr`
+/// for 16-bit activations (`q8`, `q4`): activations quantized, weights
+/// repacked into panels for this call, then [`run_panels`].
 ///
 /// # Safety
 /// `tile` must run on this CPU (its target features checked).
 #[allow(dead_code)] // no SIMD kernel on some targets
 pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &QuantWeights, nr: usize, mr: usize, layout: Layout, tile: Tile) -> Vec<f32> {
     let mut a = quantize_acts(x, m, w.k, w.block);
-    let panels = w.n.div_ceil(nr);
     let scales = panel_scales(w, nr);
-    // The panels as bytes, and the bytes per weight.
-    let (packed16, packed8);
-    let (packed, elem): (&[u8], usize) = match layout {
+    let shape = Shape { m, n: w.n, k: w.k, block: w.block, nr, mr };
+    match layout {
         Layout::I16Pairs => {
-            packed16 = pack_i16(w, nr);
+            let packed = pack_i16(w, nr);
             // SAFETY: i16 as its bytes (u8 has no alignment or validity needs).
-            (unsafe { std::slice::from_raw_parts(packed16.as_ptr().cast(), packed16.len() * 2) }, 2)
+            let bytes = unsafe { std::slice::from_raw_parts(packed.as_ptr().cast(), packed.len() * 2) };
+            // SAFETY: the caller's.
+            unsafe { run_panels(&a.q, &a.d, shape, bytes, 2, &scales, &[], tile) }
         }
-        Layout::I8Quads | Layout::I8Octets => {
+        Layout::I8Quads | Layout::I8Octets | Layout::I8Pairs => {
             to_digits(&mut a.q, w.block);
-            packed8 = pack_i8(w, nr, layout.group());
-            (&packed8[..], 1)
+            let packed = pack_i8(w, nr, layout.group());
+            // SAFETY: the caller's.
+            unsafe { run_panels(&a.q, &a.d, shape, &packed, 1, &scales, &[], tile) }
         }
-    };
-    let mut out = uninit_output(m * w.n);
+    }
+}
+
+/// The sizes a tile grid covers: `[m, k] × [n, k]ᵀ` in blocks of `block`,
+/// a micro-kernel of `mr` × `nr`.
+#[derive(Clone, Copy)]
+pub(super) struct Shape {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) block: usize,
+    pub(super) nr: usize,
+    pub(super) mr: usize,
+}
+
+/// `[m, n]` outputs (no bias) from quantized activations `a` (`[m, k]`
+/// values of the kernel's type) with scales `d` (`[m, k / block]`) and
+/// prepared panels (`elem` bytes per weight, their scales and, for
+/// biased-u8 kernels, their sums): tiles over a grid of row chunks × panel
+/// groups (in parallel where there are threads), k in chunks of [`KC`]
+/// accumulated through the output.
+///
+/// # Safety
+/// `tile` must run on this CPU (its target features checked), and the
+/// panels must be laid out for it with `shape.nr` columns.
+#[allow(dead_code)] // no SIMD kernel on some targets
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run_panels<T: Sync>(
+    a: &[T],
+    d: &[f32],
+    s: Shape,
+    packed: &[u8],
+    elem: usize,
+    scales: &[f32],
+    sums: &[i32],
+    tile: Tile,
+) -> Vec<f32> {
+    let Shape { m, n, k, block, nr, mr } = s;
+    let blocks = k / block;
+    let panels = n.div_ceil(nr);
+    debug_assert!(a.len() == m * k && d.len() == m * blocks && packed.len() == panels * k * nr * elem);
+    debug_assert!(scales.len() == panels * blocks * nr && (sums.is_empty() || sums.len() == scales.len()));
+    let asz = std::mem::size_of::<T>();
+    // SAFETY: the values as bytes (the kernels read them as T again).
+    let abytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
+    let mut out = uninit_output(m * n);
     let o = OutPtr(out.as_mut_ptr());
-    let (k, n, block, blocks) = (w.k, w.n, w.block, w.blocks());
     let kcb = KC / block;
     grid(m, panels, MC, |m0, m1, p0, p1| {
         let o = o;
@@ -118,18 +170,20 @@ pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &QuantWeights, nr: usize,
             let (nb, first) = (kcb.min(blocks - b0), b0 == 0);
             for p in p0..p1 {
                 let cols = nr.min(n - p * nr);
-                // SAFETY: every offset is inside `a`, `packed`, `scales` and
-                // the output (tiles cover rows m0..m1 and columns of panel
-                // p, which no other task writes); `tile` runs on this CPU.
+                // SAFETY: every offset is inside `a`, `packed`, `scales`,
+                // `sums` and the output (tiles cover rows m0..m1 and
+                // columns of panel p, which no other task writes); `tile`
+                // runs on this CPU.
                 unsafe {
                     let panel = packed.as_ptr().add((p * k * nr + b0 * block * nr) * elem);
                     let sw = scales.as_ptr().add((p * blocks + b0) * nr);
+                    let sums = if sums.is_empty() { std::ptr::null() } else { sums.as_ptr().add((p * blocks + b0) * nr) };
                     for r0 in (m0..m1).step_by(mr) {
                         let rows = mr.min(m1 - r0);
-                        let ap = a.q.as_ptr().add(r0 * k + b0 * block);
-                        let dp = a.d.as_ptr().add(r0 * blocks + b0);
+                        let ap = abytes.as_ptr().add((r0 * k + b0 * block) * asz);
+                        let dp = d.as_ptr().add(r0 * blocks + b0);
                         let cp = o.0.add(r0 * n + p * nr);
-                        let t = TileArgs { a: ap, lda: k, d: dp, ldd: blocks, panel, sw, nb, c: cp, ldc: n, first };
+                        let t = TileArgs { a: ap, lda: k, d: dp, ldd: blocks, panel, sw, sums, nb, c: cp, ldc: n, first };
                         if cols == nr {
                             tile(rows, block, t);
                             continue;

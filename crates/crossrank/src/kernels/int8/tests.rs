@@ -67,7 +67,7 @@ fn every_path_equals_the_reference_bit_for_bit() {
                 let x = values(m * k, 7 + m as u64);
                 let want = reference(&quantize_acts(&x, m, k, block), &w);
                 let bias = values(n, 99);
-                let got = linear(path, &x, m, &w, Some(&bias)).expect("a supported shape");
+                let got = linear(path, &x, m, &w, Some(&bias), QMAX16).expect("a supported shape");
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(g.to_bits(), (w + bias[i % n]).to_bits(), "{path:?} m {m} n {n} k {k} q{bits}/{block} at {i}: {g} vs {w}");
                 }
@@ -78,6 +78,69 @@ fn every_path_equals_the_reference_bit_for_bit() {
     assert!(path() == Path::Off || ran.contains(&path().name()), "the path in use was not checked");
     #[cfg(target_arch = "x86_64")]
     assert!(!std::is_x86_feature_detected!("avx2") || ran.contains(&Path::Avx2.name()));
+}
+
+/// 8-bit activations (`int8`): every SIMD path available here, from
+/// panels built once, gives the reference's outputs on activations
+/// quantized to ±127 bit for bit — full-scale activations and weights
+/// included (the AVX2 kernel's `vpmaddubsw` pairs at their largest) — and
+/// the panels give back the stored words and scales exactly.
+#[test]
+fn int8_paths_equal_the_reference_bit_for_bit() {
+    let mut ran = vec![];
+    for path in PATHS.into_iter().filter(|p| *p != Path::Scalar && p.available()) {
+        ran.push(path.name());
+        for (m, n, k) in [(1, 16, 32), (5, 17, 64), (7, 40, 160), (13, 96, 1088), (50, 33, 544), (64, 64, 2048)] {
+            for block in [32, 16] {
+                let mut q = host(n, k, 8, block, (m * n + k) as u64);
+                // Row 0: every weight ±127 (fields 1 and 255).
+                for (i, word) in q.packed[..k / 4].iter_mut().enumerate() {
+                    *word = if i % 3 == 0 { 0x01ff_01ff } else { 0xffff_ffff };
+                }
+                let w = view(&q);
+                let mut x = values(m * k, 7 + m as u64);
+                // Row 0: full-scale activations of both signs (±127 after quantization).
+                for (i, v) in x[..k].iter_mut().enumerate() {
+                    *v = if i % 5 == 0 { -2.0 } else { 2.0 };
+                }
+                let bias = values(n, 99);
+                let want = linear(Path::Scalar, &x, m, &w, Some(&bias), QMAX8).unwrap();
+                let p = Panels::new(path, &w).expect("a q8 shape on an available path");
+                let got = p.linear(&x, m, Some(&bias));
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), e.to_bits(), "{path:?} int8 m {m} n {n} k {k} block {block} at {i}: {g} vs {e}");
+                }
+                assert_eq!(linear(path, &x, m, &w, Some(&bias), QMAX8).unwrap(), got);
+                let (words, scales) = p.stored();
+                assert!(words == q.packed && scales == q.scales, "{path:?}: panels give back the stored matrix");
+                assert!(p.memory() >= n * k && p.memory() <= (n + 64) * k * 9 / 8 + 4 * n * k / block, "{}", p.memory());
+            }
+        }
+    }
+    eprintln!("int8 (8-bit activation) paths checked: {ran:?}");
+    #[cfg(target_arch = "x86_64")]
+    assert!(!std::is_x86_feature_detected!("avx2") || ran.contains(&Path::Avx2.name()));
+    assert!(Panels::new(Path::Scalar, &view(&host(16, 64, 8, 32, 1))).is_none());
+}
+
+/// 8-bit activations quantize within half a step of ±127's grid, and
+/// their products are the 16-bit ones' within 8-bit rounding.
+#[test]
+fn int8_activations_are_8_bit() {
+    let (m, k, block) = (3, 128, 32);
+    let x = values(m * k, 5);
+    let a = quantize_acts_to(&x, m, k, block, QMAX8);
+    for (i, (&v, &q)) in x.iter().zip(&a.q).enumerate() {
+        let d = a.d[i / block];
+        assert!((-127..=127).contains(&q));
+        assert!((v - q as f32 * d).abs() <= d * 0.5 + 1e-9, "{v} vs {q}·{d}");
+    }
+    assert!(a.q[..32].iter().any(|&q| q.abs() == 127));
+    let q = host(24, k, 8, block, 3);
+    let (r8, r16) = (reference(&a, &view(&q)), reference(&quantize_acts(&x, m, k, block), &view(&q)));
+    let scale = r16.iter().fold(0f32, |s, v| s.max(v.abs()));
+    let worst = r8.iter().zip(&r16).fold(0f32, |s, (a, b)| s.max((a - b).abs()));
+    assert!(worst > 0.0 && worst < 0.02 * scale, "8-bit vs 16-bit activations: {worst} of {scale}");
 }
 
 /// The reference computes Σ_b s·d·Σ q_w·q_x exactly up to f32 rounding:
@@ -144,13 +207,17 @@ fn activations_quantize_within_half_a_step() {
 #[test]
 fn unsupported_blocks_fall_back() {
     let q = host(16, 128, 8, 64, 1);
-    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q), None).is_none());
+    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q), None, QMAX16).is_none());
     let q = host(16, 128, 8, 32, 1);
     // No rows: no output, on every path.
     for path in PATHS.into_iter().filter(|p| p.available()) {
-        assert_eq!(linear(path, &[], 0, &view(&q), None), Some(vec![]));
+        assert_eq!(linear(path, &[], 0, &view(&q), None, QMAX16), Some(vec![]));
+        assert_eq!(linear(path, &[], 0, &view(&q), None, QMAX8), Some(vec![]));
     }
-    assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q), None).is_none());
+    assert!(linear(Path::Off, &values(2 * 128, 1), 2, &view(&q), None, QMAX16).is_none());
+    // 8-bit activations take q8 weights only.
+    let q4 = host(16, 128, 4, 32, 1);
+    assert!(linear(Path::Scalar, &values(2 * 128, 1), 2, &view(&q4), None, QMAX8).is_none());
 }
 
 /// The 8-bit layout (aarch64's dot-product kernel; checked on every host):
@@ -200,9 +267,15 @@ fn int8_speed() {
         let x = values(m * k, 2);
         for path in [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().filter(|p| p.available()) {
             let s = best_of(7, || {
-                std::hint::black_box(linear(path, &x, m, &w, None));
+                std::hint::black_box(linear(path, &x, m, &w, None, QMAX16));
             });
             eprintln!("{} m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
+            // int8: panels built once (as at load), then the product alone.
+            let p = Panels::new(path, &w).expect("a q8 shape");
+            let s = best_of(7, || {
+                std::hint::black_box(p.linear(&x, m, None));
+            });
+            eprintln!("{} int8 m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
         }
         // The f32 GEMM quantized layers used before (the same crate Burn's
         // CPU backend multiplies with), on the dequantized weights.

@@ -22,7 +22,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{Layout, TileArgs, QuantWeights, run_tiles, tiles};
+use super::panels::{ActType, Kernel8};
+use super::{Layout, QuantWeights, TileArgs, run_tiles, tiles};
 
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -52,7 +53,8 @@ tiles!(avx2_tiles, avx2_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let a = a.cast::<i16>();
     let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = [[_mm256_setzero_ps(); 2]; R];
@@ -108,7 +110,8 @@ tiles!(vnni_tiles, vnni_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn vnni_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first } = t;
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    let a = a.cast::<i16>();
     let panel = panel.cast::<i16>();
     unsafe {
         let mut accf = [[_mm512_setzero_ps(); 2]; R];
@@ -141,6 +144,114 @@ unsafe fn vnni_tile<const R: usize, const B: usize>(t: TileArgs) {
         for (r, acc) in accf.iter().enumerate() {
             _mm512_storeu_ps(c.add(r * ldc), acc[0]);
             _mm512_storeu_ps(c.add(r * ldc + 16), acc[1]);
+        }
+    }
+}
+
+// ------------------------------------------- 8-bit activations (int8)
+
+/// AVX-512 VNNI, 8-bit activations: `vpdpbusd` on biased u8 activations
+/// and i8 quad panels `[k/4][32][4]`, accumulators starting from the
+/// panels' `−128 · Σ w` (see `panels`).
+pub(super) const VNNI8: Kernel8 =
+    Kernel8 { nr: NR5, mr: MR5, layout: Layout::I8Quads, acts: ActType::U8, sums: true, tile: vnni8_tiles };
+
+tiles!(vnni8_tiles, vnni8_tile, [6, 5, 4, 3, 2, 1], #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]);
+
+/// One `R` × 32 tile over `nb` blocks of `B`: `a` biased u8 rows (stride
+/// `lda`), panel `[k/4][32][4]` i8, `sums` `[nb][32]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni8_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, sums, nb, c, ldc, first } = t;
+    unsafe {
+        let mut accf = [[_mm512_setzero_ps(); 2]; R];
+        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
+            acc[0] = _mm512_loadu_ps(c.add(r * ldc));
+            acc[1] = _mm512_loadu_ps(c.add(r * ldc + 16));
+        }
+        for b in 0..nb {
+            // Σ (q + 128)·w − 128·Σ w = Σ q·w, exact in i32.
+            let c0 = _mm512_loadu_si512(sums.add(b * NR5) as *const __m512i);
+            let c1 = _mm512_loadu_si512(sums.add(b * NR5 + 16) as *const __m512i);
+            let mut acc = [[c0, c1]; R];
+            let wp = panel.add(b * B * NR5);
+            let ap = a.add(b * B);
+            for kq in 0..B / 4 {
+                // Columns 0..16 and 16..32, a k-quad each per i32 lane.
+                let w0 = _mm512_loadu_si512(wp.add(kq * 4 * NR5) as *const __m512i);
+                let w1 = _mm512_loadu_si512(wp.add(kq * 4 * NR5 + 64) as *const __m512i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32((ap.add(r * lda + 4 * kq) as *const i32).read_unaligned());
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
+                }
+            }
+            let s0 = _mm512_loadu_ps(sw.add(b * NR5));
+            let s1 = _mm512_loadu_ps(sw.add(b * NR5 + 16));
+            for r in 0..R {
+                let dv = _mm512_set1_ps(*d.add(r * ldd + b));
+                accf[r][0] = _mm512_add_ps(accf[r][0], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), s0), dv));
+                accf[r][1] = _mm512_add_ps(accf[r][1], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][1]), s1), dv));
+            }
+        }
+        for (r, acc) in accf.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), acc[0]);
+            _mm512_storeu_ps(c.add(r * ldc + 16), acc[1]);
+        }
+    }
+}
+
+/// AVX2, 8-bit activations: `vpmaddubsw(|x|, sign(w, x))` on i8 quad
+/// panels `[k/4][16][4]`, 4 rows (the sign trick's temporaries and the
+/// ones vector leave no room for 6).
+pub(super) const AVX2_8: Kernel8 =
+    Kernel8 { nr: NR2, mr: 4, layout: Layout::I8Quads, acts: ActType::I8, sums: false, tile: avx2_8_tiles };
+
+tiles!(avx2_8_tiles, avx2_8_tile, [4, 3, 2, 1], #[target_feature(enable = "avx2,fma")]);
+
+/// One `R` × 16 tile over `nb` blocks of `B`: `a` i8 rows (stride `lda`),
+/// panel `[k/4][16][4]` i8.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_8_tile<const R: usize, const B: usize>(t: TileArgs) {
+    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut accf = [[_mm256_setzero_ps(); 2]; R];
+        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
+            acc[0] = _mm256_loadu_ps(c.add(r * ldc));
+            acc[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+        for b in 0..nb {
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            let wp = panel.add(b * B * NR2);
+            let ap = a.add(b * B);
+            for kq in 0..B / 4 {
+                // Columns 0..8 and 8..16, a k-quad each per i32 lane.
+                let w0 = _mm256_loadu_si256(wp.add(kq * 4 * NR2) as *const __m256i);
+                let w1 = _mm256_loadu_si256(wp.add(kq * 4 * NR2 + 32) as *const __m256i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_epi32((ap.add(r * lda + 4 * kq) as *const i32).read_unaligned());
+                    let ax = _mm256_abs_epi8(x);
+                    // |x|·(w·sgn x) = x·w; pairs ≤ 2·127²: no saturation.
+                    let p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, x));
+                    let p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, x));
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
+                }
+            }
+            let s0 = _mm256_loadu_ps(sw.add(b * NR2));
+            let s1 = _mm256_loadu_ps(sw.add(b * NR2 + 8));
+            for r in 0..R {
+                let dv = _mm256_set1_ps(*d.add(r * ldd + b));
+                accf[r][0] = _mm256_add_ps(accf[r][0], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][0]), s0), dv));
+                accf[r][1] = _mm256_add_ps(accf[r][1], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][1]), s1), dv));
+            }
+        }
+        for (r, acc) in accf.iter().enumerate() {
+            _mm256_storeu_ps(c.add(r * ldc), acc[0]);
+            _mm256_storeu_ps(c.add(r * ldc + 8), acc[1]);
         }
     }
 }

@@ -1,0 +1,217 @@
+//! `int8`: 8-bit activations against q8 weights whose panels are built
+//! once, when the model loads, in the layout of the kernel this machine
+//! runs — not per call as the 16-bit path repacks them (there the repack
+//! keeps a q8 model at one byte per weight: its i16 panels would take
+//! two). The panels are i8 here, one byte per weight like the checkpoint,
+//! so they replace the stored words instead of doubling them (the caller
+//! keeps only the panels; [`Panels::stored`] gives the words back).
+//!
+//! The kernels, each bit for bit the scalar reference on activations
+//! quantized to ±[`QMAX8`]:
+//! * AVX-512 VNNI: `vpdpbusd` (u8 × s8, four products summed per i32
+//!   lane, 64 per instruction — twice `vpdpwssd`'s 32). The activations
+//!   are stored biased, `q + 128` (1..255), and each block's accumulator
+//!   starts from `−128 · Σ w` of its column (built with the panels), so
+//!   the integer dot is exact with no per-row correction.
+//! * AVX2: `vpmaddubsw` needs an unsigned operand, and u8 × s8 pair sums
+//!   saturate i16 (255·127·2 > 32767) — the biased form would round
+//!   differently from the reference wherever a pair is large. So the sign
+//!   moves to the weights: `vpmaddubsw(|x|, sign(w, x))` (pairs ≤ 2·127²
+//!   = 32258, exact), then `vpmaddwd` by ones and `vpaddd`.
+//! * aarch64 dot product / i8mm: `sdot` / `smmla` take signed × signed,
+//!   so the activations are i8 as they are: one instruction per 16 (sdot)
+//!   or 32 (smmla) products, half the 16-bit path's two.
+//! * aarch64 NEON without either, wasm SIMD128: the 16-bit kernels'
+//!   arithmetic (`smlal`, `i32x4.dot_i16x8_s`) with the panels in i8,
+//!   widened as they are loaded: the same instructions on half the panel
+//!   bytes.
+//!
+//! Not here: wasm relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`
+//! (one side 7-bit: it would take the AVX2 sign trick, which wasm has no
+//! instruction for — three per weight vector and row — and a second wasm
+//! build for the engines that have it), and AVX-VNNI (`vpdpbusd` on ymm:
+//! Alder Lake, Zen 5; neither CPU was at hand to test it on).
+
+use super::acts::{QMAX8, quantize_rows};
+use super::driver::{Layout, Shape, Tile, run_panels};
+use super::pack::{pack_i8, panel_scales, row_fields};
+use super::{Path, QuantWeights};
+
+/// What a kernel reads the activations as.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // each target uses some
+pub(super) enum ActType {
+    /// Signed, as quantized.
+    I8,
+    /// `q + 128`, for u8 × s8 products.
+    U8,
+    /// Widened to i16 (for the i16 multiply-adds).
+    I16,
+}
+
+/// An 8-bit-activation kernel: its tile of `mr` × `nr`, the panel layout
+/// and activation type it reads, and whether it needs the `−128 · Σ w`
+/// block sums.
+#[derive(Clone, Copy)]
+#[allow(dead_code)] // no kernel on some targets
+pub(super) struct Kernel8 {
+    pub(super) nr: usize,
+    pub(super) mr: usize,
+    pub(super) layout: Layout,
+    pub(super) acts: ActType,
+    pub(super) sums: bool,
+    pub(super) tile: Tile,
+}
+
+/// The 8-bit-activation kernel of `path`, if it has one.
+fn kernel8(path: Path) -> Option<Kernel8> {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => Some(super::x86::VNNI8),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => Some(super::x86::AVX2_8),
+        #[cfg(target_arch = "aarch64")]
+        Path::Neon => Some(super::aarch64::NEON8),
+        #[cfg(target_arch = "aarch64")]
+        Path::Dotprod => Some(super::aarch64::DOTPROD8),
+        #[cfg(target_arch = "aarch64")]
+        Path::I8mm => Some(super::aarch64::I8MM8),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Path::Simd128 => Some(super::simd128::KERNEL8),
+        _ => None,
+    }
+}
+
+/// A q8 matrix `[n, k]` as one kernel's panels, for 8-bit activations.
+pub(crate) struct Panels {
+    path: Path,
+    n: usize,
+    k: usize,
+    block: usize,
+    /// `[n/nr][k/group][nr][group]` i8.
+    bytes: Vec<u8>,
+    /// `[n/nr][k/block][nr]`.
+    scales: Vec<f32>,
+    /// `−128 · Σ w` per block and column, laid out as `scales`; empty
+    /// unless the kernel takes biased activations.
+    sums: Vec<i32>,
+}
+
+impl std::fmt::Debug for Panels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Panels({} × {}, block {}, {})", self.n, self.k, self.block, self.path.name())
+    }
+}
+
+impl Panels {
+    /// `w`'s panels for `path`'s 8-bit-activation kernel, or `None` where
+    /// it has none (the scalar path, `off`, a path this CPU lacks) or the
+    /// matrix is not q8 with blocks of 16 or 32.
+    pub(crate) fn new(path: Path, w: &QuantWeights) -> Option<Self> {
+        if w.bits != 8 || !matches!(w.block, 16 | 32) || w.k % w.block != 0 || w.n == 0 || !path.available() {
+            return None;
+        }
+        let kern = kernel8(path)?;
+        let (bytes, scales) = (pack_i8(w, kern.nr, kern.layout.group()), panel_scales(w, kern.nr));
+        let sums = if kern.sums { block_sums(w, kern.nr) } else { Vec::new() };
+        Some(Self { path, n: w.n, k: w.k, block: w.block, bytes, scales, sums })
+    }
+
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    pub(crate) fn block(&self) -> usize {
+        self.block
+    }
+
+    /// The bytes held (panels, scales, sums).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn memory(&self) -> usize {
+        self.bytes.len() + 4 * (self.scales.len() + self.sums.len())
+    }
+
+    /// `x Wᵀ (+ bias)` for `x` `[m, k]`: activations quantized per row and
+    /// block to 8 bits, then the kernel's tiles over the panels.
+    pub(crate) fn linear(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "activations of {m} rows × {}", self.k);
+        let kern = kernel8(self.path).expect("panels are built for a path with a kernel");
+        let (k, block) = (self.k, self.block);
+        let shape = Shape { m, n: self.n, k, block, nr: kern.nr, mr: kern.mr };
+        let mut out = if m == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the panels were built for this kernel (`new`), whose
+            // path is available on this CPU.
+            unsafe {
+                match kern.acts {
+                    ActType::I8 => {
+                        let (q, d) = quantize_rows::<i8, QMAX8>(x, m, k, block);
+                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
+                    }
+                    ActType::U8 => {
+                        let (q, d) = quantize_rows::<u8, QMAX8>(x, m, k, block);
+                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
+                    }
+                    ActType::I16 => {
+                        let (q, d) = quantize_rows::<i16, QMAX8>(x, m, k, block);
+                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
+                    }
+                }
+            }
+        };
+        if let Some(b) = bias {
+            for row in out.chunks_exact_mut(self.n) {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+        }
+        out
+    }
+
+    /// The matrix as a checkpoint stores it: q8 words `[n, k/4]` (each
+    /// field `q + 128`, low first) and scales `[n, k/block]`.
+    pub(crate) fn stored(&self) -> (Vec<u32>, Vec<f32>) {
+        let kern = kernel8(self.path).expect("panels are built for a path with a kernel");
+        let (nr, group, k, blocks) = (kern.nr, kern.layout.group(), self.k, self.k / self.block);
+        let mut words = vec![0u32; self.n * k / 4];
+        let mut scales = vec![0f32; self.n * blocks];
+        for n in 0..self.n {
+            let (p, c) = (n / nr, n % nr);
+            let panel = &self.bytes[p * k * nr..(p + 1) * k * nr];
+            for (j, word) in words[n * k / 4..(n + 1) * k / 4].iter_mut().enumerate() {
+                let mut v = 0u32;
+                for i in 0..4 {
+                    let kk = 4 * j + i;
+                    let q = panel[(kk / group) * group * nr + c * group + kk % group] as i8 as i32;
+                    v |= ((q + 128) as u32) << (8 * i);
+                }
+                *word = v;
+            }
+            for b in 0..blocks {
+                scales[n * blocks + b] = self.scales[(p * blocks + b) * nr + c];
+            }
+        }
+        (words, scales)
+    }
+}
+
+/// `−128 · Σ w` over each block of each column, laid out as
+/// [`panel_scales`] (padding columns 0).
+fn block_sums(w: &QuantWeights, nr: usize) -> Vec<i32> {
+    let (blocks, panels) = (w.blocks(), w.n.div_ceil(nr));
+    let mut sums = vec![0i32; panels * blocks * nr];
+    let mut row = vec![0u8; w.k];
+    for n in 0..w.n {
+        row_fields(w, n, &mut row);
+        let (p, c) = (n / nr, n % nr);
+        for (b, fields) in row.chunks_exact(w.block).enumerate() {
+            let s: i32 = fields.iter().map(|&u| u as i32 - 128).sum();
+            sums[(p * blocks + b) * nr + c] = -128 * s;
+        }
+    }
+    sums
+}
