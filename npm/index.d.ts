@@ -23,13 +23,14 @@ export interface LoadOptions {
   /**
    * How weights are stored on the device: 'f32', 'f16' (half the memory;
    * on a WebGPU adapter with shader-f16 the matrix products run in f16,
-   * attention/normalization/scores stay f32), 'q8', 'q4' (4-bit where it is
-   * safe, 8-bit elsewhere) or 'q4-all' (smallest). On the CPU, q8/q4
-   * linear layers multiply in integers (8/4-bit weights, 16-bit
-   * activations); everything else computes in f32. Converts at load; a checkpoint written by
+   * attention/normalization/scores stay f32), 'q8', 'int8' (q8's weights;
+   * on the CPU the activations are 8-bit too: faster, slightly less
+   * faithful), 'q4' (4-bit where it is safe, 8-bit elsewhere) or 'q4-all'
+   * (smallest). On the CPU, q8/q4 linear layers multiply in integers
+   * (8/4-bit weights, 16-bit activations); everything else computes in f32. Converts at load; a checkpoint written by
    * `crossrank quantize` is already converted and downloads small.
    */
-  dtype?: 'f32' | 'f16' | 'q8' | 'q4' | 'q4-all' | 'fp32' | 'fp16' | 'int8' | 'int4';
+  dtype?: 'f32' | 'f16' | 'q8' | 'int8' | 'q4' | 'q4-all' | 'fp32' | 'fp16' | 'int4';
   /** Download progress per file. */
   onProgress?: (p: ProgressEvent) => void;
   /**

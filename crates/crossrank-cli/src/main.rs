@@ -42,7 +42,7 @@ enum Command {
     Rerank(rerank::RerankArgs),
     /// Embed texts (JSON Lines of {"text": ...} or JSON strings); prints a JSON array of vectors.
     Embed(embed::EmbedArgs),
-    /// Write a quantized copy of a checkpoint (f16, or q8 / q4 / q4-all
+    /// Write a quantized copy of a checkpoint (f16, or q8 / int8 / q4 / q4-all
     /// with block scales, embedding table included); prints a JSON report
     /// of what was written.
     Quantize(quantize::QuantizeArgs),

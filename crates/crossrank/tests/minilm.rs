@@ -70,7 +70,7 @@ fn minilm() -> Option<PathBuf> {
 
 /// Quantized real weights (every linear layer and the word-embedding table)
 /// against sentence-transformers' f32 embeddings: cosine >= 0.9999 for f16,
-/// >= 0.999 for q8,
+/// >= 0.999 for q8, >= 0.99 for int8 (8-bit activations),
 /// >= 0.99 for q4 (4-bit embeddings, 8-bit linears); q4-all is held to its
 /// measured 0.86 (round-to-nearest 4-bit linears are what a 384-wide
 /// encoder cannot take); and a `crossrank quantize` checkpoint gives the
@@ -80,7 +80,7 @@ fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
     let Some(dir) = minilm() else { return };
     let exp: Expected = serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
     let opts = EmbedOptions { batch_size: Some(8), ..Default::default() };
-    for (dtype, min_cos) in [(WeightDtype::F16, 0.9999f32), (WeightDtype::Q8, 0.999), (WeightDtype::Q4, 0.99), (WeightDtype::Q4All, 0.86)] {
+    for (dtype, min_cos) in [(WeightDtype::F16, 0.9999f32), (WeightDtype::Q8, 0.999), (WeightDtype::Int8, 0.99), (WeightDtype::Q4, 0.99), (WeightDtype::Q4All, 0.86)] {
         let e = Embedder::load_with_dtype(&Checkpoint::dir(&dir), &Device::flex(), dtype).unwrap();
         let got = e.embed(&exp.texts, &opts).unwrap();
         let worst = got.iter().zip(&exp.embeddings).map(|(g, w)| cosine(g, w)).fold(1f32, f32::min);

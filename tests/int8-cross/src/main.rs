@@ -57,13 +57,20 @@ fn main() {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|_| (rnd() % 100) as f32 * 0.01).collect();
             let w = QuantWeights { n, k, bits, block, words: &words, scales: &scales };
-            let want = linear(Path::Scalar, &x, m, &w, Some(&bias)).unwrap();
-            for &p in &wanted {
-                let got = linear(p, &x, m, &w, Some(&bias)).unwrap();
-                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(g.to_bits(), e.to_bits(), "{} m {m} n {n} k {k} q{bits}/{block} at {i}: {g} vs {e}", p.name());
+            // q8/q4 (16-bit activations) and, for q8 weights, int8 (8-bit).
+            for qmax in [QMAX16, QMAX8].into_iter().filter(|&q| q == QMAX16 || bits == 8) {
+                let want = linear(Path::Scalar, &x, m, &w, Some(&bias), qmax).unwrap();
+                for &p in &wanted {
+                    let got = linear(p, &x, m, &w, Some(&bias), qmax).unwrap();
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(g.to_bits(), e.to_bits(), "{} m {m} n {n} k {k} q{bits}/{block} acts ±{qmax} at {i}: {g} vs {e}", p.name());
+                    }
+                    if qmax == QMAX8 {
+                        let panels = Panels::new(p, &w).expect("a q8 shape");
+                        assert_eq!(panels.stored(), (words.clone(), scales.clone()), "{}: panels give back the matrix", p.name());
+                    }
+                    checked += 1;
                 }
-                checked += 1;
             }
         }
     }

@@ -34,11 +34,12 @@ pub struct ModelArgs {
     /// cpu, wgpu or auto (a hardware GPU that passes a self-check, else the CPU).
     #[arg(long, default_value = "auto", env = "CROSSRANK_DEVICE")]
     pub device: String,
-    /// Weight storage: f32, f16, q8, q4 or q4-all (converted at load; a
-    /// quantized checkpoint stays quantized whatever this says). q8/q4
-    /// linear layers run integer matrix products on the CPU (16-bit
-    /// activations); f16 ones run in f16 on a GPU with shader-f16; the rest
-    /// computes in f32.
+    /// Weight storage: f32, f16, q8, int8, q4 or q4-all (converted at load;
+    /// a quantized checkpoint stays quantized whatever this says, and int8
+    /// on a q8 checkpoint runs it as int8). q8/q4 linear layers run integer
+    /// matrix products on the CPU with 16-bit activations, int8's with
+    /// 8-bit activations (faster, slightly less faithful); f16 ones run in
+    /// f16 on a GPU with shader-f16; the rest computes in f32.
     #[arg(long, default_value = "f32", env = "DTYPE")]
     pub dtype: String,
 }

@@ -13,7 +13,8 @@ pub struct QuantizeArgs {
     /// A checkpoint directory or a Hugging Face repo id.
     #[arg(long)]
     model: String,
-    /// f16, q8, q4 or q4-all.
+    /// f16, q8, int8 (q8's weights, marked to run with 8-bit activations),
+    /// q4 or q4-all.
     #[arg(long)]
     dtype: String,
     /// Output directory (created).

@@ -53,7 +53,8 @@ class Reranker:
     ``model``: a checkpoint directory or a Hub repo id (``owner/name[@revision]``,
     downloaded into the Hugging Face cache). ``device``: ``"auto"`` (a GPU
     that passes crossrank's self-check, else the CPU), ``"cpu"``, ``"wgpu"``.
-    ``dtype``: ``"f32"``, ``"f16"``, ``"q8"``, ``"q4"``, ``"q4-all"``.
+    ``dtype``: ``"f32"``, ``"f16"``, ``"q8"``, ``"int8"`` (q8 weights,
+    8-bit activations on the CPU), ``"q4"``, ``"q4-all"``.
     Other keyword arguments are default score options (``max_length``,
     ``query_max_length``, ``batch_size``, ``normalize``, ``prompt``,
     ``cutoff_layers``, ``query_instruction``, ``passage_instruction``,
@@ -164,7 +165,7 @@ class Embedder:
 
 def quantize(src: str, dst: Union[str, "os.PathLike[str]"], dtype: str = "q8") -> Dict[str, Any]:
     """``crossrank quantize``: write ``src`` (a directory or Hub repo id)
-    with its weights stored as ``dtype`` (``"f16"``, ``"q8"``, ``"q4"``,
+    with its weights stored as ``dtype`` (``"f16"``, ``"q8"``, ``"int8"``, ``"q4"``,
     ``"q4-all"``) into the directory ``dst``, replacing a previous output
     there as a whole. Returns the report (tensors quantized and kept,
     bytes in and out, files written)."""

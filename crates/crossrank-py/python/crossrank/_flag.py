@@ -160,7 +160,7 @@ class FlagReranker(_FlagBase):
     else the CPU), ``"cpu"``, ``"auto"``, ``"wgpu"``; ``"cuda"``,
     ``"cuda:0"``, ``"mps"`` or an int mean the GPU (through wgpu, with a
     warning). ``dtype``: crossrank's weight storage — ``"f32"``, ``"f16"``,
-    ``"q8"``, ``"q4"``, ``"q4-all"`` (overrides ``use_fp16``).
+    ``"q8"``, ``"int8"``, ``"q4"``, ``"q4-all"`` (overrides ``use_fp16``).
     """
 
     def __init__(

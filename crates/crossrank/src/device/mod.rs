@@ -77,7 +77,7 @@ pub struct SelectedDevice {
 const SELF_CHECK_TOLERANCE: f32 = 1e-3;
 
 /// The integer kernels q8/q4 linear layers use on the CPU here, chosen at
-/// run time from the instruction sets it has: "AVX-512 VNNI (vpdpwssd)",
+/// run time from the instruction sets it has: "AVX-512 VNNI (vpdpwssd; int8: vpdpbusd)",
 /// "AVX2 (vpmaddwd)", "aarch64 i8mm (smmla/usmmla)", "aarch64 dot product
 /// (sdot/udot)", "aarch64 NEON (smlal)", "wasm SIMD128
 /// (i32x4.dot_i16x8_s)", or "off (dequantize + f32 GEMM)" where there is

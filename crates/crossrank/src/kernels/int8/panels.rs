@@ -13,11 +13,13 @@
 //!   are stored biased, `q + 128` (1..255), and each block's accumulator
 //!   starts from `−128 · Σ w` of its column (built with the panels), so
 //!   the integer dot is exact with no per-row correction.
-//! * AVX2: `vpmaddubsw` needs an unsigned operand, and u8 × s8 pair sums
-//!   saturate i16 (255·127·2 > 32767) — the biased form would round
-//!   differently from the reference wherever a pair is large. So the sign
-//!   moves to the weights: `vpmaddubsw(|x|, sign(w, x))` (pairs ≤ 2·127²
-//!   = 32258, exact), then `vpmaddwd` by ones and `vpaddd`.
+//! * AVX2 (no VNNI): the 16-bit kernel's `vpmaddwd` on i16 rows holding
+//!   8-bit values, i8 panels widened as loaded. `vpmaddubsw` needs an
+//!   unsigned operand and its u8 × s8 pair sums saturate i16
+//!   (255·127·2 > 32767), so the biased form ONNX Runtime uses cannot equal
+//!   the reference; the exact form moves the sign to the weights,
+//!   `vpmaddubsw(|x|, sign(w, x))` then `vpmaddwd` by ones, and measured
+//!   slower (see `x86::AVX2_8`). So on AVX2 `int8` runs at `q8`'s speed.
 //! * aarch64 dot product / i8mm: `sdot` / `smmla` take signed × signed,
 //!   so the activations are i8 as they are: one instruction per 16 (sdot)
 //!   or 32 (smmla) products, half the 16-bit path's two.

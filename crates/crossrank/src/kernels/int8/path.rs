@@ -23,7 +23,7 @@ impl Path {
             Path::Off => "off (dequantize + f32 GEMM)",
             Path::Scalar => "scalar",
             Path::Avx2 => "AVX2 (vpmaddwd)",
-            Path::Avx512Vnni => "AVX-512 VNNI (vpdpwssd)",
+            Path::Avx512Vnni => "AVX-512 VNNI (vpdpwssd; int8: vpdpbusd)",
             Path::Neon => "aarch64 NEON (smlal)",
             Path::Dotprod => "aarch64 dot product (sdot/udot)",
             Path::I8mm => "aarch64 i8mm (smmla/usmmla)",
