@@ -94,7 +94,7 @@ fn speed(paths: &[Path], rnd: &mut impl FnMut() -> u32) {
         let mut best = f64::MAX;
         for _ in 0..10 {
             let t = std::time::Instant::now();
-            std::hint::black_box(linear(p, &x, m, &w, None));
+            std::hint::black_box(linear(p, &x, m, &w, None, QMAX16));
             best = best.min(t.elapsed().as_secs_f64());
         }
         println!("{}: {:.1} GMAC/s at m {m} n {n} k {k}", p.name(), (m * n * k) as f64 / best / 1e9);
