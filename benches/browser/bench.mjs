@@ -129,12 +129,14 @@ async function bench(name, f, ps) {
 console.log('| system (Chromium, wasm; single-threaded unless marked) | pairs | load s | pairs/s |\n|---|---|---|---|');
 await bench('crossrank-wasm CPU f32', () => crossrank('cpu', 'f32', pairs), pairs);
 await bench('crossrank-wasm CPU q8', () => crossrank('cpu', 'q8', pairs), pairs);
+await bench('crossrank-wasm CPU int8', () => crossrank('cpu', 'int8', pairs), pairs);
 await bench('transformers.js wasm fp32', () => transformersJs('wasm', 'fp32', pairs), pairs);
 await bench('transformers.js wasm q8', () => transformersJs('wasm', 'q8', pairs), pairs);
 const t = ` ${threads} threads`;
 if (threads > 1) {
   await bench(`crossrank-wasm CPU f32${t}`, () => crossrank('cpu', 'f32', pairs, threads), pairs);
   await bench(`crossrank-wasm CPU q8${t}`, () => crossrank('cpu', 'q8', pairs, threads), pairs);
+  await bench(`crossrank-wasm CPU int8${t}`, () => crossrank('cpu', 'int8', pairs, threads), pairs);
   await bench(`transformers.js wasm fp32${t}`, () => transformersJs('wasm', 'fp32', pairs, threads), pairs);
   await bench(`transformers.js wasm q8${t}`, () => transformersJs('wasm', 'q8', pairs, threads), pairs);
 }
@@ -152,10 +154,13 @@ if (cf && tf) {
 }
 const [cq, tq] = [find('crossrank-wasm CPU q8'), find('transformers.js wasm q8')];
 if (cq && tq) console.log(`crossrank-wasm q8 / transformers.js q8: ${(cq.pps / tq.pps).toFixed(2)}x`);
-for (const d of ['f32', 'q8']) {
-  const [c1, cn, tn] = [find(`crossrank-wasm CPU ${d}`), find(`crossrank-wasm CPU ${d}${t}`), find(`transformers.js wasm ${d === 'f32' ? 'fp32' : d}${t}`)];
+const ci = find('crossrank-wasm CPU int8');
+if (ci && tq) console.log(`crossrank-wasm int8 / transformers.js q8: ${(ci.pps / tq.pps).toFixed(2)}x`);
+for (const d of ['f32', 'q8', 'int8']) {
+  const peer = { f32: 'fp32', q8: 'q8', int8: 'q8' }[d];
+  const [c1, cn, tn] = [find(`crossrank-wasm CPU ${d}`), find(`crossrank-wasm CPU ${d}${t}`), find(`transformers.js wasm ${peer}${t}`)];
   if (c1 && cn) console.log(`crossrank-wasm ${d}${t} / 1 thread: ${(cn.pps / c1.pps).toFixed(2)}x; max abs score difference ${Math.max(...cn.scores.map((s, i) => Math.abs(s - c1.scores[i]))).toExponential(2)}`);
-  if (cn && tn) console.log(`crossrank-wasm ${d}${t} / transformers.js${t}: ${(cn.pps / tn.pps).toFixed(2)}x`);
+  if (cn && tn) console.log(`crossrank-wasm ${d}${t} / transformers.js ${peer}${t}: ${(cn.pps / tn.pps).toFixed(2)}x`);
 }
 await context.close();
 await server.close();

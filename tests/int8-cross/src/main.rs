@@ -65,10 +65,9 @@ fn main() {
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(g.to_bits(), e.to_bits(), "{} m {m} n {n} k {k} q{bits}/{block} acts ±{qmax} at {i}: {g} vs {e}", p.name());
                     }
-                    if qmax == QMAX8 {
-                        let panels = Panels::new(p, &w).expect("a q8 shape");
-                        assert_eq!(panels.stored(), (words.clone(), scales.clone()), "{}: panels give back the matrix", p.name());
-                    }
+                    let panels = Panels::new(p, &w, qmax).expect("a supported shape");
+                    assert_eq!(panels.linear(&x, m, Some(&bias)), got, "{}: panels built once", p.name());
+                    assert_eq!(panels.stored(), (words.clone(), scales.clone()), "{}: panels give back the matrix", p.name());
                     checked += 1;
                 }
             }

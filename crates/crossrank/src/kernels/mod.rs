@@ -68,19 +68,28 @@ pub(crate) fn quant_linear<const D: usize>(
 pub(crate) use int8::Panels;
 
 /// A q8 matrix (`packed` words `[rows, cols/4]`, `scales` `[rows,
-/// cols/block]`) as the panels of this CPU's 8-bit-activation kernel, for
-/// `int8` on the CPU backend — `None` on other devices, where the int8
-/// path is off (`CROSSRANK_INT8`) or scalar, or for other layouts.
-pub(crate) fn host_panels(packed: &[u32], scales: &[f32], rows: usize, cols: usize, bits: u32, block: usize, device: &Device) -> Option<Panels> {
-    if !on_host(device) || bits != 8 || block == 0 || cols % block != 0 {
+/// cols/block]`) as the panels of this CPU's integer kernel, for products
+/// with 8-bit activations (`act8`, the `int8` dtype) or 16-bit ones — on
+/// the CPU backend only, and `None` where the integer path is off
+/// (`CROSSRANK_INT8`) or scalar, or for other layouts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn host_panels(
+    packed: &[u32],
+    scales: &[f32],
+    rows: usize,
+    cols: usize,
+    block: usize,
+    act8: bool,
+    device: &Device,
+) -> Option<Panels> {
+    if !on_host(device) || block == 0 || cols % block != 0 {
         return None;
     }
-    let view = int8::QuantWeights { n: rows, k: cols, bits, block, words: packed, scales };
-    Panels::new(int8::path(), &view)
+    let view = int8::QuantWeights { n: rows, k: cols, bits: 8, block, words: packed, scales };
+    Panels::new(int8::path(), &view, if act8 { int8::QMAX8 } else { int8::QMAX16 })
 }
 
-/// `x Wᵀ + b` on the host with 8-bit activations over prepared panels
-/// (see [`host_panels`]).
+/// `x Wᵀ + b` on the host over prepared panels (see [`host_panels`]).
 pub(crate) fn panel_linear<const D: usize>(x: Tensor<D>, panels: &Panels, bias: Option<&Tensor<1>>) -> Tensor<D> {
     let (device, mut dims) = (x.device(), x.dims());
     let m = dims[..D - 1].iter().product::<usize>();

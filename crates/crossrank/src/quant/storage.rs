@@ -28,13 +28,14 @@ impl HostQuant {
         }
     }
 
-    /// Upload a matrix that is only multiplied (a linear layer's weight):
-    /// with `act8` (the `int8` dtype) and q8 weights, as the panels of the
-    /// host's 8-bit-activation kernel where the kernels say it has one
-    /// (`kernels::host_panels`: built once here, in place of the words);
-    /// as a Burn block-quantized tensor where the kernels say the device
-    /// multiplies those in place (`kernels::fused_quant_matmul`: `int8`
-    /// then runs as `q8` does); else as [`HostQuant::to_device`].
+    /// Upload a matrix that is only multiplied (a linear layer's weight),
+    /// its products to take 8-bit activations if `act8` (the `int8` dtype):
+    /// a q8 one as the panels of the host's integer kernel where the
+    /// kernels say it has one (`kernels::host_panels`: built once here, in
+    /// place of the words); as a Burn block-quantized tensor where the
+    /// kernels say the device multiplies those in place
+    /// (`kernels::fused_quant_matmul`: `int8` then runs as `q8` does); else
+    /// as [`HostQuant::to_device`] (q4: the host kernels pack per call).
     ///
     /// q8 only: Burn 0.22's quantized matmul views q4 (eight values per
     /// u32) through vectors of at least eight floats, and wgpu's are four
@@ -43,9 +44,9 @@ impl HostQuant {
     /// and is dequantized per pass on GPUs.
     pub(crate) fn to_device_for_matmul(&self, device: &Device, act8: bool) -> QuantMatrix {
         let act8 = act8 && self.bits == 8;
-        if act8 {
+        if self.bits == 8 {
             let scales: Vec<f32> = self.scales.iter().map(|s| s.to_f32()).collect();
-            if let Some(p) = kernels::host_panels(&self.packed, &scales, self.rows, self.cols, self.bits, self.block, device) {
+            if let Some(p) = kernels::host_panels(&self.packed, &scales, self.rows, self.cols, self.block, act8, device) {
                 let (rows, bits, block, cols) = (self.rows, self.bits, self.block, self.cols);
                 return QuantMatrix { store: Store::Panels(Arc::new(p)), rows, bits, block, cols, act8 };
             }
@@ -102,7 +103,7 @@ enum Store {
     /// A Burn block-quantized tensor `[rows, cols]` (see
     /// [`HostQuant::to_device_for_matmul`]).
     Fused(Tensor<2>),
-    /// The host's 8-bit-activation kernel's panels (`int8` on the CPU).
+    /// The host integer kernel's panels (q8 on the CPU).
     Panels(Arc<kernels::Panels>),
 }
 
@@ -177,7 +178,7 @@ impl QuantMatrix {
                 scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
                 ..hosts[0].clone()
             };
-            return Some(h.to_device_for_matmul(&Device::flex(), true));
+            return Some(h.to_device_for_matmul(&Device::flex(), first.act8));
         }
         let (packed, scales): (Vec<_>, Vec<_>) = parts
             .into_iter()

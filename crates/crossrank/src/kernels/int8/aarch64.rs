@@ -7,8 +7,8 @@
 //! is unmeasured: no aarch64 machine was at hand, and qemu's timings say
 //! nothing about one.
 //!
-//! * `smlal` (plain NEON, e.g. Cortex-A72, Raspberry Pi 4): the AVX2
-//!   kernel's i16 pair panels (`[k/2][8][2]`); a row's k-pair broadcast as
+//! * `smlal` (plain NEON, e.g. Cortex-A72, Raspberry Pi 4): i8 pair
+//!   panels (`[k/2][8][2]`) widened as loaded; a row's k-pair broadcast as
 //!   one 32-bit lane, `smlal`/`smlal2` widen-multiply-accumulate each
 //!   (column, k parity) into an i32 lane, and `addp` folds the parities
 //!   per block: 8 columns × 4 rows, 4 products per instruction.
@@ -33,8 +33,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::panels::{ActType, Kernel8};
-use super::{Layout, QuantWeights, TileArgs, run_tiles, tiles};
+use super::panels::{ActType, Kernel};
+use super::{Layout, TileArgs, tiles};
 
 pub(super) fn has_neon() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
@@ -48,14 +48,6 @@ const NR: usize = 8;
 const MR: usize = 4;
 
 // ---------------------------------------------------------------- smlal
-
-pub(super) fn neon_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
-    assert!(has_neon());
-    // SAFETY: NEON checked above.
-    unsafe { run_tiles(x, m, w, NR, MR, Layout::I16Pairs, neon_tiles) }
-}
-
-tiles!(neon_tiles, neon_tile, [4, 3, 2, 1], #[target_feature(enable = "neon")]);
 
 /// Adds the block's f32 contribution `(dot · s) · d` of one row: `dot`
 /// columns 0..4 and 4..8, `s` the panel's scales, `d` the row's.
@@ -93,51 +85,12 @@ unsafe fn store_tile<const R: usize>(c: *mut f32, ldc: usize, accf: &[[float32x4
     }
 }
 
-/// One `R` × 8 tile over `nb` blocks of `B` (see [`TileArgs`]): i16
-/// activation rows, panel `[k/2][8][2]`.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn neon_tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
-    let a = a.cast::<i16>();
-    let panel = panel.cast::<i16>();
-    unsafe {
-        let mut accf = load_tile::<R>(c, ldc, first);
-        for b in 0..nb {
-            // Lanes (column 2j, k even), (2j, k odd), (2j+1, even), (2j+1, odd).
-            let mut acc = [[vdupq_n_s32(0); 4]; R];
-            let wp = panel.add(b * B * NR);
-            let ap = a.add(b * B);
-            for kp in 0..B / 2 {
-                let w0 = vld1q_s16(wp.add(kp * 2 * NR));
-                let w1 = vld1q_s16(wp.add(kp * 2 * NR + 8));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // (x0, x1) repeated: one k-pair of row r.
-                    let x = vreinterpretq_s16_s32(vld1q_dup_s32(ap.add(r * lda + 2 * kp).cast()));
-                    acc[0] = vmlal_s16(acc[0], vget_low_s16(w0), vget_low_s16(x));
-                    acc[1] = vmlal_high_s16(acc[1], w0, x);
-                    acc[2] = vmlal_s16(acc[2], vget_low_s16(w1), vget_low_s16(x));
-                    acc[3] = vmlal_high_s16(acc[3], w1, x);
-                }
-            }
-            let s = [vld1q_f32(sw.add(b * NR)), vld1q_f32(sw.add(b * NR + 4))];
-            for r in 0..R {
-                // Fold the k parities: columns 0..4 and 4..8.
-                let dot = [vpaddq_s32(acc[r][0], acc[r][1]), vpaddq_s32(acc[r][2], acc[r][3])];
-                accumulate(&mut accf[r], dot, s, *d.add(r * ldd + b));
-            }
-        }
-        store_tile::<R>(c, ldc, &accf);
-    }
-}
-
 // ---------------------------------------------------------- sdot / udot
 
-pub(super) fn dotprod_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
-    assert!(has_dotprod());
-    // SAFETY: NEON and the dot-product extension checked above.
-    unsafe { run_tiles(x, m, w, NR, MR, Layout::I8Quads, dotprod_tiles) }
-}
+/// The dot product, 16-bit activations as two 8-bit digits (see the
+/// module docs), i8 quad panels `[k/4][8][4]`.
+pub(super) const DOTPROD16: Kernel =
+    Kernel { nr: NR, mr: MR, layout: Layout::I8Quads, acts: ActType::Digits, sums: false, tile: dotprod_tiles };
 
 tiles!(dotprod_tiles, dotprod_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,dotprod")]);
 
@@ -229,11 +182,10 @@ pub(super) fn has_i8mm() -> bool {
     has_neon() && std::arch::is_aarch64_feature_detected!("i8mm")
 }
 
-pub(super) fn i8mm_linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
-    assert!(has_i8mm());
-    // SAFETY: NEON and i8mm checked above.
-    unsafe { run_tiles(x, m, w, NR, MR, Layout::I8Octets, i8mm_tiles) }
-}
+/// i8mm, 16-bit activations as two 8-bit digits, i8 octet panels
+/// `[k/8][8][8]`.
+pub(super) const I8MM16: Kernel =
+    Kernel { nr: NR, mr: MR, layout: Layout::I8Octets, acts: ActType::Digits, sums: false, tile: i8mm_tiles };
 
 tiles!(i8mm_tiles, i8mm_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,i8mm")]);
 
@@ -325,19 +277,19 @@ unsafe fn i8mm_tile<const R: usize, const B: usize>(t: TileArgs) {
 
 // ------------------------------------------- 8-bit activations (int8)
 
-/// NEON without the dot product, 8-bit activations: [`neon_tile`]'s
-/// `smlal` on i16 rows holding 8-bit values, the i8 pair panels
-/// `[k/2][8][2]` widened as they are loaded.
-pub(super) const NEON8: Kernel8 =
-    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Pairs, acts: ActType::I16, sums: false, tile: neon8_tiles };
+/// NEON without the dot product, 16- and 8-bit activations: `smlal` on
+/// i16 rows, the i8 pair panels `[k/2][8][2]` widened as they are loaded.
+pub(super) const NEON: Kernel =
+    Kernel { nr: NR, mr: MR, layout: Layout::I8Pairs, acts: ActType::I16, sums: false, tile: neon_tiles };
 
-tiles!(neon8_tiles, neon8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon")]);
+tiles!(neon_tiles, neon_tile, [4, 3, 2, 1], #[target_feature(enable = "neon")]);
 
 /// One `R` × 8 tile over `nb` blocks of `B`: i16 activation rows, panel
-/// `[k/2][8][2]` i8.
+/// `[k/2][8][2]` i8. Lanes (column 2j, k even), (2j, k odd), (2j+1,
+/// even), (2j+1, odd); `addp` folds the k parities per block.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn neon8_tile<const R: usize, const B: usize>(t: TileArgs) {
+unsafe fn neon_tile<const R: usize, const B: usize>(t: TileArgs) {
     let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
     let (a, panel) = (a.cast::<i16>(), panel.cast::<i8>());
     unsafe {
@@ -369,8 +321,8 @@ unsafe fn neon8_tile<const R: usize, const B: usize>(t: TileArgs) {
 
 /// The dot product, 8-bit activations: `sdot` on i8 rows as they are
 /// and i8 quad panels `[k/4][8][4]` — one instruction per 16 products.
-pub(super) const DOTPROD8: Kernel8 =
-    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Quads, acts: ActType::I8, sums: false, tile: dotprod8_tiles };
+pub(super) const DOTPROD8: Kernel =
+    Kernel { nr: NR, mr: MR, layout: Layout::I8Quads, acts: ActType::I8, sums: false, tile: dotprod8_tiles };
 
 tiles!(dotprod8_tiles, dotprod8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,dotprod")]);
 
@@ -418,8 +370,8 @@ unsafe fn dotprod8_tile<const R: usize, const B: usize>(t: TileArgs) {
 
 /// i8mm, 8-bit activations: `smmla` on i8 rows as they are and i8 octet
 /// panels `[k/8][8][8]` — one instruction per 32 products.
-pub(super) const I8MM8: Kernel8 =
-    Kernel8 { nr: NR, mr: MR, layout: Layout::I8Octets, acts: ActType::I8, sums: false, tile: i8mm8_tiles };
+pub(super) const I8MM8: Kernel =
+    Kernel { nr: NR, mr: MR, layout: Layout::I8Octets, acts: ActType::I8, sums: false, tile: i8mm8_tiles };
 
 tiles!(i8mm8_tiles, i8mm8_tile, [4, 3, 2, 1], #[target_feature(enable = "neon,i8mm")]);
 

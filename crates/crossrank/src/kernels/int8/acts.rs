@@ -101,7 +101,8 @@ pub(super) fn quantize_block<T: Elem, const QMAX: i32>(xb: &[f32], qb: &mut [T])
 }
 
 /// Quantize `[m, k]` row-major f32 activations per row and `block` to
-/// 16 bits (`q8`'s activations; the scalar reference's input).
+/// 16 bits (`q8`'s activations; the tests' way to the scalar reference).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_acts(x: &[f32], m: usize, k: usize, block: usize) -> Acts {
     quantize_acts_to(x, m, k, block, QMAX16)
 }

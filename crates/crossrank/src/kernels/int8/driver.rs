@@ -1,11 +1,8 @@
-//! The tile driver every SIMD kernel shares: activations quantized,
-//! weights packed into panels, then micro-kernel tiles over a grid of row
-//! chunks × panel groups (in parallel where there are threads), k in
-//! chunks accumulated through the output.
+//! The tile driver every SIMD kernel shares: micro-kernel tiles over
+//! quantized activations and prepared weight panels ([`super::Panels`]), on
+//! a grid of row chunks × panel groups (in parallel where there are
+//! threads), k in chunks accumulated through the output.
 
-use super::acts::{quantize_acts, to_digits};
-use super::pack::{pack_i8, pack_i16, panel_scales};
-use super::QuantWeights;
 
 /// An output buffer of `len` values the kernels write before they read
 /// (the first pass over k starts from zero), so it is not zeroed first:
@@ -53,9 +50,6 @@ pub(super) struct TileArgs {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[allow(dead_code)] // some targets use one layout only
 pub(super) enum Layout {
-    /// Weights as i16 panels `[k/2][nr][2]` ([`pack_i16`]), activations as
-    /// i16 rows: for `vpmaddwd`, `vpdpwssd`, `i32x4.dot_i16x8_s`, `smlal`.
-    I16Pairs,
     /// Weights as i8 panels `[k/4][nr][4]` ([`pack_i8`]); each block of
     /// `B` activations re-encoded in place as two 8-bit digits
     /// ([`to_digits`]): `B` signed high bytes then `B` unsigned low bytes,
@@ -66,10 +60,9 @@ pub(super) enum Layout {
     /// takes its second operand); activations as two digits per block, as
     /// for [`Layout::I8Quads`] — for the 2 × 8 × 2 matrix products (i8mm).
     I8Octets,
-    /// Weights as i8 panels `[k/2][nr][2]`, widened to i16 as they are
-    /// loaded; activations as i16 rows holding 8-bit values (`int8` on
-    /// NEON without the dot product and on wasm SIMD128: the i16 kernels'
-    /// arithmetic on half the panel bytes).
+    /// Weights as i8 panels `[k/2][nr][2]` (a k-pair of every column side
+    /// by side), widened to i16 as they are loaded; activations as i16
+    /// rows: for `vpmaddwd`, `vpdpwssd`, `i32x4.dot_i16x8_s`, `smlal`.
     I8Pairs,
 }
 
@@ -78,7 +71,7 @@ impl Layout {
     #[allow(dead_code)] // as `run_tiles`: no SIMD kernel on some targets
     pub(super) fn group(self) -> usize {
         match self {
-            Layout::I16Pairs | Layout::I8Pairs => 2,
+            Layout::I8Pairs => 2,
             Layout::I8Quads => 4,
             Layout::I8Octets => 8,
         }
@@ -88,34 +81,6 @@ impl Layout {
 /// A micro-kernel for `rows` rows and blocks of `block`.
 #[allow(dead_code)] // no SIMD kernel on some targets
 pub(super) type Tile = unsafe fn(rows: usize, block: usize, t: TileArgs);
-
-/// `[m, n]` outputs (no bias) with the micro-kernel `tile` of `mr` × `nr`
-/// for 16-bit activations (`q8`, `q4`): activations quantized, weights
-/// repacked into panels for this call, then [`run_panels`].
-///
-/// # Safety
-/// `tile` must run on this CPU (its target features checked).
-#[allow(dead_code)] // no SIMD kernel on some targets
-pub(super) unsafe fn run_tiles(x: &[f32], m: usize, w: &QuantWeights, nr: usize, mr: usize, layout: Layout, tile: Tile) -> Vec<f32> {
-    let mut a = quantize_acts(x, m, w.k, w.block);
-    let scales = panel_scales(w, nr);
-    let shape = Shape { m, n: w.n, k: w.k, block: w.block, nr, mr };
-    match layout {
-        Layout::I16Pairs => {
-            let packed = pack_i16(w, nr);
-            // SAFETY: i16 as its bytes (u8 has no alignment or validity needs).
-            let bytes = unsafe { std::slice::from_raw_parts(packed.as_ptr().cast(), packed.len() * 2) };
-            // SAFETY: the caller's.
-            unsafe { run_panels(&a.q, &a.d, shape, bytes, 2, &scales, &[], tile) }
-        }
-        Layout::I8Quads | Layout::I8Octets | Layout::I8Pairs => {
-            to_digits(&mut a.q, w.block);
-            let packed = pack_i8(w, nr, layout.group());
-            // SAFETY: the caller's.
-            unsafe { run_panels(&a.q, &a.d, shape, &packed, 1, &scales, &[], tile) }
-        }
-    }
-}
 
 /// The sizes a tile grid covers: `[m, k] × [n, k]ᵀ` in blocks of `block`,
 /// a micro-kernel of `mr` × `nr`.

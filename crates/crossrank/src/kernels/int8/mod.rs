@@ -91,7 +91,7 @@ mod x86;
 pub(crate) use acts::{Acts, QMAX8, QMAX16, absmax, quantize_acts, quantize_acts_to};
 pub(crate) use panels::Panels;
 #[allow(unused_imports)] // the SIMD kernels' (none on some targets)
-use driver::{Layout, TileArgs, run_tiles, tiles};
+use driver::{Layout, TileArgs, tiles};
 pub(crate) use path::{Path, path};
 pub(crate) use scalar::reference;
 
@@ -128,8 +128,8 @@ impl QuantWeights<'_> {
 /// with activations quantized to `±qmax` ([`QMAX16`] or [`QMAX8`]), or
 /// `None` when the path does not take this shape (block not 16 or 32,
 /// 8-bit activations on weights that are not q8, or `Off`), for the
-/// caller's f32 fallback. 8-bit activations on a SIMD path build the
-/// [`Panels`] for this call (a model builds them once, at load).
+/// caller's f32 fallback. A SIMD path builds the [`Panels`] for this call
+/// (a model builds a q8 layer's once, at load).
 pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &QuantWeights, bias: Option<&[f32]>, qmax: i32) -> Option<Vec<f32>> {
     if !matches!(w.block, 16 | 32) || w.k % w.block != 0 || x.len() != m * w.k || (qmax == QMAX8 && w.bits != 8) {
         return None;
@@ -137,33 +137,19 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &QuantWeights, bias: Op
     if m == 0 || w.n == 0 {
         return (path != Path::Off).then(|| vec![0f32; m * w.n]);
     }
-    if qmax == QMAX8 && path != Path::Scalar {
-        return Panels::new(path, w).map(|p| p.linear(x, m, bias));
-    }
-    let mut out = match path {
-        Path::Off => return None,
-        Path::Scalar => reference(&quantize_acts_to(x, m, w.k, w.block, qmax), w),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => x86::avx2_linear(x, m, w),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => x86::vnni_linear(x, m, w),
-        #[cfg(target_arch = "aarch64")]
-        Path::Neon => aarch64::neon_linear(x, m, w),
-        #[cfg(target_arch = "aarch64")]
-        Path::Dotprod => aarch64::dotprod_linear(x, m, w),
-        #[cfg(target_arch = "aarch64")]
-        Path::I8mm => aarch64::i8mm_linear(x, m, w),
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Path::Simd128 => simd128::linear(x, m, w),
-        #[allow(unreachable_patterns)]
-        _ => return None,
-    };
-    if let Some(b) = bias {
-        for row in out.chunks_exact_mut(w.n) {
-            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+    match path {
+        Path::Off => None,
+        Path::Scalar => {
+            let mut out = reference(&quantize_acts_to(x, m, w.k, w.block, qmax), w);
+            if let Some(b) = bias {
+                for row in out.chunks_exact_mut(w.n) {
+                    row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+                }
+            }
+            Some(out)
         }
+        _ => Panels::new(path, w, qmax).map(|p| p.linear(x, m, bias)),
     }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Weight panels: the stored q8/q4 fields of `cols` output columns
-//! repacked as each kernel's [`Layout`](super::Layout) wants them, and
-//! their block scales beside them.
+//! repacked as each kernel's layout wants them, and their block scales
+//! beside them.
 
 use super::QuantWeights;
 
@@ -33,18 +33,10 @@ pub(super) fn row_fields(w: &QuantWeights, n: usize, out: &mut [u8]) {
     }
 }
 
-/// Weights repacked for the i16 kernels: panels of `cols` output columns,
-/// each `[k/2][cols][2]` (a k-pair of every column side by side, as
-/// `vpmaddwd` / `i32x4.dot_i16x8_s` / `vpdpwssd` / `smlal` pair them).
-pub(super) fn pack_i16(w: &QuantWeights, cols: usize) -> Vec<i16> {
-    pack(w, cols, 2, |v| v)
-}
-
-/// Weights repacked for 8-bit dot products: panels of `cols` output
-/// columns, each `[k/group][cols][group]` (`group` consecutive k of a
-/// column together: 4 as `sdot` sums them, 8 as `smmla` takes them), as
-/// i8 bytes.
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the aarch64 kernels'
+/// Weights repacked for the kernels: panels of `cols` output columns,
+/// each `[k/group][cols][group]` (`group` consecutive k of a column
+/// together: 2 as `vpmaddwd` pairs them, 4 as `sdot`/`vpdpbusd` sum them, 8
+/// as `smmla` takes them), as i8 bytes.
 pub(super) fn pack_i8(w: &QuantWeights, cols: usize, group: usize) -> Vec<u8> {
     pack(w, cols, group, |v| v as i8 as u8)
 }

@@ -1,13 +1,14 @@
-//! `int8`: 8-bit activations against q8 weights whose panels are built
-//! once, when the model loads, in the layout of the kernel this machine
-//! runs — not per call as the 16-bit path repacks them (there the repack
-//! keeps a q8 model at one byte per weight: its i16 panels would take
-//! two). The panels are i8 here, one byte per weight like the checkpoint,
-//! so they replace the stored words instead of doubling them (the caller
-//! keeps only the panels; [`Panels::stored`] gives the words back).
+//! Weight panels in the layout of the kernel this machine runs, built
+//! once when a model loads for its q8 layers (per call for q4, whose
+//! 4-bit words would double as i8 panels). The panels are i8, one byte
+//! per weight like the checkpoint, so they replace the stored words
+//! instead of doubling them (the caller keeps only the panels;
+//! [`Panels::stored`] gives the words back). The 16-bit kernels widen
+//! them to i16 as they load them (`vpmovsxbw`, `i16x8.load8x8_s`,
+//! `sxtl`), or read them as they are (aarch64's digit kernels).
 //!
-//! The kernels, each bit for bit the scalar reference on activations
-//! quantized to ±[`QMAX8`]:
+//! For `int8` (8-bit activations), each kernel bit for bit the scalar
+//! reference on activations quantized to ±[`QMAX8`]:
 //! * AVX-512 VNNI: `vpdpbusd` (u8 × s8, four products summed per i32
 //!   lane, 64 per instruction — twice `vpdpwssd`'s 32). The activations
 //!   are stored biased, `q + 128` (1..255), and each block's accumulator
@@ -34,7 +35,7 @@
 //! build for the engines that have it), and AVX-VNNI (`vpdpbusd` on ymm:
 //! Alder Lake, Zen 5; neither CPU was at hand to test it on).
 
-use super::acts::{QMAX8, quantize_rows};
+use super::acts::{QMAX8, QMAX16, quantize_rows, to_digits};
 use super::driver::{Layout, Shape, Tile, run_panels};
 use super::pack::{pack_i8, panel_scales, row_fields};
 use super::{Path, QuantWeights};
@@ -49,14 +50,16 @@ pub(super) enum ActType {
     U8,
     /// Widened to i16 (for the i16 multiply-adds).
     I16,
+    /// 16-bit values as two 8-bit digits per block (`acts::to_digits`),
+    /// for 8-bit dot products.
+    Digits,
 }
 
-/// An 8-bit-activation kernel: its tile of `mr` × `nr`, the panel layout
-/// and activation type it reads, and whether it needs the `−128 · Σ w`
-/// block sums.
+/// A kernel: its tile of `mr` × `nr`, the panel layout and activation
+/// type it reads, and whether it needs the `−128 · Σ w` block sums.
 #[derive(Clone, Copy)]
 #[allow(dead_code)] // no kernel on some targets
-pub(super) struct Kernel8 {
+pub(super) struct Kernel {
     pub(super) nr: usize,
     pub(super) mr: usize,
     pub(super) layout: Layout,
@@ -65,28 +68,35 @@ pub(super) struct Kernel8 {
     pub(super) tile: Tile,
 }
 
-/// The 8-bit-activation kernel of `path`, if it has one.
-fn kernel8(path: Path) -> Option<Kernel8> {
+/// The kernel of `path` for activations quantized to `±qmax`, if it has one.
+fn kernel(path: Path, qmax: i32) -> Option<Kernel> {
+    let act8 = qmax == QMAX8;
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => Some(super::x86::VNNI8),
+        Path::Avx512Vnni => Some(if act8 { super::x86::VNNI8 } else { super::x86::VNNI16 }),
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => Some(super::x86::AVX2_8),
+        Path::Avx2 => Some(super::x86::AVX2),
         #[cfg(target_arch = "aarch64")]
-        Path::Neon => Some(super::aarch64::NEON8),
+        Path::Neon => Some(super::aarch64::NEON),
         #[cfg(target_arch = "aarch64")]
-        Path::Dotprod => Some(super::aarch64::DOTPROD8),
+        Path::Dotprod => Some(if act8 { super::aarch64::DOTPROD8 } else { super::aarch64::DOTPROD16 }),
         #[cfg(target_arch = "aarch64")]
-        Path::I8mm => Some(super::aarch64::I8MM8),
+        Path::I8mm => Some(if act8 { super::aarch64::I8MM8 } else { super::aarch64::I8MM16 }),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Path::Simd128 => Some(super::simd128::KERNEL8),
-        _ => None,
+        Path::Simd128 => Some(super::simd128::KERNEL),
+        _ => {
+            let _ = act8;
+            None
+        }
     }
 }
 
-/// A q8 matrix `[n, k]` as one kernel's panels, for 8-bit activations.
+/// A q8/q4 matrix `[n, k]` as one kernel's panels, for activations
+/// quantized to `±qmax`.
 pub(crate) struct Panels {
     path: Path,
+    qmax: i32,
+    bits: u32,
     n: usize,
     k: usize,
     block: usize,
@@ -106,17 +116,19 @@ impl std::fmt::Debug for Panels {
 }
 
 impl Panels {
-    /// `w`'s panels for `path`'s 8-bit-activation kernel, or `None` where
-    /// it has none (the scalar path, `off`, a path this CPU lacks) or the
-    /// matrix is not q8 with blocks of 16 or 32.
-    pub(crate) fn new(path: Path, w: &QuantWeights) -> Option<Self> {
-        if w.bits != 8 || !matches!(w.block, 16 | 32) || w.k % w.block != 0 || w.n == 0 || !path.available() {
+    /// `w`'s panels for `path`'s kernel for activations quantized to
+    /// `±qmax` ([`QMAX16`] or [`QMAX8`]), or `None` where it has none (the
+    /// scalar path, `off`, a path this CPU lacks), for blocks other than 16
+    /// or 32, and for 8-bit activations on weights that are not q8.
+    pub(crate) fn new(path: Path, w: &QuantWeights, qmax: i32) -> Option<Self> {
+        let shape_ok = matches!(w.block, 16 | 32) && w.k % w.block == 0 && w.n > 0 && matches!(w.bits, 4 | 8);
+        if !shape_ok || (qmax == QMAX8 && w.bits != 8) || !matches!(qmax, QMAX8 | QMAX16) || !path.available() {
             return None;
         }
-        let kern = kernel8(path)?;
+        let kern = kernel(path, qmax)?;
         let (bytes, scales) = (pack_i8(w, kern.nr, kern.layout.group()), panel_scales(w, kern.nr));
         let sums = if kern.sums { block_sums(w, kern.nr) } else { Vec::new() };
-        Some(Self { path, n: w.n, k: w.k, block: w.block, bytes, scales, sums })
+        Some(Self { path, qmax, bits: w.bits, n: w.n, k: w.k, block: w.block, bytes, scales, sums })
     }
 
     pub(crate) fn n(&self) -> usize {
@@ -138,10 +150,10 @@ impl Panels {
     }
 
     /// `x Wᵀ (+ bias)` for `x` `[m, k]`: activations quantized per row and
-    /// block to 8 bits, then the kernel's tiles over the panels.
+    /// block, then the kernel's tiles over the panels.
     pub(crate) fn linear(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "activations of {m} rows × {}", self.k);
-        let kern = kernel8(self.path).expect("panels are built for a path with a kernel");
+        let kern = kernel(self.path, self.qmax).expect("panels are built for a path with a kernel");
         let (k, block) = (self.k, self.block);
         let shape = Shape { m, n: self.n, k, block, nr: kern.nr, mr: kern.mr };
         let mut out = if m == 0 {
@@ -159,8 +171,17 @@ impl Panels {
                         let (q, d) = quantize_rows::<u8, QMAX8>(x, m, k, block);
                         run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
                     }
-                    ActType::I16 => {
+                    ActType::I16 if self.qmax == QMAX8 => {
                         let (q, d) = quantize_rows::<i16, QMAX8>(x, m, k, block);
+                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
+                    }
+                    ActType::I16 => {
+                        let (q, d) = quantize_rows::<i16, QMAX16>(x, m, k, block);
+                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
+                    }
+                    ActType::Digits => {
+                        let (mut q, d) = quantize_rows::<i16, QMAX16>(x, m, k, block);
+                        to_digits(&mut q, block);
                         run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
                     }
                 }
@@ -174,22 +195,25 @@ impl Panels {
         out
     }
 
-    /// The matrix as a checkpoint stores it: q8 words `[n, k/4]` (each
-    /// field `q + 128`, low first) and scales `[n, k/block]`.
+    /// The matrix as a checkpoint stores it: words `[n, k·bits/32]` (each
+    /// field `q + 2^(bits−1)`, low first) and scales `[n, k/block]`.
     pub(crate) fn stored(&self) -> (Vec<u32>, Vec<f32>) {
-        let kern = kernel8(self.path).expect("panels are built for a path with a kernel");
+        let kern = kernel(self.path, self.qmax).expect("panels are built for a path with a kernel");
         let (nr, group, k, blocks) = (kern.nr, kern.layout.group(), self.k, self.k / self.block);
-        let mut words = vec![0u32; self.n * k / 4];
+        let (bits, per_word) = (self.bits, 32 / self.bits as usize);
+        let offset = 1i32 << (bits - 1);
+        let row_words = k / per_word;
+        let mut words = vec![0u32; self.n * row_words];
         let mut scales = vec![0f32; self.n * blocks];
         for n in 0..self.n {
             let (p, c) = (n / nr, n % nr);
             let panel = &self.bytes[p * k * nr..(p + 1) * k * nr];
-            for (j, word) in words[n * k / 4..(n + 1) * k / 4].iter_mut().enumerate() {
+            for (j, word) in words[n * row_words..(n + 1) * row_words].iter_mut().enumerate() {
                 let mut v = 0u32;
-                for i in 0..4 {
-                    let kk = 4 * j + i;
+                for i in 0..per_word {
+                    let kk = per_word * j + i;
                     let q = panel[(kk / group) * group * nr + c * group + kk % group] as i8 as i32;
-                    v |= ((q + 128) as u32) << (8 * i);
+                    v |= ((q + offset) as u32) << (bits as usize * i);
                 }
                 *word = v;
             }

@@ -1,5 +1,6 @@
 //! wasm32 SIMD128 integer kernel: the AVX2 kernel's arrangement in
-//! 128-bit vectors — i16 weights in panels of 8 columns `[k/2][8][2]`, i16
+//! 128-bit vectors — i8 weights in panels of 8 columns `[k/2][8][2]`
+//! widened to i16 as loaded, i16
 //! activations broadcast two at a time, `i32x4.dot_i16x8_s` (the wasm
 //! `pmaddwd`) into i32 lanes, then per block `acc + (dot · s) · d`.
 //!
@@ -13,67 +14,21 @@
 
 use std::arch::wasm32::*;
 
-use super::panels::{ActType, Kernel8};
-use super::{Layout, QuantWeights, TileArgs, run_tiles, tiles};
+use super::panels::{ActType, Kernel};
+use super::{Layout, TileArgs, tiles};
 
 const NR: usize = 8;
 const MR: usize = 4;
 
-pub(super) fn linear(x: &[f32], m: usize, w: &QuantWeights) -> Vec<f32> {
-    // SAFETY: built with simd128 (the module's cfg).
-    unsafe { run_tiles(x, m, w, NR, MR, Layout::I16Pairs, tiles) }
-}
+/// 16- and 8-bit activations: `i32x4.dot_i16x8_s` on i16 rows, the i8
+/// pair panels `[k/2][8][2]` widened as they are loaded
+/// (`i16x8.load8x8_s`: half the bytes of i16 panels).
+pub(super) const KERNEL: Kernel = Kernel { nr: NR, mr: MR, layout: Layout::I8Pairs, acts: ActType::I16, sums: false, tile: tiles };
 
 tiles!(tiles, tile, [4, 3, 2, 1]);
 
 #[inline(always)]
 unsafe fn tile<const R: usize, const B: usize>(t: TileArgs) {
-    let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
-    let a = a.cast::<i16>();
-    let panel = panel.cast::<i16>();
-    unsafe {
-        let mut accf = [[f32x4_splat(0.0); 2]; R];
-        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
-            acc[0] = (c.add(r * ldc) as *const v128).read_unaligned();
-            acc[1] = (c.add(r * ldc + 4) as *const v128).read_unaligned();
-        }
-        for b in 0..nb {
-            let mut acc = [[i32x4_splat(0); 2]; R];
-            let wp = panel.add(b * B * NR);
-            let ap = a.add(b * B);
-            for kp in 0..B / 2 {
-                let w0 = (wp.add(kp * 2 * NR) as *const v128).read_unaligned();
-                let w1 = (wp.add(kp * 2 * NR + 8) as *const v128).read_unaligned();
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = i32x4_splat((ap.add(r * lda + 2 * kp) as *const i32).read_unaligned());
-                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
-                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
-                }
-            }
-            let s0 = (sw.add(b * NR) as *const v128).read_unaligned();
-            let s1 = (sw.add(b * NR + 4) as *const v128).read_unaligned();
-            for r in 0..R {
-                let dv = f32x4_splat(*d.add(r * ldd + b));
-                accf[r][0] = f32x4_add(accf[r][0], f32x4_mul(f32x4_mul(f32x4_convert_i32x4(acc[r][0]), s0), dv));
-                accf[r][1] = f32x4_add(accf[r][1], f32x4_mul(f32x4_mul(f32x4_convert_i32x4(acc[r][1]), s1), dv));
-            }
-        }
-        for (r, acc) in accf.iter().enumerate() {
-            (c.add(r * ldc) as *mut v128).write_unaligned(acc[0]);
-            (c.add(r * ldc + 4) as *mut v128).write_unaligned(acc[1]);
-        }
-    }
-}
-
-/// 8-bit activations: [`tile`]'s `i32x4.dot_i16x8_s` on i16 rows holding
-/// 8-bit values, the i8 pair panels `[k/2][8][2]` widened as they are
-/// loaded (`i16x8.load8x8_s`: half the panel bytes).
-pub(super) const KERNEL8: Kernel8 = Kernel8 { nr: NR, mr: MR, layout: Layout::I8Pairs, acts: ActType::I16, sums: false, tile: tiles8 };
-
-tiles!(tiles8, tile8, [4, 3, 2, 1]);
-
-#[inline(always)]
-unsafe fn tile8<const R: usize, const B: usize>(t: TileArgs) {
     let TileArgs { a, lda, d, ldd, panel, sw, nb, c, ldc, first, .. } = t;
     let a = a.cast::<i16>();
     unsafe {

@@ -71,6 +71,14 @@ fn every_path_equals_the_reference_bit_for_bit() {
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(g.to_bits(), (w + bias[i % n]).to_bits(), "{path:?} m {m} n {n} k {k} q{bits}/{block} at {i}: {g} vs {w}");
                 }
+                if path != Path::Scalar {
+                    // Panels built once (as a model's q8 layers are at load)
+                    // are reused, and give back the stored matrix.
+                    let p = Panels::new(path, &w, QMAX16).expect("a supported shape");
+                    assert_eq!(p.linear(&x, m, Some(&bias)), got);
+                    assert_eq!(p.linear(&x, m, Some(&bias)), got);
+                    assert!(p.stored() == (q.packed.clone(), q.scales.clone()), "{path:?} q{bits}: panels give back the stored matrix");
+                }
             }
         }
     }
@@ -105,7 +113,7 @@ fn int8_paths_equal_the_reference_bit_for_bit() {
                 }
                 let bias = values(n, 99);
                 let want = linear(Path::Scalar, &x, m, &w, Some(&bias), QMAX8).unwrap();
-                let p = Panels::new(path, &w).expect("a q8 shape on an available path");
+                let p = Panels::new(path, &w, QMAX8).expect("a q8 shape on an available path");
                 let got = p.linear(&x, m, Some(&bias));
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(g.to_bits(), e.to_bits(), "{path:?} int8 m {m} n {n} k {k} block {block} at {i}: {g} vs {e}");
@@ -120,7 +128,8 @@ fn int8_paths_equal_the_reference_bit_for_bit() {
     eprintln!("int8 (8-bit activation) paths checked: {ran:?}");
     #[cfg(target_arch = "x86_64")]
     assert!(!std::is_x86_feature_detected!("avx2") || ran.contains(&Path::Avx2.name()));
-    assert!(Panels::new(Path::Scalar, &view(&host(16, 64, 8, 32, 1))).is_none());
+    assert!(Panels::new(Path::Scalar, &view(&host(16, 64, 8, 32, 1)), QMAX8).is_none());
+    assert!(Panels::new(path(), &view(&host(16, 64, 4, 32, 1)), QMAX8).is_none(), "8-bit activations take q8 weights only");
 }
 
 /// 8-bit activations quantize within half a step of ±127's grid, and
@@ -266,16 +275,19 @@ fn int8_speed() {
         let w = view(&q);
         let x = values(m * k, 2);
         for path in [Path::Avx512Vnni, Path::Avx2, Path::Simd128].into_iter().filter(|p| p.available()) {
+            // Panels per call (q4's way), then built once (q8's, at load),
+            // with 16-bit activations; then int8's 8-bit ones.
             let s = best_of(7, || {
                 std::hint::black_box(linear(path, &x, m, &w, None, QMAX16));
             });
-            eprintln!("{} m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
-            // int8: panels built once (as at load), then the product alone.
-            let p = Panels::new(path, &w).expect("a q8 shape");
-            let s = best_of(7, || {
-                std::hint::black_box(p.linear(&x, m, None));
-            });
-            eprintln!("{} int8 m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
+            eprintln!("{} panels per call m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
+            for (label, qmax) in [("q8", QMAX16), ("int8", QMAX8)] {
+                let p = Panels::new(path, &w, qmax).expect("a q8 shape");
+                let s = best_of(7, || {
+                    std::hint::black_box(p.linear(&x, m, None));
+                });
+                eprintln!("{} {label} m {m} n {n} k {k}: {:.1} ms, {:.1} GMAC/s", path.name(), s * 1e3, (m * n * k) as f64 / s / 1e9);
+            }
         }
         // The f32 GEMM quantized layers used before (the same crate Burn's
         // CPU backend multiplies with), on the dequantized weights.
