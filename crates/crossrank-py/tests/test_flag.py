@@ -122,6 +122,7 @@ def test_devices_and_dtypes():
     # use_fp16 is ignored on the CPU, as FlagEmbedding ignores it there.
     assert FlagReranker(path, use_fp16=True, devices="cpu")._model.dtype == "f32"
     assert FlagReranker(path, devices="cpu", dtype="q8")._model.dtype == "q8"
+    assert FlagReranker(path, devices="cpu", dtype="int8")._model.dtype == "int8"
     with pytest.raises(ValueError):
         FlagReranker(path, devices="tpu")
     with pytest.warns(UserWarning, match="wgpu"):
@@ -227,6 +228,13 @@ def test_reranker_rerank_and_quantize(tmp_path):
     assert max(abs(a - b) for a, b in zip(q8_scores, scores)) < 0.05 * max(abs(s) for s in scores) + 1e-3
     with pytest.raises(crossrank.InvalidInputError, match="already quantized"):
         crossrank.quantize(str(tmp_path / "q8"), tmp_path / "again", "q4")
+    # int8: q8's weights, marked to run with 8-bit activations on the CPU.
+    report = crossrank.quantize(str(FIXTURES / "xlmr-tiny"), tmp_path / "int8", "int8")
+    assert report["dtype"] == "int8"
+    int8_scores = Reranker(str(tmp_path / "int8"), device="cpu").compute_score([(query, d) for d in docs])
+    assert int8_scores == Reranker(str(FIXTURES / "xlmr-tiny"), device="cpu", dtype="int8").compute_score([(query, d) for d in docs])
+    assert int8_scores != q8_scores or crossrank.cpu_int8_kernels().startswith("off")
+    assert max(abs(a - b) for a, b in zip(int8_scores, scores)) < 0.1 * max(abs(s) for s in scores) + 1e-3
 
 
 def test_numpy_in_and_out():
