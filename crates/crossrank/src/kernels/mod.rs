@@ -67,6 +67,12 @@ pub(crate) fn quant_linear<const D: usize>(
 
 pub(crate) use int8::Panels;
 
+/// The device [`host_panels`] live on, and that their dequantized copies
+/// and concatenations go back to: the CPU backend.
+pub(crate) fn panels_device() -> Device {
+    Device::flex()
+}
+
 /// A q8 matrix (`packed` words `[rows, cols/4]`, `scales` `[rows,
 /// cols/block]`) as the panels of this CPU's integer kernel, for products
 /// with 8-bit activations (`act8`, the `int8` dtype) or 16-bit ones — on

@@ -116,7 +116,7 @@ impl QuantMatrix {
         match &self.store {
             Store::Packed { packed, .. } => packed.device(),
             Store::Fused(t) => t.device(),
-            Store::Panels(_) => Device::flex(),
+            Store::Panels(_) => kernels::panels_device(),
         }
     }
 
@@ -178,7 +178,7 @@ impl QuantMatrix {
                 scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
                 ..hosts[0].clone()
             };
-            return Some(h.to_device_for_matmul(&Device::flex(), first.act8));
+            return Some(h.to_device_for_matmul(&kernels::panels_device(), first.act8));
         }
         let (packed, scales): (Vec<_>, Vec<_>) = parts
             .into_iter()
@@ -200,7 +200,7 @@ impl QuantMatrix {
             Store::Fused(t) => t.clone().dequantize(),
             Store::Panels(p) => {
                 let h = Self::from_panels(p);
-                Tensor::from_data(TensorData::new(h.dequantize(), [h.rows, h.cols]), &Device::flex())
+                Tensor::from_data(TensorData::new(h.dequantize(), [h.rows, h.cols]), &kernels::panels_device())
             }
         }
     }
