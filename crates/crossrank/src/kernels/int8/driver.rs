@@ -39,6 +39,7 @@ pub(super) struct TileArgs {
     pub(super) ldd: usize,
     pub(super) panel: *const u8,
     pub(super) sw: *const f32,
+    #[allow(dead_code)] // read by the biased-u8 kernels only (x86-64)
     pub(super) sums: *const i32,
     pub(super) nb: usize,
     pub(super) c: *mut f32,
