@@ -44,25 +44,30 @@ pub(crate) fn quant_linear<const D: usize>(
     if path == int8::Path::Off || !on_host(&x.device()) || !matches!(block, 16 | 32) || (act8 && bits != 8) {
         return Err(x);
     }
-    let (device, mut dims) = (x.device(), x.dims());
-    let m = dims[..D - 1].iter().product::<usize>();
     let n = packed.dims()[0];
-    let f32s = |t: TensorData| t.convert::<f32>();
     let words = packed.clone().into_data().convert::<i32>();
     let words = words.as_slice::<i32>().expect("i32 words");
     // SAFETY: i32 and u32 have the same size and alignment; the kernels
     // read the words' bits.
     let words = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u32>(), words.len()) };
-    let (scales, bias) = (f32s(scales.clone().into_data()), bias.map(|b| f32s(b.clone().into_data())));
-    let (scales, bias) = (scales.as_slice::<f32>().expect("f32"), bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32")));
-    // `x` is moved in: the host copy is the tensor's own buffer when
-    // nothing else holds it.
-    let xs = f32s(x.into_data());
-    let view = int8::QuantWeights { n, k, bits, block, words, scales };
+    let scales = scales.clone().into_data().convert::<f32>();
+    let view = int8::QuantWeights { n, k, bits, block, words, scales: scales.as_slice::<f32>().expect("f32") };
     let qmax = if act8 { int8::QMAX8 } else { int8::QMAX16 };
-    let y = int8::linear(path, xs.as_slice::<f32>().expect("f32"), m, &view, bias, qmax).expect("a supported block");
+    Ok(host_rows(x, n, bias, |xs, m, bias| int8::linear(path, xs, m, &view, bias, qmax).expect("a supported block")))
+}
+
+/// `f(x rows, m, bias)` on the host: `x` `[.., k]` as `m` rows of f32 and
+/// the bias as f32, the `[m, n]` result back as a tensor `[.., n]` on
+/// `x`'s device. `x` is moved in: the host copy is the tensor's own buffer
+/// when nothing else holds it.
+fn host_rows<const D: usize>(x: Tensor<D>, n: usize, bias: Option<&Tensor<1>>, f: impl FnOnce(&[f32], usize, Option<&[f32]>) -> Vec<f32>) -> Tensor<D> {
+    let (device, mut dims) = (x.device(), x.dims());
+    let m = dims[..D - 1].iter().product::<usize>();
+    let bias = bias.map(|b| b.clone().into_data().convert::<f32>());
+    let xs = x.into_data().convert::<f32>();
+    let y = f(xs.as_slice::<f32>().expect("f32"), m, bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32")));
     dims[D - 1] = n;
-    Ok(Tensor::from_data(TensorData::new(y, dims), &device))
+    Tensor::from_data(TensorData::new(y, dims), &device)
 }
 
 pub(crate) use int8::Panels;
@@ -78,7 +83,6 @@ pub(crate) fn panels_device() -> Device {
 /// with 8-bit activations (`act8`, the `int8` dtype) or 16-bit ones — on
 /// the CPU backend only, and `None` where the integer path is off
 /// (`CROSSRANK_INT8`) or scalar, or for other layouts.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn host_panels(
     packed: &[u32],
     scales: &[f32],
@@ -97,14 +101,7 @@ pub(crate) fn host_panels(
 
 /// `x Wᵀ + b` on the host over prepared panels (see [`host_panels`]).
 pub(crate) fn panel_linear<const D: usize>(x: Tensor<D>, panels: &Panels, bias: Option<&Tensor<1>>) -> Tensor<D> {
-    let (device, mut dims) = (x.device(), x.dims());
-    let m = dims[..D - 1].iter().product::<usize>();
-    let bias = bias.map(|b| b.clone().into_data().convert::<f32>());
-    let bias = bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32"));
-    let xs = x.into_data().convert::<f32>();
-    let y = panels.linear(xs.as_slice::<f32>().expect("f32"), m, bias);
-    dims[D - 1] = panels.n();
-    Tensor::from_data(TensorData::new(y, dims), &device)
+    host_rows(x, panels.n(), bias, |xs, m, bias| panels.linear(xs, m, bias))
 }
 
 /// Which integer kernels quantized linear layers use on the CPU here (for

@@ -138,7 +138,6 @@ pub(super) fn quantize_rows<T: Elem, const QMAX: i32>(x: &[f32], m: usize, k: us
 /// as their 8-bit digits: `block` high bytes (`q >> 8`, signed −128..127)
 /// then `block` low bytes (`q & 255`, unsigned), so that `q = 256·hi + lo`
 /// exactly for every i16.
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 pub(super) fn to_digits(q: &mut [i16], block: usize) {
     let mut bytes = [0u8; 64];
     for b in q.chunks_exact_mut(block) {

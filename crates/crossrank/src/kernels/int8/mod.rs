@@ -141,14 +141,19 @@ pub(crate) fn linear(path: Path, x: &[f32], m: usize, w: &QuantWeights, bias: Op
         Path::Off => None,
         Path::Scalar => {
             let mut out = reference(&quantize_acts_to(x, m, w.k, w.block, qmax), w);
-            if let Some(b) = bias {
-                for row in out.chunks_exact_mut(w.n) {
-                    row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-                }
-            }
+            add_bias(&mut out, w.n, bias);
             Some(out)
         }
         _ => Panels::new(path, w, qmax).map(|p| p.linear(x, m, bias)),
+    }
+}
+
+/// `out[m, n] += bias[n]` for every row of `out` (`[.., n]`).
+fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in out.chunks_exact_mut(n) {
+            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
     }
 }
 

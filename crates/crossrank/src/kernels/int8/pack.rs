@@ -38,26 +38,19 @@ pub(super) fn row_fields(w: &QuantWeights, n: usize, out: &mut [u8]) {
 /// together: 2 as `vpmaddwd` pairs them, 4 as `sdot`/`vpdpbusd` sum them, 8
 /// as `smmla` takes them), as i8 bytes.
 pub(super) fn pack_i8(w: &QuantWeights, cols: usize, group: usize) -> Vec<u8> {
-    pack(w, cols, group, |v| v as i8 as u8)
-}
-
-/// Panels of `cols` output columns, each `[k/group][cols][group]`, of the
-/// signed weights (q8: −127..127, q4: −7..7) through `to`; padding
-/// columns 0.
-pub(super) fn pack<T: Copy + Default + Send>(w: &QuantWeights, cols: usize, group: usize, to: impl Fn(i16) -> T + Send + Sync) -> Vec<T> {
     let (k, panels) = (w.k, w.n.div_ceil(cols));
-    let mut packed = vec![T::default(); panels * k * cols];
+    let mut packed = vec![0u8; panels * k * cols];
     let offset = 1i16 << (w.bits - 1);
     for_each_panel(&mut packed, k * cols, |p, panel| {
         let mut row = vec![0u8; k];
         for c in 0..cols.min(w.n - p * cols) {
             row_fields(w, p * cols + c, &mut row);
             // Group `g` of k starts at `g·group·cols` (no division per value:
-            // the per-call repack is on every quantized layer's path).
+            // q4 layers are repacked per call).
             for (g, us) in row.chunks_exact(group).enumerate() {
                 let dst = &mut panel[g * group * cols + c * group..][..group];
                 for (d, &u) in dst.iter_mut().zip(us) {
-                    *d = to(u as i16 - offset);
+                    *d = (u as i16 - offset) as i8 as u8;
                 }
             }
         }

@@ -35,10 +35,10 @@
 //! build for the engines that have it), and AVX-VNNI (`vpdpbusd` on ymm:
 //! Alder Lake, Zen 5; neither CPU was at hand to test it on).
 
-use super::acts::{QMAX8, QMAX16, quantize_rows, to_digits};
+use super::acts::{Elem, QMAX8, QMAX16, quantize_rows, to_digits};
 use super::driver::{Layout, Shape, Tile, run_panels};
 use super::pack::{pack_i8, panel_scales, row_fields};
-use super::{Path, QuantWeights};
+use super::{Path, QuantWeights, add_bias};
 
 /// What a kernel reads the activations as.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -95,6 +95,8 @@ fn kernel(path: Path, qmax: i32) -> Option<Kernel> {
 /// quantized to `±qmax`.
 pub(crate) struct Panels {
     path: Path,
+    /// The kernel the panels are laid out for.
+    kern: Kernel,
     qmax: i32,
     bits: u32,
     n: usize,
@@ -128,7 +130,7 @@ impl Panels {
         let kern = kernel(path, qmax)?;
         let (bytes, scales) = (pack_i8(w, kern.nr, kern.layout.group()), panel_scales(w, kern.nr));
         let sums = if kern.sums { block_sums(w, kern.nr) } else { Vec::new() };
-        Some(Self { path, qmax, bits: w.bits, n: w.n, k: w.k, block: w.block, bytes, scales, sums })
+        Some(Self { path, kern, qmax, bits: w.bits, n: w.n, k: w.k, block: w.block, bytes, scales, sums })
     }
 
     pub(crate) fn n(&self) -> usize {
@@ -153,53 +155,34 @@ impl Panels {
     /// block, then the kernel's tiles over the panels.
     pub(crate) fn linear(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "activations of {m} rows × {}", self.k);
-        let kern = kernel(self.path, self.qmax).expect("panels are built for a path with a kernel");
-        let (k, block) = (self.k, self.block);
-        let shape = Shape { m, n: self.n, k, block, nr: kern.nr, mr: kern.mr };
-        let mut out = if m == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: the panels were built for this kernel (`new`), whose
-            // path is available on this CPU.
-            unsafe {
-                match kern.acts {
-                    ActType::I8 => {
-                        let (q, d) = quantize_rows::<i8, QMAX8>(x, m, k, block);
-                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
-                    }
-                    ActType::U8 => {
-                        let (q, d) = quantize_rows::<u8, QMAX8>(x, m, k, block);
-                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
-                    }
-                    ActType::I16 if self.qmax == QMAX8 => {
-                        let (q, d) = quantize_rows::<i16, QMAX8>(x, m, k, block);
-                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
-                    }
-                    ActType::I16 => {
-                        let (q, d) = quantize_rows::<i16, QMAX16>(x, m, k, block);
-                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
-                    }
-                    ActType::Digits => {
-                        let (mut q, d) = quantize_rows::<i16, QMAX16>(x, m, k, block);
-                        to_digits(&mut q, block);
-                        run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile)
-                    }
-                }
-            }
+        let mut out = match (self.kern.acts, self.qmax == QMAX8) {
+            _ if m == 0 => Vec::new(),
+            (ActType::I8, _) => self.product::<i8, QMAX8>(x, m, |_| {}),
+            (ActType::U8, _) => self.product::<u8, QMAX8>(x, m, |_| {}),
+            (ActType::I16, true) => self.product::<i16, QMAX8>(x, m, |_| {}),
+            (ActType::I16, false) => self.product::<i16, QMAX16>(x, m, |_| {}),
+            (ActType::Digits, _) => self.product::<i16, QMAX16>(x, m, |q| to_digits(q, self.block)),
         };
-        if let Some(b) = bias {
-            for row in out.chunks_exact_mut(self.n) {
-                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-            }
-        }
+        add_bias(&mut out, self.n, bias);
         out
+    }
+
+    /// The tiles over `x` quantized to `±QMAX` as `T`, then re-encoded by
+    /// `encode` as the kernel reads them (digits, or as they are).
+    fn product<T: Elem, const QMAX: i32>(&self, x: &[f32], m: usize, encode: impl FnOnce(&mut [T])) -> Vec<f32> {
+        let (k, block, kern) = (self.k, self.block, self.kern);
+        let (mut q, d) = quantize_rows::<T, QMAX>(x, m, k, block);
+        encode(&mut q);
+        let shape = Shape { m, n: self.n, k, block, nr: kern.nr, mr: kern.mr };
+        // SAFETY: the panels were built for this kernel (`new`), whose path
+        // is available on this CPU.
+        unsafe { run_panels(&q, &d, shape, &self.bytes, 1, &self.scales, &self.sums, kern.tile) }
     }
 
     /// The matrix as a checkpoint stores it: words `[n, k·bits/32]` (each
     /// field `q + 2^(bits−1)`, low first) and scales `[n, k/block]`.
     pub(crate) fn stored(&self) -> (Vec<u32>, Vec<f32>) {
-        let kern = kernel(self.path, self.qmax).expect("panels are built for a path with a kernel");
-        let (nr, group, k, blocks) = (kern.nr, kern.layout.group(), self.k, self.k / self.block);
+        let (nr, group, k, blocks) = (self.kern.nr, self.kern.layout.group(), self.k, self.k / self.block);
         let (bits, per_word) = (self.bits, 32 / self.bits as usize);
         let offset = 1i32 << (bits - 1);
         let row_words = k / per_word;
