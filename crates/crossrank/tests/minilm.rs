@@ -69,23 +69,33 @@ fn minilm() -> Option<PathBuf> {
 }
 
 /// Quantized real weights (every linear layer and the word-embedding table)
-/// against sentence-transformers' f32 embeddings: cosine >= 0.9999 for f16,
-/// >= 0.999 for q8, >= 0.99 for int8 (8-bit activations),
-/// >= 0.99 for q4 (4-bit embeddings, 8-bit linears); q4-all is held to its
-/// measured 0.86 (round-to-nearest 4-bit linears are what a 384-wide
-/// encoder cannot take); and a `crossrank quantize` checkpoint gives the
-/// same vectors as quantizing at load.
+/// against sentence-transformers' f32 embeddings, quantized at load:
+/// cosine >= 0.9999 for f16, >= 0.999 for q8, >= 0.99 for int8 (8-bit
+/// activations), >= 0.99 for q4 (4-bit embeddings, 8-bit linears: no
+/// calibration at load); q4-all is held to its measured 0.86
+/// (round-to-nearest 4-bit linears are what a 384-wide encoder cannot
+/// take). A `crossrank quantize` checkpoint gives the same vectors as
+/// quantizing at load for f16 / q8 / int8; for q4 / q4-all it is
+/// calibrated (GPTQ 4-bit linears): q4 >= 0.98 with 4-bit query, key,
+/// attention output and FFN output, q4-all >= 0.95.
 #[test]
 fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
     let Some(dir) = minilm() else { return };
     let exp: Expected = serde_json::from_slice(&std::fs::read(fixtures().join("minilm-expected.json")).unwrap()).unwrap();
     let opts = EmbedOptions { batch_size: Some(8), ..Default::default() };
-    for (dtype, min_cos) in [(WeightDtype::F16, 0.9999f32), (WeightDtype::Q8, 0.999), (WeightDtype::Int8, 0.99), (WeightDtype::Q4, 0.99), (WeightDtype::Q4All, 0.86)] {
+    let worst = |got: &[Vec<f32>]| got.iter().zip(&exp.embeddings).map(|(g, w)| cosine(g, w)).fold(1f32, f32::min);
+    for (dtype, min_cos, file_min_cos) in [
+        (WeightDtype::F16, 0.9999f32, None),
+        (WeightDtype::Q8, 0.999, None),
+        (WeightDtype::Int8, 0.99, None),
+        (WeightDtype::Q4, 0.99, Some(0.98f32)),
+        (WeightDtype::Q4All, 0.86, Some(0.95)),
+    ] {
         let e = Embedder::load_with_dtype(&Checkpoint::dir(&dir), &Device::flex(), dtype).unwrap();
         let got = e.embed(&exp.texts, &opts).unwrap();
-        let worst = got.iter().zip(&exp.embeddings).map(|(g, w)| cosine(g, w)).fold(1f32, f32::min);
-        eprintln!("all-MiniLM-L6-v2 {}: min cosine vs f32 reference {worst:.5}", dtype.as_str());
-        assert!(worst >= min_cos, "{}: cosine {worst} < {min_cos}", dtype.as_str());
+        let at_load = worst(&got);
+        eprintln!("all-MiniLM-L6-v2 {} at load: min cosine vs f32 reference {at_load:.5}", dtype.as_str());
+        assert!(at_load >= min_cos, "{}: cosine {at_load} < {min_cos}", dtype.as_str());
 
         let out = tempfile::tempdir().unwrap();
         let report = crossrank::quantize::quantize_checkpoint(&Checkpoint::dir(&dir), dtype, out.path()).unwrap();
@@ -100,8 +110,17 @@ fn all_minilm_l6_v2_quantized_keeps_its_embeddings() {
         assert_eq!(report.quantized, 39);
         let from_file = Embedder::load(&Checkpoint::dir(out.path()), &Device::flex()).unwrap();
         let again = from_file.embed(&exp.texts, &opts).unwrap();
-        for (a, b) in again.iter().zip(&got) {
-            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6), "quantized file differs from quantize-at-load");
+        match file_min_cos {
+            None => {
+                for (a, b) in again.iter().zip(&got) {
+                    assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6), "quantized file differs from quantize-at-load");
+                }
+            }
+            Some(min) => {
+                let file = worst(&again);
+                eprintln!("all-MiniLM-L6-v2 {} calibrated file: min cosine vs f32 reference {file:.5}", dtype.as_str());
+                assert!(file >= min, "{} file: cosine {file} < {min}", dtype.as_str());
+            }
         }
     }
 }

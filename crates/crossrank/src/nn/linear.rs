@@ -32,6 +32,9 @@ pub(crate) struct Linear {
     /// Quantized weights: whether the input may be quantized to int8 too
     /// (`quant::int8_activations`), where the kernels have integer GEMMs.
     int8: bool,
+    /// The weights multiplied (`PREFIX.weight`; one per concatenated
+    /// part), for calibration (`nn::calibration`).
+    names: Vec<String>,
 }
 
 enum LinearWeight {
@@ -87,7 +90,7 @@ impl Linear {
         let half_compute = matches!(&weight, LinearWeight::Half(h) if h.native().is_some()) && kernels::half_products(device);
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) { Some(w.tensor1(&bias_name, d_out, device)?) } else { None };
-        Ok(Self { weight, bias, half_compute, int8: crate::quant::int8_activations(prefix) })
+        Ok(Self { weight, bias, half_compute, int8: crate::quant::int8_activations(prefix), names: vec![name] })
     }
 
     /// [`Linear::load`] for a layer built with `nn.Linear(bias=bias)`: a
@@ -129,7 +132,8 @@ impl Linear {
         };
         let half_compute = matches!(weight, LinearWeight::Half(_)) && parts.iter().all(|p| p.half_compute);
         let int8 = parts.iter().all(|p| p.int8);
-        Linear { weight, bias, half_compute, int8 }
+        let names = parts.into_iter().flat_map(|p| p.names).collect();
+        Linear { weight, bias, half_compute, int8, names }
     }
 
     fn d_out(&self) -> usize {
@@ -152,6 +156,7 @@ impl Linear {
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        crate::nn::calibration::record(&self.names, &x);
         // Integer GEMM where the kernels have one (the CPU backend).
         let x = match &self.weight {
             LinearWeight::Quant(q) if self.int8 && q.panels().is_some() => {
@@ -254,7 +259,7 @@ mod tests {
                 _ => LinearWeight::Half(HalfMatrix::packed(w.iter().map(|&x| half::f16::from_f32(x)).collect(), d_out, d_in, &dev)),
             };
             let bias = (seed != 2).then(|| Tensor::<1>::from_data(TensorData::new(vals(d_out, seed + 7), [d_out]), &dev));
-            Linear { weight, bias, half_compute: false, int8: true }
+            Linear { weight, bias, half_compute: false, int8: true, names: vec![] }
         };
         let x = Tensor::<2>::from_data(TensorData::new(vals(n * d_in, 9), [n, d_in]), &dev);
         for kinds in [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3], [0, 1, 2], [2, 3, 2]] {

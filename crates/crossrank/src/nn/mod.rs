@@ -2,6 +2,7 @@
 //! `load` from checkpoint weights and a `forward`. Device-neutral: where a
 //! device wants its own path, the layer calls `crate::kernels`.
 
+pub(crate) mod calibration;
 mod decoder;
 mod embedding;
 mod linear;

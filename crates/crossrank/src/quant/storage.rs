@@ -75,7 +75,18 @@ impl HostQuant {
         }
     }
 
-    /// The signed values, row-major (q8: −127..127, q4: −7..7).
+    /// The same values as 8 bits (exact: the scales are kept).
+    pub(crate) fn widened(self) -> HostQuant {
+        if self.bits == 8 {
+            return self;
+        }
+        let packed = self.signed().collect::<Vec<i8>>().chunks_exact(4).map(|v| {
+            v.iter().enumerate().fold(0u32, |w, (i, &q)| w | (((q as i32 + 128) as u32) << (8 * i)))
+        }).collect();
+        HostQuant { packed, bits: 8, ..self }
+    }
+
+    /// The signed values, row-major (q8: −127..127, q4: −8..7).
     fn signed(&self) -> impl Iterator<Item = i8> + '_ {
         let per_word = 32 / self.bits as usize;
         let (mask, offset) = ((1u32 << self.bits) - 1, 1i32 << (self.bits - 1));
@@ -135,6 +146,19 @@ impl QuantMatrix {
 
     /// Panels back as the stored words and scales (load-time paths only:
     /// concatenation, and dequantizing where a layer skips the kernels).
+    /// The matrix back on the host, where it is stored as words or panels.
+    fn host(&self) -> Option<HostQuant> {
+        match &self.store {
+            Store::Panels(p) => Some(Self::from_panels(p)),
+            Store::Packed { packed, scales } => {
+                let packed: Vec<u32> = packed.clone().into_data().try_to_vec::<i32>().ok()?.into_iter().map(|w| w as u32).collect();
+                let scales = scales.clone().into_data().try_to_vec::<f32>().ok()?.into_iter().map(half::f16::from_f32).collect();
+                Some(HostQuant { rows: self.rows, cols: self.cols, bits: self.bits, block: self.block, packed, scales })
+            }
+            Store::Fused(_) => None,
+        }
+    }
+
     fn from_panels(p: &kernels::Panels) -> HostQuant {
         let (packed, scales) = p.stored();
         let scales = scales.into_iter().map(half::f16::from_f32).collect();
@@ -163,10 +187,28 @@ impl QuantMatrix {
     /// The rows of `parts` one after another (one layer's q, k and v), or
     /// `None` if they are not quantized alike or not stored packed (Burn
     /// concatenates quantized tensors by re-quantizing them: not exact).
+    ///
+    /// Parts of 4 and 8 bits (a calibrated q4 checkpoint's 4-bit query and
+    /// key beside its 8-bit value) are concatenated as 8 bits: a 4-bit
+    /// value is an 8-bit one with the same scale, exactly, and the product
+    /// then takes the panels' path.
     pub(crate) fn cat_rows(parts: Vec<QuantMatrix>) -> Option<QuantMatrix> {
         let first = parts.first()?.clone();
-        if parts.iter().any(|p| (p.bits, p.block, p.cols) != (first.bits, first.block, first.cols)) {
+        if parts.iter().any(|p| (p.block, p.cols) != (first.block, first.cols)) {
             return None;
+        }
+        if parts.iter().any(|p| p.bits != first.bits) {
+            let device = first.device();
+            let act8 = parts.iter().any(|p| p.act8);
+            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.host().map(|h| h.widened())).collect::<Option<_>>()?;
+            let h = HostQuant {
+                rows: hosts.iter().map(|h| h.rows).sum(),
+                packed: hosts.iter().flat_map(|h| h.packed.iter().copied()).collect(),
+                scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
+                ..hosts[0].clone()
+            };
+            let device = if matches!(first.store, Store::Panels(_)) { kernels::panels_device() } else { device };
+            return Some(h.to_device_for_matmul(&device, act8));
         }
         let rows = parts.iter().map(|p| p.rows).sum();
         if let Store::Panels(_) = first.store {

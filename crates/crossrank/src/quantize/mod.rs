@@ -13,9 +13,10 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::files::Staging;
-use crate::quant::{HostQuant, Role, WeightDtype, half_plan, plan};
+use crate::quant::{Gram, HostQuant, Role, WeightDtype, calibrated_4bit, gptq, half_plan, plan, quantize_searched};
 use crate::weights::{Weights, decode};
 
+pub mod calibrate;
 mod stream;
 pub use stream::StreamingQuantizer;
 
@@ -52,7 +53,19 @@ pub const MAX_SHARD_BYTES: usize = 1 << 30;
 /// beside `out` and moved into place at the end, replacing a previous
 /// checkpoint there as a whole (no stale file shadows a new one). An
 /// interrupted run leaves `out` as it was.
+///
+/// `q4` / `q4-all` are calibrated: the f32 model reads the built-in
+/// calibration texts ([`calibrate::BUILTIN`]) and the encoder linear
+/// layers [`calibrated_4bit`] names are rounded to 4 bits by GPTQ, the
+/// 4-bit embedding tables with searched scales (see `quant::gptq`); use
+/// [`quantize_checkpoint_with`] to calibrate on other texts.
 pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> Result<QuantizeReport> {
+    quantize_checkpoint_with(ck, dtype, out, &calibrate::texts_of(calibrate::BUILTIN))
+}
+
+/// [`quantize_checkpoint`], calibrating `q4` / `q4-all` on `calibration`
+/// (texts; a reranker reads each paired with the next).
+pub fn quantize_checkpoint_with(ck: &Checkpoint, dtype: WeightDtype, out: &Path, calibration: &[String]) -> Result<QuantizeReport> {
     if dtype == WeightDtype::F32 {
         return Err(Error::InvalidInput("quantize writes f16, q8, q4 or q4-all, not f32".into()));
     }
@@ -67,9 +80,18 @@ pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> R
     }
     let mut names: Vec<String> = weights.names().map(str::to_string).collect();
     names.sort();
+    let mut grams = calibration_grams(ck, &weights, &names, dtype, calibration)?;
     let (mut tensors, mut quantized, mut kept) = (Vec::new(), 0, 0);
     for name in names {
-        let (encoded, changed) = encode(&weights, &name, plan_tensor(&weights, &name, dtype)?)?;
+        let gram = grams.remove(&name);
+        let (step, rounding) = match (plan_tensor(&weights, &name, dtype)?, &gram) {
+            (Step::Quant { block, .. }, Some(g)) => (Step::Quant { bits: 4, block }, Rounding::Gptq(g)),
+            (step @ Step::Quant { bits: 4, .. }, None) if calibrated(dtype) && Role::of(&name) == Role::Embedding => {
+                (step, Rounding::Searched)
+            }
+            (step, _) => (step, Rounding::Nearest),
+        };
+        let (encoded, changed) = encode(&weights, &name, step, rounding)?;
         if changed {
             quantized += 1;
         } else {
@@ -91,6 +113,35 @@ pub fn quantize_checkpoint(ck: &Checkpoint, dtype: WeightDtype, out: &Path) -> R
     let (files, bytes_out) = write_weights(staging.path(), &tensors, metadata)?;
     staging.commit()?;
     Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
+}
+
+/// Whether `dtype` is written calibrated (the 4-bit ones).
+fn calibrated(dtype: WeightDtype) -> bool {
+    matches!(dtype, WeightDtype::Q4 | WeightDtype::Q4All)
+}
+
+/// The calibration Gram matrices of the weights of `names` that
+/// [`calibrated_4bit`] rounds by GPTQ under `dtype` (none for other
+/// dtypes, or for models without such layers: LLM rerankers' 4-bit
+/// linear layers are rounded to nearest — their 16384-wide Gram matrices
+/// would take a gigabyte each).
+fn calibration_grams(ck: &Checkpoint, w: &Weights, names: &[String], dtype: WeightDtype, texts: &[String]) -> Result<HashMap<String, Gram>> {
+    if !calibrated(dtype) {
+        return Ok(HashMap::new());
+    }
+    let mut wanted = std::collections::HashSet::new();
+    for name in names {
+        if let (Some((dt, shape, _)), Step::Quant { bits: 4, .. }) = (w.raw(name), plan_tensor(w, name, WeightDtype::Q4All)?) {
+            if matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) && calibrated_4bit(dtype, name, shape) {
+                wanted.insert(name.clone());
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    tracing::info!("calibrating {} layers on {} texts", wanted.len(), texts.len());
+    calibrate::grams(ck, wanted, texts)
 }
 
 /// A quantized weights file's header metadata (the streaming quantizer
@@ -187,6 +238,18 @@ enum Step {
     Quant { bits: u32, block: usize },
 }
 
+/// How a 4-bit tensor's values are chosen (`quantize_checkpoint` of `q4` /
+/// `q4-all`; quantizing at load rounds to nearest).
+#[derive(Clone, Copy)]
+enum Rounding<'a> {
+    /// Round to nearest, scale `absmax / qmax` ([`HostQuant::quantize`]).
+    Nearest,
+    /// GPTQ on the layer's calibration Gram matrix.
+    Gptq(&'a Gram),
+    /// Each block's scale searched (no calibration).
+    Searched,
+}
+
 /// The plan for one stored tensor under `dtype`: parts of an already
 /// quantized tensor (`part_of_quantized`) and tensors that are not float
 /// stay; f16 (which keeps F16 tensors as they are) or q8/q4 per [`plan`].
@@ -250,7 +313,7 @@ fn part_bytes(dtype: Dtype, shape: &[usize]) -> usize {
 
 /// The tensors `name` is written as under `step`, and whether that
 /// changed it.
-fn encode(w: &Weights, name: &str, step: Step) -> Result<(Vec<Encoded>, bool)> {
+fn encode(w: &Weights, name: &str, step: Step, rounding: Rounding) -> Result<(Vec<Encoded>, bool)> {
     let (dt, shape, raw) = w.raw(name).ok_or_else(|| Error::MissingTensor { name: name.into() })?;
     let keep = || (vec![(name.to_string(), dt, shape.to_vec(), raw.to_vec())], false);
     Ok(match step {
@@ -261,7 +324,17 @@ fn encode(w: &Weights, name: &str, step: Step) -> Result<(Vec<Encoded>, bool)> {
         },
         Step::Quant { bits, block } => {
             let (rows, cols) = (shape[0], shape[1]);
-            let (packed, scales) = quant_rows(name, dt, raw, rows, cols, bits, block)?;
+            let (packed, scales) = match rounding {
+                Rounding::Nearest => quant_rows(name, dt, raw, rows, cols, bits, block)?,
+                Rounding::Gptq(_) | Rounding::Searched => {
+                    let values = decode(name, dt, raw)?;
+                    let q = match rounding {
+                        Rounding::Gptq(g) => gptq(&values, rows, cols, block, g),
+                        _ => quantize_searched(&values, rows, cols, block),
+                    };
+                    (q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect())
+                }
+            };
             let [(pn, pd, ps), (sn, sd, ss)] = quant_parts(name, rows, cols, bits, block);
             (vec![(pn, pd, ps, packed), (sn, sd, ss, scales)], true)
         }
