@@ -3,56 +3,70 @@
 //! open, every linear layer whose weight is wanted adds its input's Gram
 //! matrix `XᵀX` to that weight's [`Gram`].
 //!
-//! A process-wide recorder rather than a parameter threaded through every
+//! A recorder per thread rather than a parameter threaded through every
 //! model's forward pass: calibration is one offline step, and the models
-//! stay as they run for scoring. Sessions are serialised (one at a time
-//! per process); with none open a forward pass pays one atomic load per
-//! linear layer.
+//! stay as they run for scoring. The calibration passes run on the thread
+//! that opened the session (a forward pass runs its layers on the calling
+//! thread), so other threads' passes — a server scoring meanwhile, other
+//! tests — are never recorded. With no session open anywhere a forward
+//! pass pays one atomic load per linear layer.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::Tensor;
 
 use crate::quant::Gram;
 
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-static RECORDER: Mutex<Option<Recorder>> = Mutex::new(None);
-static SESSIONS: Mutex<()> = Mutex::new(());
+/// Sessions open in the process (the fast path's test).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
+}
 
 struct Recorder {
     wanted: HashSet<String>,
     grams: HashMap<String, Gram>,
 }
 
-/// An open recording; [`Session::finish`] returns the Gram matrices.
+/// An open recording on this thread; [`Session::finish`] returns the Gram
+/// matrices. Not `Send`: it ends on the thread it began on.
 pub(crate) struct Session {
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Session {
-    /// Record the inputs of the linear layers whose weights are named in
-    /// `wanted` (`PREFIX.weight`).
+    /// Record, on this thread, the inputs of the linear layers whose
+    /// weights are named in `wanted` (`PREFIX.weight`). A session already
+    /// open on this thread is replaced.
     pub(crate) fn start(wanted: HashSet<String>) -> Self {
-        let guard = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
-        *RECORDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Recorder { wanted, grams: HashMap::new() });
-        ACTIVE.store(true, Ordering::SeqCst);
-        Self { _one_at_a_time: guard }
+        let previous = RECORDER.with(|r| r.borrow_mut().replace(Recorder { wanted, grams: HashMap::new() }));
+        if previous.is_none() {
+            OPEN.fetch_add(1, Ordering::SeqCst);
+        }
+        Self { _this_thread: std::marker::PhantomData }
     }
 
     /// The Gram matrix of each wanted weight's inputs (weights never
     /// reached are absent).
     pub(crate) fn finish(self) -> HashMap<String, Gram> {
-        ACTIVE.store(false, Ordering::SeqCst);
-        RECORDER.lock().unwrap_or_else(|e| e.into_inner()).take().map(|r| r.grams).unwrap_or_default()
+        Self::close().map(|r| r.grams).unwrap_or_default()
+    }
+
+    fn close() -> Option<Recorder> {
+        let rec = RECORDER.with(|r| r.borrow_mut().take());
+        if rec.is_some() {
+            OPEN.fetch_sub(1, Ordering::SeqCst);
+        }
+        rec
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        ACTIVE.store(false, Ordering::SeqCst);
-        RECORDER.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Self::close();
     }
 }
 
@@ -61,24 +75,33 @@ impl Drop for Session {
 /// session wants one of them. Inputs must hold real tokens only: the
 /// calibration passes one sequence at a time, so there is no padding.
 pub(crate) fn record<const D: usize>(names: &[String], x: &Tensor<D>) {
-    if !ACTIVE.load(Ordering::Relaxed) {
+    if OPEN.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut guard = RECORDER.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(rec) = guard.as_mut() else { return };
-    if !names.iter().any(|n| rec.wanted.contains(n)) {
-        return;
-    }
-    let dims = x.dims();
-    let d = dims[D - 1];
-    let rows = dims[..D - 1].iter().product::<usize>();
-    if rows == 0 {
-        return;
-    }
-    let x2 = x.clone().reshape([rows, d]);
-    let xtx = x2.clone().transpose().matmul(x2);
-    let Ok(xtx) = xtx.into_data().try_to_vec::<f32>() else { return };
-    for n in names.iter().filter(|n| rec.wanted.contains(*n)) {
-        rec.grams.entry(n.clone()).or_insert_with(|| Gram::new(d)).add(&xtx, rows);
+    RECORDER.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            rec.record(names, x);
+        }
+    });
+}
+
+impl Recorder {
+    fn record<const D: usize>(&mut self, names: &[String], x: &Tensor<D>) {
+        let rec = self;
+        if !names.iter().any(|n| rec.wanted.contains(n)) {
+            return;
+        }
+        let dims = x.dims();
+        let d = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        if rows == 0 {
+            return;
+        }
+        let x2 = x.clone().reshape([rows, d]);
+        let xtx = x2.clone().transpose().matmul(x2);
+        let Ok(xtx) = xtx.into_data().try_to_vec::<f32>() else { return };
+        for n in names.iter().filter(|n| rec.wanted.contains(*n)) {
+            rec.grams.entry(n.clone()).or_insert_with(|| Gram::new(d)).add(&xtx, rows);
+        }
     }
 }

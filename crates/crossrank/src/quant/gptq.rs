@@ -325,9 +325,7 @@ mod tests {
         }
         for i in 0..n {
             for j in 0..n {
-                let uu_h: f64 = (0..n)
-                    .map(|k| (0..n).map(|m| u[m * n + i] * u[m * n + k]).sum::<f64>() * h[k * n + j])
-                    .sum();
+                let uu_h: f64 = (0..n).map(|k| (0..n).map(|m| u[m * n + i] * u[m * n + k]).sum::<f64>() * h[k * n + j]).sum();
                 assert!((uu_h - if i == j { 1.0 } else { 0.0 }).abs() < 1e-9, "({i},{j}) {uu_h}");
             }
         }
