@@ -80,12 +80,12 @@ pub fn quantize_checkpoint_with(ck: &Checkpoint, dtype: WeightDtype, out: &Path,
     }
     let mut names: Vec<String> = weights.names().map(str::to_string).collect();
     names.sort();
-    let mut grams = calibration_grams(ck, &weights, &names, dtype, calibration)?;
+    let grams = calibration_grams(ck, &weights, &names, dtype, calibration)?;
+    let rounded = run_gptq(&weights, grams, dtype)?;
     let (mut tensors, mut quantized, mut kept) = (Vec::new(), 0, 0);
     for name in names {
-        let gram = grams.remove(&name);
-        let (step, rounding) = match (plan_tensor(&weights, &name, dtype)?, &gram) {
-            (Step::Quant { block, .. }, Some(g)) => (Step::Quant { bits: 4, block }, Rounding::Gptq(g)),
+        let (step, rounding) = match (plan_tensor(&weights, &name, dtype)?, rounded.get(&name)) {
+            (Step::Quant { block, .. }, Some(q)) if q.block == block => (Step::Quant { bits: 4, block }, Rounding::Gptq(q)),
             (step @ Step::Quant { bits: 4, .. }, None) if calibrated(dtype) && Role::of(&name) == Role::Embedding => {
                 (step, Rounding::Searched)
             }
@@ -142,6 +142,33 @@ fn calibration_grams(ck: &Checkpoint, w: &Weights, names: &[String], dtype: Weig
     }
     tracing::info!("calibrating {} layers on {} texts", wanted.len(), texts.len());
     calibrate::grams(ck, wanted, texts)
+}
+
+/// GPTQ of each weight in `grams` (4 bits, the block [`plan`] gives it),
+/// the layers in parallel where the crate has threads.
+fn run_gptq(w: &Weights, grams: HashMap<String, Gram>, dtype: WeightDtype) -> Result<HashMap<String, HostQuant>> {
+    let mut jobs = Vec::with_capacity(grams.len());
+    for (name, gram) in grams {
+        let Step::Quant { block, .. } = plan_tensor(w, &name, dtype)? else { continue };
+        let (dt, shape, raw) = w.raw(&name).ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
+        let (rows, cols) = (shape[0], shape[1]);
+        if gram.d != cols {
+            return Err(Error::InvalidInput(format!("calibration: {name} has {cols} inputs, its layer was given {}", gram.d)));
+        }
+        jobs.push((name.clone(), decode(&name, dt, raw)?, rows, cols, block, gram));
+    }
+    let run = |(name, values, rows, cols, block, gram): (String, Vec<f32>, usize, usize, usize, Gram)| {
+        let q = gptq(&values, rows, cols, block, &gram);
+        (name, q)
+    };
+    #[cfg(feature = "rayon")]
+    let done = {
+        use rayon::prelude::*;
+        jobs.into_par_iter().map(run).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let done = jobs.into_iter().map(run).collect();
+    Ok(done)
 }
 
 /// A quantized weights file's header metadata (the streaming quantizer
@@ -244,8 +271,8 @@ enum Step {
 enum Rounding<'a> {
     /// Round to nearest, scale `absmax / qmax` ([`HostQuant::quantize`]).
     Nearest,
-    /// GPTQ on the layer's calibration Gram matrix.
-    Gptq(&'a Gram),
+    /// Rounded by GPTQ on the layer's calibration Gram matrix.
+    Gptq(&'a HostQuant),
     /// Each block's scale searched (no calibration).
     Searched,
 }
@@ -297,6 +324,11 @@ fn quant_rows(name: &str, dt: Dtype, raw: &[u8], rows: usize, cols: usize, bits:
     Ok((q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect()))
 }
 
+/// A quantized matrix's packed words and f16 scales, little-endian.
+fn words_and_scales(q: &HostQuant) -> (Vec<u8>, Vec<u8>) {
+    (q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect())
+}
+
 /// Names, dtypes and shapes of the packed words and the scales `name`
 /// (`[rows, cols]`) is stored as in `bits` bits and blocks of `block`.
 fn quant_parts(name: &str, rows: usize, cols: usize, bits: u32, block: usize) -> [(String, Dtype, Vec<usize>); 2] {
@@ -326,14 +358,8 @@ fn encode(w: &Weights, name: &str, step: Step, rounding: Rounding) -> Result<(Ve
             let (rows, cols) = (shape[0], shape[1]);
             let (packed, scales) = match rounding {
                 Rounding::Nearest => quant_rows(name, dt, raw, rows, cols, bits, block)?,
-                Rounding::Gptq(_) | Rounding::Searched => {
-                    let values = decode(name, dt, raw)?;
-                    let q = match rounding {
-                        Rounding::Gptq(g) => gptq(&values, rows, cols, block, g),
-                        _ => quantize_searched(&values, rows, cols, block),
-                    };
-                    (q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect())
-                }
+                Rounding::Gptq(q) => words_and_scales(q),
+                Rounding::Searched => words_and_scales(&quantize_searched(&decode(name, dt, raw)?, rows, cols, block)),
             };
             let [(pn, pd, ps), (sn, sd, ss)] = quant_parts(name, rows, cols, bits, block);
             (vec![(pn, pd, ps, packed), (sn, sd, ss, scales)], true)
