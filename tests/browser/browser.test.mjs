@@ -328,7 +328,7 @@ function cli() {
   return existsSync(bin) ? bin : undefined;
 }
 
-test('a `crossrank quantize` q4 checkpoint downloads small and scores like quantizing at load', { skip: skip || (!cli() && !REQUIRED && 'needs the crossrank binary'), timeout: 600_000 }, async () => {
+test('a `crossrank quantize` q4 checkpoint (calibrated) downloads small and scores in the browser as natively', { skip: skip || (!cli() && !REQUIRED && 'needs the crossrank binary'), timeout: 600_000 }, async () => {
   const bin = cli();
   assert.ok(bin, 'the crossrank binary (cargo build) is needed');
   const out = join(ARTIFACTS, 'xlmr-tiny-q4');
@@ -343,17 +343,21 @@ test('a `crossrank quantize` q4 checkpoint downloads small and scores like quant
   const res = await inPage(
     async ({ Reranker }, { rel, pairs }) => {
       const fromFile = await Reranker.load(rel, { device: 'webgpu' });
-      const atLoad = await Reranker.load('/tests/fixtures/xlmr-tiny/', { device: 'webgpu', dtype: 'q4' });
       const a = await fromFile.computeScore(pairs);
-      const b = await atLoad.computeScore(pairs);
       await fromFile.dispose();
-      await atLoad.dispose();
-      return { a, b };
+      return { a };
     },
     { rel, pairs },
   );
-  const diff = Math.max(...res.a.map((x, i) => Math.abs(x - res.b[i])));
-  assert.ok(diff <= 1e-5, `from file vs quantized at load: ${diff}`);
+  // The calibrated file (GPTQ 4-bit linears) scores otherwise than
+  // quantizing at load; the browser must read it as the native CLI does.
+  // WebGPU multiplies f32 activations, the CPU's integer kernels 16-bit
+  // ones: xlmr-tiny's q4 CPU vs GPU measured 1.7e-4 (tests/quant.rs).
+  const input = pairs.map((p) => JSON.stringify(Array.isArray(p) ? { query: p[0], passage: p[1] } : p)).join('\n') + '\n';
+  const native = JSON.parse(execFileSync(bin, ['score', '--model', out, '--device', 'cpu', '--input', '-'], { input }).toString());
+  assert.equal(native.length, res.a.length);
+  const diff = Math.max(...res.a.map((x, i) => Math.abs(x - native[i])));
+  assert.ok(diff <= 2e-3, `browser vs native scores of the calibrated q4 file: ${diff}`);
 });
 
 test('auto checks the adapter and says why', { skip, timeout: 300_000 }, async () => {
