@@ -32,7 +32,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let ck = Checkpoint::resolve(&a.model, true)?;
     let report = match &a.calibration {
         Some(path) => {
-            if !matches!(dtype, WeightDtype::Q4 | WeightDtype::Q4All) {
+            if !dtype.calibrated() {
                 anyhow::bail!("--calibration is for q4 and q4-all (the calibrated dtypes), not {}", dtype.as_str());
             }
             let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--calibration {}: {e}", path.display()))?;

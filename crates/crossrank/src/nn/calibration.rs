@@ -87,8 +87,7 @@ pub(crate) fn record<const D: usize>(names: &[String], x: &Tensor<D>) {
 
 impl Recorder {
     fn record<const D: usize>(&mut self, names: &[String], x: &Tensor<D>) {
-        let rec = self;
-        if !names.iter().any(|n| rec.wanted.contains(n)) {
+        if !names.iter().any(|n| self.wanted.contains(n)) {
             return;
         }
         let dims = x.dims();
@@ -100,8 +99,8 @@ impl Recorder {
         let x2 = x.clone().reshape([rows, d]);
         let xtx = x2.clone().transpose().matmul(x2);
         let Ok(xtx) = xtx.into_data().try_to_vec::<f32>() else { return };
-        for n in names.iter().filter(|n| rec.wanted.contains(*n)) {
-            rec.grams.entry(n.clone()).or_insert_with(|| Gram::new(d)).add(&xtx, rows);
+        for n in names.iter().filter(|n| self.wanted.contains(*n)) {
+            self.grams.entry(n.clone()).or_insert_with(|| Gram::new(d)).add(&xtx, rows);
         }
     }
 }

@@ -62,15 +62,6 @@ fn level(v: f64, s: f64) -> f64 {
     if y.is_nan() { 0.0 } else { y.round().clamp(-8.0, 7.0) }
 }
 
-/// Pack signed 4-bit levels (−8..7, row-major) and their scales.
-fn pack4(levels: &[i8], scales: Vec<half::f16>, rows: usize, cols: usize, block: usize) -> HostQuant {
-    let packed = levels
-        .chunks_exact(8)
-        .map(|vals| vals.iter().enumerate().fold(0u32, |w, (i, &q)| w | (((q as i32 + 8) as u32) << (i * 4))))
-        .collect();
-    HostQuant { rows, cols, bits: 4, block, packed, scales }
-}
-
 /// 4-bit, no calibration: each block's scale searched against the plain
 /// squared error, values rounded to nearest on the 16-level grid (an
 /// embedding table: all-MiniLM-L6-v2's 4-bit table costs 0.9955 min
@@ -89,7 +80,7 @@ pub(crate) fn quantize_searched(values: &[f32], rows: usize, cols: usize, block:
             out.iter_mut().zip(&vals).for_each(|(q, &v)| *q = level(v, s as f64) as i8);
         }
     }
-    pack4(&levels, scales, rows, cols, block)
+    HostQuant::from_signed(&levels, scales, rows, cols, 4, block)
 }
 
 /// The Gram matrix of a layer's inputs over calibration tokens: `XᵀX`
@@ -203,7 +194,7 @@ pub(crate) fn gptq(values: &[f32], rows: usize, cols: usize, block: usize, gram:
             }
         }
     }
-    pack4(&levels, scales, rows, cols, block)
+    HostQuant::from_signed(&levels, scales, rows, cols, 4, block)
 }
 
 /// The upper triangular `U` with `H⁻¹ = UᵀU` for a symmetric positive

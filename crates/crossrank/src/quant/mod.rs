@@ -81,6 +81,12 @@ pub enum WeightDtype {
 }
 
 impl WeightDtype {
+    /// Whether `crossrank quantize` writes this dtype calibrated (GPTQ
+    /// 4-bit encoder linears, see [`calibrated_4bit`]): `q4` and `q4-all`.
+    pub fn calibrated(self) -> bool {
+        matches!(self, Self::Q4 | Self::Q4All)
+    }
+
     /// The dtype's name as the CLI and JS take it (`q4-all`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,7 +152,8 @@ impl Role {
     }
 }
 
-/// Whether the encoder linear layer weight `name` takes calibrated 4-bit
+/// Whether the encoder linear layer weight `name` (a matrix `plan` gives 4
+/// bits under `q4-all`) takes calibrated 4-bit
 /// values (GPTQ, [`gptq`]) when `crossrank quantize` writes `dtype`:
 /// `q4-all`, every encoder linear layer; `q4`, those that measured least
 /// sensitive — BERT / XLM-R query, key, attention output and FFN output,
@@ -159,8 +166,7 @@ impl Role {
 /// bge-reranker-base shape under 170 MB. Heads (pooler, classifier) and
 /// unknown names stay 8-bit. Quantizing at load has no calibration data
 /// and keeps [`plan`]'s 8-bit encoder linears.
-pub(crate) fn calibrated_4bit(dtype: WeightDtype, name: &str, shape: &[usize]) -> bool {
-    let Some((4, _)) = plan(WeightDtype::Q4All, Role::of(name), shape) else { return false };
+pub(crate) fn calibrated_4bit(dtype: WeightDtype, name: &str) -> bool {
     if Role::of(name) != Role::Linear || !name.ends_with(".weight") {
         return false;
     }
@@ -260,6 +266,17 @@ impl HostQuant {
                 *word = w;
             }
         }
+        Self { rows, cols, bits, block, packed, scales }
+    }
+
+    /// Signed `bits`-bit values (row-major; stored `q + 2^(bits−1)`, as
+    /// [`HostQuant::quantize`] writes them) and their scales, packed.
+    pub(crate) fn from_signed(levels: &[i8], scales: Vec<half::f16>, rows: usize, cols: usize, bits: u32, block: usize) -> Self {
+        let (per_word, offset) = (32 / bits as usize, 1i32 << (bits - 1));
+        let packed = levels
+            .chunks_exact(per_word)
+            .map(|vals| vals.iter().enumerate().fold(0u32, |w, (i, &q)| w | (((q as i32 + offset) as u32) << (i as u32 * bits))))
+            .collect();
         Self { rows, cols, bits, block, packed, scales }
     }
 

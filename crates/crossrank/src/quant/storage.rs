@@ -80,10 +80,8 @@ impl HostQuant {
         if self.bits == 8 {
             return self;
         }
-        let packed = self.signed().collect::<Vec<i8>>().chunks_exact(4).map(|v| {
-            v.iter().enumerate().fold(0u32, |w, (i, &q)| w | (((q as i32 + 128) as u32) << (8 * i)))
-        }).collect();
-        HostQuant { packed, bits: 8, ..self }
+        let levels: Vec<i8> = self.signed().collect();
+        HostQuant::from_signed(&levels, self.scales, self.rows, self.cols, 8, self.block)
     }
 
     /// The signed values, row-major (q8: −127..127, q4: −8..7).
@@ -144,9 +142,8 @@ impl QuantMatrix {
         }
     }
 
-    /// Panels back as the stored words and scales (load-time paths only:
-    /// concatenation, and dequantizing where a layer skips the kernels).
-    /// The matrix back on the host, where it is stored as words or panels.
+    /// The matrix back on the host, where it is stored as words or panels
+    /// (load time: concatenation).
     fn host(&self) -> Option<HostQuant> {
         match &self.store {
             Store::Panels(p) => Some(Self::from_panels(p)),
@@ -159,6 +156,8 @@ impl QuantMatrix {
         }
     }
 
+    /// Panels back as the stored words and scales (load-time paths only:
+    /// concatenation, and dequantizing where a layer skips the kernels).
     fn from_panels(p: &kernels::Panels) -> HostQuant {
         let (packed, scales) = p.stored();
         let scales = scales.into_iter().map(half::f16::from_f32).collect();
@@ -197,31 +196,20 @@ impl QuantMatrix {
         if parts.iter().any(|p| (p.block, p.cols) != (first.block, first.cols)) {
             return None;
         }
-        if parts.iter().any(|p| p.bits != first.bits) {
-            let device = first.device();
+        // Panels (q8 on the CPU), or mixed widths: back to words on the
+        // host, rows concatenated, stored again (load time).
+        if parts.iter().any(|p| p.bits != first.bits) || matches!(first.store, Store::Panels(_)) {
             let act8 = parts.iter().any(|p| p.act8);
-            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.host().map(|h| h.widened())).collect::<Option<_>>()?;
+            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.host().map(HostQuant::widened)).collect::<Option<_>>()?;
             let h = HostQuant {
                 rows: hosts.iter().map(|h| h.rows).sum(),
                 packed: hosts.iter().flat_map(|h| h.packed.iter().copied()).collect(),
                 scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
                 ..hosts[0].clone()
             };
-            let device = if matches!(first.store, Store::Panels(_)) { kernels::panels_device() } else { device };
-            return Some(h.to_device_for_matmul(&device, act8));
+            return Some(h.to_device_for_matmul(&first.device(), act8));
         }
         let rows = parts.iter().map(|p| p.rows).sum();
-        if let Store::Panels(_) = first.store {
-            // Back to words, rows concatenated, panels built again (load time).
-            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.panels().map(Self::from_panels)).collect::<Option<_>>()?;
-            let h = HostQuant {
-                rows,
-                packed: hosts.iter().flat_map(|h| h.packed.iter().copied()).collect(),
-                scales: hosts.iter().flat_map(|h| h.scales.iter().copied()).collect(),
-                ..hosts[0].clone()
-            };
-            return Some(h.to_device_for_matmul(&kernels::panels_device(), first.act8));
-        }
         let (packed, scales): (Vec<_>, Vec<_>) = parts
             .into_iter()
             .map(|p| match p.store {

@@ -85,8 +85,8 @@ pub fn quantize_checkpoint_with(ck: &Checkpoint, dtype: WeightDtype, out: &Path,
     let (mut tensors, mut quantized, mut kept) = (Vec::new(), 0, 0);
     for name in names {
         let (step, rounding) = match (plan_tensor(&weights, &name, dtype)?, rounded.get(&name)) {
-            (Step::Quant { block, .. }, Some(q)) if q.block == block => (Step::Quant { bits: 4, block }, Rounding::Gptq(q)),
-            (step @ Step::Quant { bits: 4, .. }, None) if calibrated(dtype) && Role::of(&name) == Role::Embedding => {
+            (Step::Quant { block, .. }, Some(q)) => (Step::Quant { bits: 4, block }, Rounding::Gptq(q)),
+            (step @ Step::Quant { bits: 4, .. }, None) if dtype.calibrated() && Role::of(&name) == Role::Embedding => {
                 (step, Rounding::Searched)
             }
             (step, _) => (step, Rounding::Nearest),
@@ -115,26 +115,20 @@ pub fn quantize_checkpoint_with(ck: &Checkpoint, dtype: WeightDtype, out: &Path,
     Ok(QuantizeReport { dtype, quantized, kept, bytes_in, bytes_out, files })
 }
 
-/// Whether `dtype` is written calibrated (the 4-bit ones).
-fn calibrated(dtype: WeightDtype) -> bool {
-    matches!(dtype, WeightDtype::Q4 | WeightDtype::Q4All)
-}
-
 /// The calibration Gram matrices of the weights of `names` that
 /// [`calibrated_4bit`] rounds by GPTQ under `dtype` (none for other
 /// dtypes, or for models without such layers: LLM rerankers' 4-bit
 /// linear layers are rounded to nearest — their 16384-wide Gram matrices
 /// would take a gigabyte each).
 fn calibration_grams(ck: &Checkpoint, w: &Weights, names: &[String], dtype: WeightDtype, texts: &[String]) -> Result<HashMap<String, Gram>> {
-    if !calibrated(dtype) {
+    if !dtype.calibrated() {
         return Ok(HashMap::new());
     }
     let mut wanted = std::collections::HashSet::new();
     for name in names {
-        if let (Some((dt, shape, _)), Step::Quant { bits: 4, .. }) = (w.raw(name), plan_tensor(w, name, WeightDtype::Q4All)?) {
-            if matches!(dt, Dtype::F32 | Dtype::F16 | Dtype::BF16) && calibrated_4bit(dtype, name, shape) {
-                wanted.insert(name.clone());
-            }
+        // A float matrix q4-all makes 4-bit (plan_tensor keeps the rest).
+        if matches!(plan_tensor(w, name, WeightDtype::Q4All)?, Step::Quant { bits: 4, .. }) && calibrated_4bit(dtype, name) {
+            wanted.insert(name.clone());
         }
     }
     if wanted.is_empty() {
@@ -320,8 +314,7 @@ fn half_bytes(name: &str, dt: Dtype, raw: &[u8]) -> Result<Option<Vec<u8>>> {
 /// are independent (blocks lie within a row), so a tensor quantized a few
 /// rows at a time is the tensor quantized at once.
 fn quant_rows(name: &str, dt: Dtype, raw: &[u8], rows: usize, cols: usize, bits: u32, block: usize) -> Result<(Vec<u8>, Vec<u8>)> {
-    let q = HostQuant::quantize(&decode(name, dt, raw)?, rows, cols, bits, block);
-    Ok((q.packed.iter().flat_map(|x| x.to_le_bytes()).collect(), q.scales.iter().flat_map(|s| s.to_le_bytes()).collect()))
+    Ok(words_and_scales(&HostQuant::quantize(&decode(name, dt, raw)?, rows, cols, bits, block)))
 }
 
 /// A quantized matrix's packed words and f16 scales, little-endian.
