@@ -347,12 +347,14 @@ impl Weights {
     /// [`Weights::quant_plan`] / [`Weights::is_half`] say: quantized, f16
     /// or f32 (PyTorch layout).
     pub(crate) fn matrix_rows(&self, name: &str, expected: &[usize], start: usize, count: usize, device: &Device) -> Result<Matrix> {
-        self.matrix_rows_as(name, expected, start, count, device, false)
+        self.matrix_rows_as(name, expected, start, count, device, None)
     }
 
     /// [`Weights::matrix_rows`]; `for_matmul`: the matrix is only
     /// multiplied, so a quantized one may be stored for a fused
-    /// dequantizing matmul ([`HostQuant::to_device_for_matmul`]).
+    /// dequantizing matmul ([`HostQuant::to_device_for_matmul`]), widened
+    /// on the host to at least the given bits first (exact: see
+    /// [`HostQuant::widened`]).
     fn matrix_rows_as(
         &self,
         name: &str,
@@ -360,7 +362,7 @@ impl Weights {
         start: usize,
         count: usize,
         device: &Device,
-        for_matmul: bool,
+        for_matmul: Option<u32>,
     ) -> Result<Matrix> {
         if let Some(Live::Matrix(t)) = self.live_tensor(name, expected)? {
             return Ok(Matrix::Dense(t.clone().slice(start..start + count)));
@@ -368,7 +370,11 @@ impl Weights {
         self.check_shape(name, expected)?;
         if let Some((bits, block)) = self.quant_plan(name) {
             let q = self.host_quant(name, expected, start, count, bits, block)?;
-            return Ok(Matrix::Quant(if for_matmul { q.to_device_for_matmul(device, self.act8()) } else { q.to_device(device) }));
+            return Ok(Matrix::Quant(match for_matmul {
+                Some(min_bits) if q.bits < min_bits => q.widened().to_device_for_matmul(device, self.act8()),
+                Some(_) => q.to_device_for_matmul(device, self.act8()),
+                None => q.to_device(device),
+            }));
         }
         if self.is_half(name) {
             if let Some(h) = self.rows_f16(name, expected, start, count)? {
@@ -381,9 +387,11 @@ impl Weights {
     }
 
     /// A linear layer's rank-2 weight `[rows, cols]` as stored (PyTorch
-    /// layout), on the device quantized, in f16 or in f32.
-    pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Matrix> {
-        self.matrix_rows_as(name, &[rows, cols], 0, rows, device, true)
+    /// layout), on the device quantized, in f16 or in f32; a quantized one
+    /// with at least `min_bits` (8: a 4-bit part beside 8-bit ones,
+    /// concatenated on the device as 8 bits, exactly).
+    pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize, min_bits: u32, device: &Device) -> Result<Matrix> {
+        self.matrix_rows_as(name, &[rows, cols], 0, rows, device, Some(min_bits))
     }
 
     /// Read every tensor every way the models can (fuzzing: no file may

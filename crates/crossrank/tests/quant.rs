@@ -278,6 +278,16 @@ fn quantized_models_agree_on_wgpu() {
             assert!(err <= tol, "{model} {}: {err} > {tol}", dtype.as_str());
         }
     }
+    // A calibrated q4 file (4-bit query and key beside an 8-bit value,
+    // widened to one 8-bit q|k|v at load): the same scores on wgpu.
+    let out = tempfile::tempdir().unwrap();
+    quantize_checkpoint(&Checkpoint::dir(fixtures().join("xlmr-tiny")), WeightDtype::Q4, out.path()).unwrap();
+    let file = Checkpoint::dir(out.path());
+    let cpu = scores(&Reranker::load(&file, &Device::flex()).unwrap(), "xlmr-tiny");
+    let gpu = scores(&Reranker::load(&file, &dev).unwrap(), "xlmr-tiny");
+    let err = max_abs_err(&cpu, &gpu);
+    eprintln!("xlmr-tiny calibrated q4 file wgpu vs cpu: max abs diff {err:.2e}");
+    assert!(err <= 1e-3, "calibrated q4 file on wgpu: {err}");
 }
 
 /// Largest |score|: f16 errors are relative.

@@ -157,12 +157,7 @@ impl BertLayer {
     pub(crate) fn load(w: &Weights, p: &str, c: &EncoderConfig, dev: &Device) -> Result<Self> {
         let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
         Ok(Self {
-            qkv: Linear::concat(
-                ["query", "key", "value"]
-                    .iter()
-                    .map(|n| Linear::load(w, &format!("{p}.attention.self.{n}"), h, h, dev))
-                    .collect::<Result<_>>()?,
-            ),
+            qkv: Linear::load_concat(w, &["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}")), h, h, dev)?,
             attn_out: Linear::load(w, &format!("{p}.attention.output.dense"), h, h, dev)?,
             attn_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps, dev)?,
             intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), h, i, dev)?,

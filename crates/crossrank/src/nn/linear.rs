@@ -75,9 +75,27 @@ impl LinearWeight {
 impl Linear {
     /// Load `{prefix}.weight` (`[out, in]` in PyTorch) and `{prefix}.bias`.
     pub(crate) fn load(w: &Weights, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
+        Self::load_widened(w, prefix, d_in, d_out, 0, device)
+    }
+
+    /// Layers `prefixes` (each `[d_out, d_in]`) as one, outputs side by
+    /// side ([`Linear::concat`]). Quantized parts of different widths (a
+    /// calibrated q4 checkpoint's 4-bit query and key beside its 8-bit
+    /// value) are all stored as 8 bits, widened on the host before upload:
+    /// exact, and the rows then concatenate on any device without reading
+    /// a device buffer back (which WebGPU cannot do synchronously).
+    pub(crate) fn load_concat(w: &Weights, prefixes: &[String], d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
+        let bits: Vec<u32> = prefixes.iter().filter_map(|p| w.quant_plan(&format!("{p}.weight")).map(|(bits, _)| bits)).collect();
+        let min_bits = if bits.iter().any(|&b| b != bits[0]) { bits.iter().copied().max().unwrap_or(0) } else { 0 };
+        let parts = prefixes.iter().map(|p| Self::load_widened(w, p, d_in, d_out, min_bits, device)).collect::<Result<_>>()?;
+        Ok(Self::concat(parts))
+    }
+
+    /// [`Linear::load`], a quantized weight stored with at least `min_bits`.
+    fn load_widened(w: &Weights, prefix: &str, d_in: usize, d_out: usize, min_bits: u32, device: &Device) -> Result<Self> {
         let name = format!("{prefix}.weight");
         let weight = if w.quant_plan(&name).is_some() || w.is_half(&name) {
-            match w.matrix(&name, d_out, d_in, device)? {
+            match w.matrix(&name, d_out, d_in, min_bits, device)? {
                 Matrix::Quant(q) => LinearWeight::Quant(q),
                 Matrix::Half(h) => LinearWeight::Half(h),
                 Matrix::Dense(t) => LinearWeight::Dense(t.transpose()),

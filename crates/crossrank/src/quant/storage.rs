@@ -142,20 +142,6 @@ impl QuantMatrix {
         }
     }
 
-    /// The matrix back on the host, where it is stored as words or panels
-    /// (load time: concatenation).
-    fn host(&self) -> Option<HostQuant> {
-        match &self.store {
-            Store::Panels(p) => Some(Self::from_panels(p)),
-            Store::Packed { packed, scales } => {
-                let packed: Vec<u32> = packed.clone().into_data().try_to_vec::<i32>().ok()?.into_iter().map(|w| w as u32).collect();
-                let scales = scales.clone().into_data().try_to_vec::<f32>().ok()?.into_iter().map(half::f16::from_f32).collect();
-                Some(HostQuant { rows: self.rows, cols: self.cols, bits: self.bits, block: self.block, packed, scales })
-            }
-            Store::Fused(_) => None,
-        }
-    }
-
     /// Panels back as the stored words and scales (load-time paths only:
     /// concatenation, and dequantizing where a layer skips the kernels).
     fn from_panels(p: &kernels::Panels) -> HostQuant {
@@ -184,23 +170,20 @@ impl QuantMatrix {
     }
 
     /// The rows of `parts` one after another (one layer's q, k and v), or
-    /// `None` if they are not quantized alike or not stored packed (Burn
-    /// concatenates quantized tensors by re-quantizing them: not exact).
-    ///
-    /// Parts of 4 and 8 bits (a calibrated q4 checkpoint's 4-bit query and
-    /// key beside its 8-bit value) are concatenated as 8 bits: a 4-bit
-    /// value is an 8-bit one with the same scale, exactly, and the product
-    /// then takes the panels' path.
+    /// `None` if they are not quantized alike or not stored packed or as
+    /// panels (Burn concatenates quantized tensors by re-quantizing them:
+    /// not exact). Parts of different widths are widened before upload
+    /// (`Linear::load_concat`): nothing here reads a device buffer back.
     pub(crate) fn cat_rows(parts: Vec<QuantMatrix>) -> Option<QuantMatrix> {
         let first = parts.first()?.clone();
-        if parts.iter().any(|p| (p.block, p.cols) != (first.block, first.cols)) {
+        if parts.iter().any(|p| (p.bits, p.block, p.cols) != (first.bits, first.block, first.cols)) {
             return None;
         }
-        // Panels (q8 on the CPU), or mixed widths: back to words on the
-        // host, rows concatenated, stored again (load time).
-        if parts.iter().any(|p| p.bits != first.bits) || matches!(first.store, Store::Panels(_)) {
+        // Panels (q8 on the CPU): back to words on the host, rows
+        // concatenated, panels built again (load time).
+        if matches!(first.store, Store::Panels(_)) {
             let act8 = parts.iter().any(|p| p.act8);
-            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.host().map(HostQuant::widened)).collect::<Option<_>>()?;
+            let hosts: Vec<HostQuant> = parts.iter().map(|p| p.panels().map(Self::from_panels)).collect::<Option<_>>()?;
             let h = HostQuant {
                 rows: hosts.iter().map(|h| h.rows).sum(),
                 packed: hosts.iter().flat_map(|h| h.packed.iter().copied()).collect(),
