@@ -4,7 +4,7 @@
 //! per weight like the checkpoint, so they replace the stored words
 //! instead of doubling them (the caller keeps only the panels;
 //! [`Panels::stored`] gives the words back). The 16-bit kernels widen
-//! them to i16 as they load them (`vpmovsxbw`, `i16x8.load8x8_s`,
+//! them to i16 as they load them (`vpmovsxbw`, `i16x8.extend_{low,high}_i8x16_s`,
 //! `sxtl`), or read them as they are (aarch64's digit kernels).
 //!
 //! For `int8` (8-bit activations), each kernel bit for bit the scalar
