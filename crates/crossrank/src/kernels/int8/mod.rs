@@ -65,14 +65,11 @@
 //!
 //! Not here, and why: AMX (`tdpbssd` is 8-bit × 8-bit only: the digit
 //! split would need two tiles per product and AMX's tile setup per call;
-//! unmeasurable without such a CPU); wasm relaxed SIMD
-//! (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies by 7-bit unsigned
-//! values only, so a 16-bit activation takes three
-//! digits, and V8 lowers it on x86-64 without VNNI to `pmaddubsw` +
-//! `pmaddwd` + `paddd`: 9 instructions per 16 products where
-//! `i32x4.dot_i16x8_s` + `i32x4.add` take 4 — slower on the hosts most
-//! visitors have; with AVX-VNNI it would be one `vpdpbusd` per digit, 3
-//! per 16, a gain only there, which a page cannot detect).
+//! unmeasurable without such a CPU); wasm relaxed SIMD for 16-bit
+//! activations (`i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies by
+//! 7-bit unsigned values only, so a 16-bit activation takes three digits,
+//! and even the 8-bit form measured no faster than `i32x4.dot_i16x8_s`
+//! on an AVX2 host: see [`panels`]).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;

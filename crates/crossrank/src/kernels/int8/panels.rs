@@ -29,11 +29,21 @@
 //!   widened as they are loaded: the same instructions on half the panel
 //!   bytes.
 //!
-//! Not here: wasm relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`
-//! (one side 7-bit: it would take the AVX2 sign trick, which wasm has no
-//! instruction for — three per weight vector and row — and a second wasm
-//! build for the engines that have it), and AVX-VNNI (`vpdpbusd` on ymm:
-//! Alder Lake, Zen 5; neither CPU was at hand to test it on).
+//! Not here:
+//! * wasm relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`: one side
+//!   7-bit (0..127), so `int8` would take activations quantized to ±63
+//!   and biased by 64 (the VNNI kernel's correction with 64), and a second
+//!   .wasm for the engines that have it. Measured first
+//!   (benches/wasm-relaxed, AMD EPYC with AVX2, no VNNI: V8 lowers it to
+//!   `pmaddubsw` + `pmaddwd` + `paddd`): its best tile (5 rows) ran 29.9
+//!   GMAC/s in Chromium 156 and 29.1 in Node 20, against 30.0 / 28.4 for
+//!   the SIMD128 kernel on 16-bit lanes — no gain on such a CPU for half
+//!   the activation bits. Only V8 with AVX-VNNI (`vpdpbusd`) or an ARM
+//!   `sdot` could gain, and neither was at hand to measure.
+//! * AVX-VNNI (`vpdpbusd` on ymm: Alder Lake and later Intel client CPUs):
+//!   this host lacks it and QEMU's TCG does not emulate it ("TCG doesn't
+//!   support requested feature: CPUID.07H:EAX.avx-vnni", QEMU 10.0), so a
+//!   kernel could be neither tested bit for bit nor timed.
 
 use super::acts::{Elem, QMAX8, QMAX16, quantize_rows, to_digits};
 use super::driver::{Layout, Shape, Tile, run_panels};
