@@ -85,8 +85,8 @@ impl Linear {
     /// exact, and the rows then concatenate on any device without reading
     /// a device buffer back (which WebGPU cannot do synchronously).
     pub(crate) fn load_concat(w: &Weights, prefixes: &[String], d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
-        let bits: Vec<u32> = prefixes.iter().filter_map(|p| w.quant_plan(&format!("{p}.weight")).map(|(bits, _)| bits)).collect();
-        let min_bits = if bits.iter().any(|&b| b != bits[0]) { bits.iter().copied().max().unwrap_or(0) } else { 0 };
+        // The widest part's bits (parts already that wide are stored as they are).
+        let min_bits = prefixes.iter().filter_map(|p| w.quant_plan(&format!("{p}.weight")).map(|(bits, _)| bits)).max().unwrap_or(0);
         let parts = prefixes.iter().map(|p| Self::load_widened(w, p, d_in, d_out, min_bits, device)).collect::<Result<_>>()?;
         Ok(Self::concat(parts))
     }
