@@ -1,10 +1,12 @@
 //! See Cargo.toml. `run(kernel, rows)` times one single-threaded pass of
 //! tiles over the whole weight (best of 8) and returns GMAC/s: kernel 0 is
-//! the shipped SIMD128 tile (4 rows × 8 columns), 1 the relaxed one with
-//! `rows` rows (4, 5 or 6), 2 the shipped tile on i16 panels (as it was
-//! before the panels became i8). Both compute the same tile arithmetic
-//! (per block: integer dot, then `acc + (dot · s) · d`), so the
-//! difference is the inner loop's instructions as the engine lowers them.
+//! the shipped SIMD128 tile (4 rows × 8 columns, i8 panels, one load and
+//! two extends per k-pair), 1 the relaxed one with `rows` rows (4, 5 or
+//! 6), 2 the SIMD128 tile on i16 panels (as it was before the panels
+//! became i8), 3 on i8 panels with two `i16x8.load8x8_s` (as shipped until
+//! 2026-12-07). All compute the same tile arithmetic (per block: integer
+//! dot, then `acc + (dot · s) · d`), so the difference is the inner loop's
+//! instructions as the engine lowers them.
 #![no_std]
 use core::arch::wasm32::*;
 
@@ -34,10 +36,13 @@ static mut A7: [u8; M * K] = [0; M * K];
 static mut D: [f32; M * NB] = [0.0; M * NB];
 static mut OUT: [f32; M * N] = [0.0; M * N];
 
-/// The shipped kernel's tile (simd128.rs), 4 rows: i8 pair panels
-/// `[k/2][8][2]` widened as loaded, i16 activations, `i32x4.dot_i16x8_s`.
+/// The SIMD128 kernel's tile (simd128.rs), 4 rows: pair panels
+/// `[k/2][8][2]` of `P` (i8 or i16), i16 activations,
+/// `i32x4.dot_i16x8_s`; `load(wp, kp)` gives k-pair `kp`'s two i16x8
+/// weight vectors (columns 0..4 and 4..8) from the block's panel `wp` —
+/// the one thing the variants differ in.
 #[inline(never)]
-unsafe fn tile16(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32, c: *mut f32) {
+unsafe fn tile16<P>(a: *const i16, d: *const f32, panel: *const P, sw: *const f32, c: *mut f32, load: impl Fn(*const P, usize) -> (v128, v128)) {
     const R: usize = 4;
     unsafe {
         let mut accf = [[f32x4_splat(0.0); 2]; R];
@@ -45,8 +50,7 @@ unsafe fn tile16(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32,
             let mut acc = [[i32x4_splat(0); 2]; R];
             let (wp, ap) = (panel.add(b * B * NR), a.add(b * B));
             for kp in 0..B / 2 {
-                let w0 = i16x8_load_extend_i8x8(wp.add(kp * 2 * NR).cast());
-                let w1 = i16x8_load_extend_i8x8(wp.add(kp * 2 * NR + 8).cast());
+                let (w0, w1) = load(wp, kp);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
                     acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
@@ -59,54 +63,24 @@ unsafe fn tile16(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32,
     }
 }
 
-/// The shipped tile's i8 panels read by one 16-byte load per k-pair, the
-/// halves widened by `i16x8.extend_{low,high}_i8x16_s`.
-#[inline(never)]
-unsafe fn tile16x(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32, c: *mut f32) {
-    const R: usize = 4;
-    unsafe {
-        let mut accf = [[f32x4_splat(0.0); 2]; R];
-        for b in 0..NB {
-            let mut acc = [[i32x4_splat(0); 2]; R];
-            let (wp, ap) = (panel.add(b * B * NR), a.add(b * B));
-            for kp in 0..B / 2 {
-                let w = (wp.add(kp * 2 * NR) as *const v128).read_unaligned();
-                let (w0, w1) = (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
-                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
-                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
-                }
-            }
-            finish_block(&mut accf, &acc, d, sw, b);
-        }
-        store(&accf, c);
-    }
+/// i8 panels, one 16-byte load per k-pair, the halves widened by
+/// `i16x8.extend_{low,high}_i8x16_s` (what simd128.rs ships).
+#[inline(always)]
+unsafe fn extend_halves(wp: *const u8, kp: usize) -> (v128, v128) {
+    let w = unsafe { (wp.add(kp * 2 * NR) as *const v128).read_unaligned() };
+    (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w))
 }
 
-/// The tile before i8 panels: the same with i16 panels `[k/2][8][2]`
-/// (twice the bytes, no widening on load).
-#[inline(never)]
-unsafe fn tile16p(a: *const i16, d: *const f32, panel: *const i16, sw: *const f32, c: *mut f32) {
-    const R: usize = 4;
-    unsafe {
-        let mut accf = [[f32x4_splat(0.0); 2]; R];
-        for b in 0..NB {
-            let mut acc = [[i32x4_splat(0); 2]; R];
-            let (wp, ap) = (panel.add(b * B * NR), a.add(b * B));
-            for kp in 0..B / 2 {
-                let w0 = (wp.add(kp * 2 * NR) as *const v128).read_unaligned();
-                let w1 = (wp.add(kp * 2 * NR + 8) as *const v128).read_unaligned();
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
-                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
-                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
-                }
-            }
-            finish_block(&mut accf, &acc, d, sw, b);
-        }
-        store(&accf, c);
-    }
+/// i8 panels, two `i16x8.load8x8_s` per k-pair (shipped until 2026-12-07).
+#[inline(always)]
+unsafe fn load8x8(wp: *const u8, kp: usize) -> (v128, v128) {
+    unsafe { (i16x8_load_extend_i8x8(wp.add(kp * 2 * NR).cast()), i16x8_load_extend_i8x8(wp.add(kp * 2 * NR + 8).cast())) }
+}
+
+/// i16 panels (before the panels became i8: twice the bytes), two loads.
+#[inline(always)]
+unsafe fn load_i16(wp: *const i16, kp: usize) -> (v128, v128) {
+    unsafe { ((wp.add(kp * 2 * NR) as *const v128).read_unaligned(), (wp.add(kp * 2 * NR + 8) as *const v128).read_unaligned()) }
 }
 
 /// The relaxed tile, `R` rows: i8 quad panels `[k/4][8][4]` as they are,
@@ -181,9 +155,9 @@ pub extern "C" fn init() {
     }
 }
 
-/// GMAC/s of kernel 0 (shipped), 1 (relaxed, `rows` 4..6) or 2 (i16
-/// panels), best of 8
-/// passes over `[256, 768] × [2304, 768]ᵀ`.
+/// GMAC/s of kernel 0 (shipped), 1 (relaxed, `rows` 4..6), 2 (i16
+/// panels) or 3 (two `load8x8_s`), best of 8 passes over
+/// `[256, 768] × [2304, 768]ᵀ`.
 #[unsafe(no_mangle)]
 pub extern "C" fn run(kernel: u32, rows: u32) -> f64 {
     let rows = if kernel != 1 { 4 } else { rows as usize };
@@ -201,9 +175,9 @@ pub extern "C" fn run(kernel: u32, rows: u32) -> f64 {
                 for r0 in (0..M - M % rows).step_by(rows) {
                     let (dp, cp) = (d.add(r0 * NB), out.add(r0 * N + p * NR));
                     match (kernel, rows) {
-                        (0, _) => tile16(a16.add(r0 * K), dp, pp, swp, cp),
-                        (3, _) => tile16x(a16.add(r0 * K), dp, pp, swp, cp),
-                        (2, _) => tile16p(a16.add(r0 * K), dp, panel16.add(p * K * NR), swp, cp),
+                        (0, _) => tile16(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| extend_halves(wp, kp)),
+                        (2, _) => tile16(a16.add(r0 * K), dp, panel16.add(p * K * NR), swp, cp, |wp, kp| load_i16(wp, kp)),
+                        (3, _) => tile16(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| load8x8(wp, kp)),
                         (_, 4) => tile7::<4>(a7.add(r0 * K), dp, pp, swp, sp, cp),
                         (_, 5) => tile7::<5>(a7.add(r0 * K), dp, pp, swp, sp, cp),
                         _ => tile7::<6>(a7.add(r0 * K), dp, pp, swp, sp, cp),
