@@ -18,6 +18,9 @@ async function measure(bytes) {
     ['SIMD128 i32x4.dot_i16x8_s on i8 panels, two i16x8.load8x8_s (shipped until 2026-12-07), 4 rows', 3, 4],
     ['SIMD128 i32x4.dot_i16x8_s on i16 panels (before i8 panels), 4 rows', 2, 4],
     ...[4, 5, 6].map((r) => [`relaxed i32x4.relaxed_dot_i8x16_i7x16_add_s, ${r} rows`, 1, r]),
+    ['the shipped tile driven as driver.rs: rows in chunks of 48, k in chunks of 256 accumulated through the output', 4, 4],
+    ['the same, k not chunked', 5, 4],
+    ['the same (k in chunks of 256), every (rows, block) tile inlined into one dispatching function as tiles! does', 6, 4],
   ];
   const best = kernels.map(() => 0);
   for (let round = 0; round < 20; round++) {

@@ -4,7 +4,12 @@
 //! two extends per k-pair), 1 the relaxed one with `rows` rows (4, 5 or
 //! 6), 2 the SIMD128 tile on i16 panels (as it was before the panels
 //! became i8), 3 on i8 panels with two `i16x8.load8x8_s` (as shipped until
-//! 2026-12-07). All compute the same tile arithmetic (per block: integer
+//! 2026-12-07); 4–6 the shipped tile called as crossrank's driver calls
+//! it (rows in chunks of 48, k in chunks of 256 accumulated through the
+//! output; 5: k not chunked; 6: through one function into which every
+//! (rows, block) instantiation is inlined, as `tiles!` makes it) — to tell
+//! the tile's speed from what the driver around it costs. All compute the
+//! same tile arithmetic (per block: integer
 //! dot, then `acc + (dot · s) · d`), so the difference is the inner loop's
 //! instructions as the engine lowers them.
 #![no_std]
@@ -42,7 +47,14 @@ static mut OUT: [f32; M * N] = [0.0; M * N];
 /// weight vectors (columns 0..4 and 4..8) from the block's panel `wp` —
 /// the one thing the variants differ in.
 #[inline(never)]
-unsafe fn tile16<P>(a: *const i16, d: *const f32, panel: *const P, sw: *const f32, c: *mut f32, load: impl Fn(*const P, usize) -> (v128, v128)) {
+unsafe fn tile16<P>(
+    a: *const i16,
+    d: *const f32,
+    panel: *const P,
+    sw: *const f32,
+    c: *mut f32,
+    load: impl Fn(*const P, usize) -> (v128, v128),
+) {
     const R: usize = 4;
     unsafe {
         let mut accf = [[f32x4_splat(0.0); 2]; R];
@@ -60,6 +72,78 @@ unsafe fn tile16<P>(a: *const i16, d: *const f32, panel: *const P, sw: *const f3
             finish_block(&mut accf, &acc, d, sw, b);
         }
         store(&accf, c);
+    }
+}
+
+/// The shipped tile as crossrank's driver (kernels/int8/driver.rs) calls
+/// it: `nb` blocks of k per call, accumulating through the output after
+/// the first call, rows at stride `K`, block scales at stride `NB`.
+#[inline(never)]
+unsafe fn tile16_driven(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32, nb: usize, c: *mut f32, first: bool) {
+    unsafe { tile16_generic::<4, 32>(a, d, panel, sw, nb, c, first) }
+}
+
+/// What simd128.rs's `tiles!` makes of its tile: every (rows, block)
+/// instantiation inlined into one dispatching function.
+#[inline(never)]
+unsafe fn tiles_dispatch(
+    rows: usize,
+    block: usize,
+    a: *const i16,
+    d: *const f32,
+    panel: *const u8,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    first: bool,
+) {
+    unsafe {
+        match (rows, block) {
+            (4, 16) => tile16_generic::<4, 16>(a, d, panel, sw, nb, c, first),
+            (4, _) => tile16_generic::<4, 32>(a, d, panel, sw, nb, c, first),
+            (3, 16) => tile16_generic::<3, 16>(a, d, panel, sw, nb, c, first),
+            (3, _) => tile16_generic::<3, 32>(a, d, panel, sw, nb, c, first),
+            (2, 16) => tile16_generic::<2, 16>(a, d, panel, sw, nb, c, first),
+            (2, _) => tile16_generic::<2, 32>(a, d, panel, sw, nb, c, first),
+            (1, 16) => tile16_generic::<1, 16>(a, d, panel, sw, nb, c, first),
+            _ => tile16_generic::<1, 32>(a, d, panel, sw, nb, c, first),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile16_generic<const R: usize, const BB: usize>(
+    a: *const i16,
+    d: *const f32,
+    panel: *const u8,
+    sw: *const f32,
+    nb: usize,
+    c: *mut f32,
+    first: bool,
+) {
+    unsafe {
+        let mut accf = [[f32x4_splat(0.0); 2]; R];
+        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
+            acc[0] = (c.add(r * N) as *const v128).read_unaligned();
+            acc[1] = (c.add(r * N + 4) as *const v128).read_unaligned();
+        }
+        for b in 0..nb {
+            let mut acc = [[i32x4_splat(0); 2]; R];
+            let (wp, ap) = (panel.add(b * BB * NR), a.add(b * BB));
+            for kp in 0..BB / 2 {
+                let (w0, w1) = extend_halves(wp, kp);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
+                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
+                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
+                }
+            }
+            finish_block::<R>(&mut accf, &acc, d, sw, b);
+        }
+        for (r, acc) in accf.iter().enumerate() {
+            (c.add(r * N) as *mut v128).write_unaligned(acc[0]);
+            (c.add(r * N + 4) as *mut v128).write_unaligned(acc[1]);
+        }
     }
 }
 
@@ -144,7 +228,8 @@ pub extern "C" fn init() {
     };
     // SAFETY: single-threaded; nothing else touches the statics.
     unsafe {
-        let (panel, a16, a7, sw, d) = (&mut *(&raw mut PANEL), &mut *(&raw mut A16), &mut *(&raw mut A7), &mut *(&raw mut SW), &mut *(&raw mut D));
+        let (panel, a16, a7, sw, d) =
+            (&mut *(&raw mut PANEL), &mut *(&raw mut A16), &mut *(&raw mut A7), &mut *(&raw mut SW), &mut *(&raw mut D));
         panel.iter_mut().for_each(|v| *v = ((rnd() % 255) as i32 - 127) as i8 as u8);
         let panel16 = &mut *(&raw mut PANEL16);
         panel16.iter_mut().zip(panel.iter()).for_each(|(w, &v)| *w = v as i8 as i16);
@@ -167,9 +252,34 @@ pub extern "C" fn run(kernel: u32, rows: u32) -> f64 {
     unsafe {
         let (panel, sw, sums) = ((&raw const PANEL).cast::<u8>(), (&raw const SW).cast::<f32>(), (&raw const SUMS).cast::<i32>());
         let panel16 = (&raw const PANEL16).cast::<i16>();
-        let (a16, a7, d, out) = ((&raw const A16).cast::<i16>(), (&raw const A7).cast::<u8>(), (&raw const D).cast::<f32>(), (&raw mut OUT).cast::<f32>());
+        let (a16, a7, d, out) =
+            ((&raw const A16).cast::<i16>(), (&raw const A7).cast::<u8>(), (&raw const D).cast::<f32>(), (&raw mut OUT).cast::<f32>());
         for _ in 0..8 {
             let t = now();
+            if kernel >= 4 {
+                // As driver.rs: row chunks of 48, k in chunks of `kc`
+                // (256: the driver's KC; or all of K), panels, tiles of 4.
+                let kc = if kernel == 5 { K } else { 256 };
+                for m0 in (0..M).step_by(48) {
+                    for k0 in (0..K).step_by(kc) {
+                        let b0 = k0 / B;
+                        for p in 0..N / NR {
+                            let (pp, swp) = (panel.add(p * K * NR + k0 * NR), sw.add((p * NB + b0) * NR));
+                            for r0 in (m0..(m0 + 48).min(M)).step_by(4) {
+                                let (ap, dp, cp) = (a16.add(r0 * K + k0), d.add(r0 * NB + b0), out.add(r0 * N + p * NR));
+                                if kernel == 6 {
+                                    tiles_dispatch(4, B, ap, dp, pp, swp, kc / B, cp, k0 == 0);
+                                } else {
+                                    tile16_driven(ap, dp, pp, swp, kc / B, cp, k0 == 0);
+                                }
+                            }
+                        }
+                    }
+                }
+                let ms = now() - t;
+                best = if ms < best { ms } else { best };
+                continue;
+            }
             for p in 0..N / NR {
                 let (pp, swp, sp) = (panel.add(p * K * NR), sw.add(p * NB * NR), sums.add(p * NB * NR));
                 for r0 in (0..M - M % rows).step_by(rows) {
