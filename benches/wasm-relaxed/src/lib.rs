@@ -41,27 +41,34 @@ static mut A7: [u8; M * K] = [0; M * K];
 static mut D: [f32; M * NB] = [0.0; M * NB];
 static mut OUT: [f32; M * N] = [0.0; M * N];
 
-/// The SIMD128 kernel's tile (simd128.rs), 4 rows: pair panels
-/// `[k/2][8][2]` of `P` (i8 or i16), i16 activations,
-/// `i32x4.dot_i16x8_s`; `load(wp, kp)` gives k-pair `kp`'s two i16x8
-/// weight vectors (columns 0..4 and 4..8) from the block's panel `wp` —
-/// the one thing the variants differ in.
-#[inline(never)]
-unsafe fn tile16<P>(
+/// The SIMD128 kernel's tile (simd128.rs), `R` rows × 8 columns, `nb`
+/// blocks of `BB`: pair panels `[k/2][8][2]` of `P` (i8 or i16), i16
+/// activations, `i32x4.dot_i16x8_s`, accumulated into the output unless
+/// `first` (as crossrank's driver calls it: kernels/int8/driver.rs);
+/// `load(wp, kp)` gives k-pair `kp`'s two i16x8 weight vectors (columns
+/// 0..4 and 4..8) from the block's panel `wp` — the one thing the
+/// kernel variants differ in.
+#[inline(always)]
+unsafe fn tile16<P, const R: usize, const BB: usize>(
     a: *const i16,
     d: *const f32,
     panel: *const P,
     sw: *const f32,
+    nb: usize,
     c: *mut f32,
+    first: bool,
     load: impl Fn(*const P, usize) -> (v128, v128),
 ) {
-    const R: usize = 4;
     unsafe {
         let mut accf = [[f32x4_splat(0.0); 2]; R];
-        for b in 0..NB {
+        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
+            acc[0] = (c.add(r * N) as *const v128).read_unaligned();
+            acc[1] = (c.add(r * N + 4) as *const v128).read_unaligned();
+        }
+        for b in 0..nb {
             let mut acc = [[i32x4_splat(0); 2]; R];
-            let (wp, ap) = (panel.add(b * B * NR), a.add(b * B));
-            for kp in 0..B / 2 {
+            let (wp, ap) = (panel.add(b * BB * NR), a.add(b * BB));
+            for kp in 0..BB / 2 {
                 let (w0, w1) = load(wp, kp);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
@@ -69,22 +76,34 @@ unsafe fn tile16<P>(
                     acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
                 }
             }
-            finish_block(&mut accf, &acc, d, sw, b);
+            finish_block::<R>(&mut accf, &acc, d, sw, b);
         }
         store(&accf, c);
     }
 }
 
-/// The shipped tile as crossrank's driver (kernels/int8/driver.rs) calls
-/// it: `nb` blocks of k per call, accumulating through the output after
-/// the first call, rows at stride `K`, block scales at stride `NB`.
+/// A whole-k tile from zero (kernels 0, 2, 3), 4 rows, blocks of 32.
+#[inline(never)]
+unsafe fn tile16_whole<P>(
+    a: *const i16,
+    d: *const f32,
+    panel: *const P,
+    sw: *const f32,
+    c: *mut f32,
+    load: impl Fn(*const P, usize) -> (v128, v128),
+) {
+    unsafe { tile16::<P, 4, B>(a, d, panel, sw, NB, c, true, load) }
+}
+
+/// The shipped tile (i8 panels, one load and two extends) as the driver
+/// calls it: `nb` blocks per call (kernels 4 and 5).
 #[inline(never)]
 unsafe fn tile16_driven(a: *const i16, d: *const f32, panel: *const u8, sw: *const f32, nb: usize, c: *mut f32, first: bool) {
-    unsafe { tile16_generic::<4, 32>(a, d, panel, sw, nb, c, first) }
+    unsafe { tile16::<u8, 4, B>(a, d, panel, sw, nb, c, first, |wp, kp| extend_halves(wp, kp)) }
 }
 
 /// What simd128.rs's `tiles!` makes of its tile: every (rows, block)
-/// instantiation inlined into one dispatching function.
+/// instantiation inlined into one dispatching function (kernel 6).
 #[inline(never)]
 unsafe fn tiles_dispatch(
     rows: usize,
@@ -97,52 +116,17 @@ unsafe fn tiles_dispatch(
     c: *mut f32,
     first: bool,
 ) {
+    let load = |wp, kp| unsafe { extend_halves(wp, kp) };
     unsafe {
         match (rows, block) {
-            (4, 16) => tile16_generic::<4, 16>(a, d, panel, sw, nb, c, first),
-            (4, _) => tile16_generic::<4, 32>(a, d, panel, sw, nb, c, first),
-            (3, 16) => tile16_generic::<3, 16>(a, d, panel, sw, nb, c, first),
-            (3, _) => tile16_generic::<3, 32>(a, d, panel, sw, nb, c, first),
-            (2, 16) => tile16_generic::<2, 16>(a, d, panel, sw, nb, c, first),
-            (2, _) => tile16_generic::<2, 32>(a, d, panel, sw, nb, c, first),
-            (1, 16) => tile16_generic::<1, 16>(a, d, panel, sw, nb, c, first),
-            _ => tile16_generic::<1, 32>(a, d, panel, sw, nb, c, first),
-        }
-    }
-}
-
-#[inline(always)]
-unsafe fn tile16_generic<const R: usize, const BB: usize>(
-    a: *const i16,
-    d: *const f32,
-    panel: *const u8,
-    sw: *const f32,
-    nb: usize,
-    c: *mut f32,
-    first: bool,
-) {
-    unsafe {
-        let mut accf = [[f32x4_splat(0.0); 2]; R];
-        for (r, acc) in accf.iter_mut().enumerate().filter(|_| !first) {
-            acc[0] = (c.add(r * N) as *const v128).read_unaligned();
-            acc[1] = (c.add(r * N + 4) as *const v128).read_unaligned();
-        }
-        for b in 0..nb {
-            let mut acc = [[i32x4_splat(0); 2]; R];
-            let (wp, ap) = (panel.add(b * BB * NR), a.add(b * BB));
-            for kp in 0..BB / 2 {
-                let (w0, w1) = extend_halves(wp, kp);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = i32x4_splat((ap.add(r * K + 2 * kp) as *const i32).read_unaligned());
-                    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(w0, x));
-                    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(w1, x));
-                }
-            }
-            finish_block::<R>(&mut accf, &acc, d, sw, b);
-        }
-        for (r, acc) in accf.iter().enumerate() {
-            (c.add(r * N) as *mut v128).write_unaligned(acc[0]);
-            (c.add(r * N + 4) as *mut v128).write_unaligned(acc[1]);
+            (4, 16) => tile16::<u8, 4, 16>(a, d, panel, sw, nb, c, first, load),
+            (4, _) => tile16::<u8, 4, 32>(a, d, panel, sw, nb, c, first, load),
+            (3, 16) => tile16::<u8, 3, 16>(a, d, panel, sw, nb, c, first, load),
+            (3, _) => tile16::<u8, 3, 32>(a, d, panel, sw, nb, c, first, load),
+            (2, 16) => tile16::<u8, 2, 16>(a, d, panel, sw, nb, c, first, load),
+            (2, _) => tile16::<u8, 2, 32>(a, d, panel, sw, nb, c, first, load),
+            (1, 16) => tile16::<u8, 1, 16>(a, d, panel, sw, nb, c, first, load),
+            _ => tile16::<u8, 1, 32>(a, d, panel, sw, nb, c, first, load),
         }
     }
 }
@@ -285,9 +269,9 @@ pub extern "C" fn run(kernel: u32, rows: u32) -> f64 {
                 for r0 in (0..M - M % rows).step_by(rows) {
                     let (dp, cp) = (d.add(r0 * NB), out.add(r0 * N + p * NR));
                     match (kernel, rows) {
-                        (0, _) => tile16(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| extend_halves(wp, kp)),
-                        (2, _) => tile16(a16.add(r0 * K), dp, panel16.add(p * K * NR), swp, cp, |wp, kp| load_i16(wp, kp)),
-                        (3, _) => tile16(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| load8x8(wp, kp)),
+                        (0, _) => tile16_whole(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| extend_halves(wp, kp)),
+                        (2, _) => tile16_whole(a16.add(r0 * K), dp, panel16.add(p * K * NR), swp, cp, |wp, kp| load_i16(wp, kp)),
+                        (3, _) => tile16_whole(a16.add(r0 * K), dp, pp, swp, cp, |wp, kp| load8x8(wp, kp)),
                         (_, 4) => tile7::<4>(a7.add(r0 * K), dp, pp, swp, sp, cp),
                         (_, 5) => tile7::<5>(a7.add(r0 * K), dp, pp, swp, sp, cp),
                         _ => tile7::<6>(a7.add(r0 * K), dp, pp, swp, sp, cp),
